@@ -1,0 +1,100 @@
+//! The command line (DESIGN.md "Command line"): parsing, and dispatch to each command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::exit::{CommandError, Exit};
+use crate::logging::{self, LogFormat};
+
+/// rollcall keeps Microsoft 365 mailing lists in step with authoritative records.
+#[derive(Debug, Parser)]
+#[command(name = "rollcall", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// The configuration file [default: ./rollcall.toml].
+    #[arg(long, global = true, env = "ROLLCALL_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// The shape of log lines on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// More log detail (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Less log detail (repeat for less).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `rollcall config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print it with every default filled in and secrets redacted.
+    Check,
+}
+
+/// What every command may need from the global options.
+#[derive(Debug)]
+pub struct Context {
+    /// The configuration file path chosen by `--config`, `ROLLCALL_CONFIG` or the default.
+    pub config_path: PathBuf,
+}
+
+impl Context {
+    /// Loads and validates the configuration; a fault is a usage error (exit 2).
+    pub fn config(&self) -> Result<Config, CommandError> {
+        Ok(Config::load(&self.config_path)?)
+    }
+}
+
+/// Parses the command line, runs the command and turns its outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format, cli.verbose as i8 - cli.quiet as i8);
+    let context = Context {
+        config_path: cli
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH)),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Exit::Failed.into();
+        }
+    };
+    match runtime.block_on(dispatch(cli.command, &context)) {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit.into()
+        }
+    }
+}
+
+async fn dispatch(command: Command, context: &Context) -> Result<Exit, CommandError> {
+    match command {
+        Command::Config(ConfigCommand::Check) => {
+            let config = context.config()?;
+            println!("# {}: valid", config.path.display());
+            print!("{}", config.render_effective());
+            Ok(Exit::Success)
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Secrets: read from environment variables or files, never printed.
+
+use std::fmt;
+use std::path::Path;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// A database URL that may carry a password. Its `Debug` and [`DatabaseUrl::redacted`]
+/// never show the password.
+#[derive(Clone)]
+pub struct DatabaseUrl(SecretString);
+
+impl DatabaseUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(SecretString::from(url.into()))
+    }
+
+    /// The URL with its password, for connecting.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// The URL with its password replaced by `***`, for logs and messages.
+    pub fn redacted(&self) -> String {
+        redact_url(self.expose())
+    }
+
+    /// The lower-case scheme (`sqlite`, `postgres`, `mysql`, …).
+    pub fn scheme(&self) -> String {
+        let url = self.expose();
+        url.split_once(':')
+            .map(|(s, _)| s.to_ascii_lowercase())
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Replaces the password in a URL by `***`; anything that is not a URL comes back unchanged
+/// unless it looks like it carries credentials, which are then hidden whole.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                // set_password fails only for URLs that cannot have credentials.
+                let _ = url.set_password(Some("***"));
+            }
+            let mut out = url.to_string();
+            // url adds a trailing slash to bare hosts; keep the operator's spelling otherwise.
+            if !raw.ends_with('/') && out.ends_with('/') && url.path() == "/" {
+                out.pop();
+            }
+            out
+        }
+        Err(_) if raw.contains('@') => "***".to_owned(),
+        Err(_) => raw.to_owned(),
+    }
+}
+
+/// Reads a secret from exactly one of: a literal allowed in the file, an environment
+/// variable, or a file. Returns `Ok(None)` when none is given.
+pub(crate) fn read_secret(
+    literal: Option<&str>,
+    env: Option<&str>,
+    file: Option<&Path>,
+    names: [&str; 3],
+) -> Result<Option<SecretString>, String> {
+    let given = [literal.is_some(), env.is_some(), file.is_some()];
+    if given.iter().filter(|g| **g).count() > 1 {
+        let used: Vec<&str> = names
+            .iter()
+            .zip(given)
+            .filter(|(_, g)| *g)
+            .map(|(n, _)| *n)
+            .collect();
+        return Err(format!("give only one of {}", used.join(", ")));
+    }
+    if let Some(value) = literal {
+        return Ok(Some(SecretString::from(value.to_owned())));
+    }
+    if let Some(var) = env {
+        if var.trim().is_empty() {
+            return Err(format!("`{}` names no environment variable", names[1]));
+        }
+        return match std::env::var(var) {
+            Ok(value) if !value.trim().is_empty() => {
+                Ok(Some(SecretString::from(value.trim().to_owned())))
+            }
+            Ok(_) => Err(format!("environment variable {var} is empty")),
+            Err(std::env::VarError::NotPresent) => {
+                Err(format!("environment variable {var} is not set"))
+            }
+            Err(std::env::VarError::NotUnicode(_)) => {
+                Err(format!("environment variable {var} is not valid UTF-8"))
+            }
+        };
+    }
+    if let Some(path) = file {
+        return match std::fs::read_to_string(path) {
+            Ok(value) if !value.trim().is_empty() => {
+                Ok(Some(SecretString::from(value.trim().to_owned())))
+            }
+            Ok(_) => Err(format!("{} is empty", path.display())),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        };
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_hides_only_the_password() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db.example.ac.uk:5432/sis"),
+            "postgres://app:***@db.example.ac.uk:5432/sis"
+        );
+        assert_eq!(
+            redact_url("mysql://root@127.0.0.1:3306/test"),
+            "mysql://root@127.0.0.1:3306/test"
+        );
+        assert_eq!(redact_url("sqlite://rollcall.db"), "sqlite://rollcall.db");
+        assert_eq!(redact_url("not a url with user:pw@host"), "***");
+    }
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let url = DatabaseUrl::new("postgres://app:s3cret@db/sis");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert!(!url.to_string().contains("s3cret"));
+        assert_eq!(url.scheme(), "postgres");
+    }
+
+    #[test]
+    fn two_ways_of_giving_one_secret_is_an_error() {
+        let err =
+            read_secret(Some("x"), Some("VAR"), None, ["url", "url_env", "url_file"]).unwrap_err();
+        assert_eq!(err, "give only one of url, url_env");
+    }
+
+    #[test]
+    fn unset_environment_variable_is_named() {
+        let err = read_secret(
+            None,
+            Some("ROLLCALL_TEST_SURELY_UNSET_VAR"),
+            None,
+            ["url", "url_env", "url_file"],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "environment variable ROLLCALL_TEST_SURELY_UNSET_VAR is not set"
+        );
+    }
+}

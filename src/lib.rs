@@ -1,0 +1,9 @@
+//! rollcall keeps Microsoft 365 mailing lists in step with authoritative records.
+//!
+//! Data flows one way: sources → snapshot → desired, Microsoft 365 → actual, then a pure
+//! diff and guard, the journal, and the apply. See DESIGN.md for the contract.
+
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod logging;

@@ -1,0 +1,5 @@
+//! The sandbox tenant: a Microsoft Graph emulator for the subset rollcall uses.
+
+pub mod seed;
+
+pub use seed::{Seed, SeedGroup, SeedUser};

@@ -1,0 +1,199 @@
+//! A fresh database per test, on SQLite, PostgreSQL and MariaDB.
+//!
+//! PostgreSQL and MariaDB come from `ROLLCALL_TEST_POSTGRES_URL` / `ROLLCALL_TEST_MYSQL_URL`
+//! (a URL to an existing database the test user may create databases from). Outside CI a
+//! missing variable skips the test with a line on stderr; with `CI=true` it fails the test,
+//! because a suite that silently skipped its backends proves nothing.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::Connection;
+
+/// A database server kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file in a temporary folder.
+    Sqlite,
+    /// PostgreSQL, from `ROLLCALL_TEST_POSTGRES_URL`.
+    Postgres,
+    /// MySQL or MariaDB, from `ROLLCALL_TEST_MYSQL_URL`.
+    Mysql,
+}
+
+impl Backend {
+    /// The environment variable naming the server, if the backend needs one.
+    pub fn env_var(self) -> Option<&'static str> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some("ROLLCALL_TEST_POSTGRES_URL"),
+            Backend::Mysql => Some("ROLLCALL_TEST_MYSQL_URL"),
+        }
+    }
+}
+
+/// A database created for one test and dropped after it.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// The backend.
+    pub backend: Backend,
+    /// A URL to the fresh, empty database.
+    pub url: String,
+    name: String,
+    admin_url: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique_name() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("rollcall_t{}_{}_{}", std::process::id(), n, nanos % 100_000)
+}
+
+/// Whether the suite runs in CI, where a missing database server is a failure.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The server URL for a backend, or `None` when the test should be skipped (outside CI).
+pub fn server_url(backend: Backend) -> Option<String> {
+    let var = backend.env_var()?;
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if in_ci() => {
+            panic!("{var} is not set and CI=true: the {backend:?} tests must run in CI")
+        }
+        _ => {
+            eprintln!("skipping: {var} is not set (set it to run the {backend:?} tests)");
+            None
+        }
+    }
+}
+
+/// Replaces the database (path) part of a server URL.
+pub fn with_database(server_url: &str, name: &str) -> String {
+    let mut url = url::Url::parse(server_url).expect("the test server URL parses");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+impl TestDatabase {
+    /// Creates a fresh database, or returns `None` when the backend is not configured
+    /// outside CI.
+    pub async fn create(backend: Backend) -> Option<TestDatabase> {
+        let name = unique_name();
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("a temporary folder");
+                let url = format!(
+                    "sqlite://{}",
+                    dir.path().join(format!("{name}.db")).display()
+                );
+                Some(TestDatabase {
+                    backend,
+                    url,
+                    name,
+                    admin_url: None,
+                    _dir: Some(dir),
+                })
+            }
+            Backend::Postgres | Backend::Mysql => {
+                let admin_url = server_url(backend)?;
+                execute_admin(backend, &admin_url, &format!("CREATE DATABASE {name}")).await;
+                let url = with_database(&admin_url, &name);
+                Some(TestDatabase {
+                    backend,
+                    url,
+                    name,
+                    admin_url: Some(admin_url),
+                    _dir: None,
+                })
+            }
+        }
+    }
+}
+
+async fn execute_admin(backend: Backend, admin_url: &str, sql: &str) {
+    match backend {
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(admin_url)
+                .await
+                .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin_url}: {e}"));
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        Backend::Mysql => {
+            let mut conn = sqlx::MySqlConnection::connect(admin_url)
+                .await
+                .unwrap_or_else(|e| panic!("cannot reach MariaDB at {admin_url}: {e}"));
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        Backend::Sqlite => {}
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(admin_url) = self.admin_url.clone() else {
+            return;
+        };
+        let backend = self.backend;
+        let sql = match backend {
+            Backend::Postgres => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            _ => format!("DROP DATABASE IF EXISTS {}", self.name),
+        };
+        // Drop runs inside the test's runtime; a thread with its own runtime may block.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(execute_admin(backend, &admin_url, &sql));
+            }
+        })
+        .join();
+    }
+}
+
+/// Runs a scenario `async fn(TestDatabase)` once per backend, as three tests named
+/// `<scenario>::sqlite`, `<scenario>::postgres` and `<scenario>::mysql`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                use $crate::common::db::{Backend, TestDatabase};
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    if let Some(db) = TestDatabase::create(Backend::Sqlite).await {
+                        super::$scenario(db).await;
+                    }
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(db) = TestDatabase::create(Backend::Postgres).await {
+                        super::$scenario(db).await;
+                    }
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn mysql() {
+                    if let Some(db) = TestDatabase::create(Backend::Mysql).await {
+                        super::$scenario(db).await;
+                    }
+                }
+            }
+        )*
+    };
+}

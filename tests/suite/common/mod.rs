@@ -1,0 +1,6 @@
+//! Helpers shared by the end-to-end suite.
+
+// Not every scenario uses every helper.
+#![allow(dead_code)]
+
+pub mod db;

@@ -1,0 +1,4 @@
+//! rollcall's end-to-end suite: one test binary, one module per area.
+
+mod common;
+mod config;
