@@ -856,3 +856,6 @@ pub fn is_loopback(url: &url::Url) -> bool {
         None => false,
     }
 }
+
+#[cfg(test)]
+mod tests;
