@@ -179,3 +179,262 @@ fn judge(observed: u64, limit: u64, approved: Option<u64>) -> Outcome {
         None => Outcome::Tripped,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+    use crate::config::OnVanish;
+    use crate::plan::diff;
+    use crate::plan::fixtures::{actual, desired, have, modules, want};
+    use crate::plan::{ActualList, DesiredList};
+
+    fn limits(
+        max_removals: u64,
+        percent: u8,
+        min_size: u64,
+        max_additions: Option<u64>,
+    ) -> GuardConfig {
+        GuardConfig {
+            max_removals_per_run: max_removals,
+            max_removal_percent_per_list: percent,
+            min_list_size_for_percent: min_size,
+            max_additions_per_run: max_additions,
+            ..GuardConfig::default()
+        }
+    }
+
+    /// A list `key` of `size` members (numbered from `first`) that loses `removes` of them
+    /// and gains `adds` new ones.
+    fn shrink(
+        key: &str,
+        first: u128,
+        size: u128,
+        removes: u128,
+        adds: u128,
+    ) -> (DesiredList, ActualList) {
+        let current: Vec<u128> = (first..first + size).collect();
+        let kept = &current[removes as usize..];
+        let added: Vec<u128> = (first + 1_000_000..first + 1_000_000 + adds).collect();
+        let wanted: Vec<u128> = kept.iter().copied().chain(added).collect();
+        (want(key, &wanted), have(key, &current))
+    }
+
+    fn plan_of(lists: Vec<(DesiredList, ActualList)>) -> Plan {
+        let (wanted, held): (Vec<_>, Vec<_>) = lists.into_iter().unzip();
+        diff(
+            &desired(wanted),
+            &actual(held),
+            &modules(true, OnVanish::Keep),
+        )
+    }
+
+    fn outcome(verdicts: &Verdicts, guard: GuardKind, list: Option<&str>) -> Option<Outcome> {
+        verdicts.find(guard, list).map(|v| v.outcome)
+    }
+
+    const NO_APPROVAL: Approvals = Approvals {
+        accept_removals: None,
+        accept_additions: None,
+    };
+
+    #[rstest]
+    #[case::below_limit(4, Outcome::Passed)]
+    #[case::at_limit(5, Outcome::Passed)]
+    #[case::one_over_limit(6, Outcome::Tripped)]
+    fn removals_per_run_trips_only_over_its_limit(
+        #[case] removes: u128,
+        #[case] expected: Outcome,
+    ) {
+        // Spread over two big lists so the percentage guard stays out of the way.
+        let plan = plan_of(vec![
+            shrink("a", 0, 100, removes / 2, 0),
+            shrink("b", 1000, 100, removes - removes / 2, 0),
+        ]);
+        let verdicts = guard(&plan, &limits(5, 50, 10, None), &NO_APPROVAL);
+        let verdict = verdicts.find(GuardKind::MaxRemovalsPerRun, None).unwrap();
+        assert_eq!((verdict.limit, verdict.observed), (5, removes as u64));
+        assert_eq!(verdict.outcome, expected);
+        assert_eq!(verdicts.any_tripped(), expected == Outcome::Tripped);
+    }
+
+    #[rstest]
+    #[case::half_of_ten_passes(10, 5, None)]
+    #[case::over_half_of_ten_trips(10, 6, Some(5))]
+    #[case::half_of_eleven_rounds_down(11, 5, None)]
+    #[case::six_of_eleven_trips(11, 6, Some(5))]
+    #[case::below_min_size_is_exempt(9, 9, None)]
+    #[case::large_list_at_limit_passes(1000, 500, None)]
+    #[case::large_list_one_over_trips(1000, 501, Some(500))]
+    fn percent_per_list_trips_only_over_its_share(
+        #[case] size: u128,
+        #[case] removes: u128,
+        #[case] tripped_limit: Option<u64>,
+    ) {
+        let plan = plan_of(vec![shrink("a", 0, size, removes, 0)]);
+        let verdicts = guard(&plan, &limits(10_000, 50, 10, None), &NO_APPROVAL);
+        let verdict = verdicts.find(GuardKind::MaxRemovalPercentPerList, Some("a"));
+        assert_eq!(
+            verdict.map(|v| (v.limit, v.observed, v.list_size, v.outcome)),
+            tripped_limit.map(|limit| (limit, removes as u64, Some(size as u64), Outcome::Tripped))
+        );
+    }
+
+    #[rstest]
+    #[case::zero_percent_allows_no_removal(0, 1, true)]
+    #[case::hundred_percent_allows_emptying(100, 20, false)]
+    fn percent_extremes(#[case] percent: u8, #[case] removes: u128, #[case] trips: bool) {
+        let plan = plan_of(vec![shrink("a", 0, 20, removes, 0)]);
+        let verdicts = guard(&plan, &limits(10_000, percent, 10, None), &NO_APPROVAL);
+        assert_eq!(verdicts.any_tripped(), trips);
+    }
+
+    #[rstest]
+    #[case::no_approval(None, Outcome::Tripped)]
+    #[case::approval_short_of_the_removals(Some(5), Outcome::Tripped)]
+    #[case::approval_of_exactly_the_removals(Some(6), Outcome::Accepted { by: 6 })]
+    #[case::approval_of_more(Some(100), Outcome::Accepted { by: 100 })]
+    fn accepted_removals_lift_the_run_guard_only_when_they_cover_the_plan(
+        #[case] accept: Option<u64>,
+        #[case] expected: Outcome,
+    ) {
+        let plan = plan_of(vec![shrink("a", 0, 100, 6, 0)]);
+        let approvals = Approvals {
+            accept_removals: accept,
+            accept_additions: None,
+        };
+        let verdicts = guard(&plan, &limits(5, 50, 10, None), &approvals);
+        assert_eq!(
+            outcome(&verdicts, GuardKind::MaxRemovalsPerRun, None),
+            Some(expected)
+        );
+    }
+
+    #[rstest]
+    #[case::approval_covering_the_list_but_not_the_plan(Some(8), Outcome::Tripped)]
+    #[case::approval_covering_the_plan(Some(9), Outcome::Accepted { by: 9 })]
+    fn accepted_removals_lift_the_percent_guard_only_when_they_cover_the_plan(
+        #[case] accept: Option<u64>,
+        #[case] expected: Outcome,
+    ) {
+        // `a` loses 8 of 10 (over 50%); `b` loses 1 of 100: 9 removals in all.
+        let plan = plan_of(vec![shrink("a", 0, 10, 8, 0), shrink("b", 1000, 100, 1, 0)]);
+        let approvals = Approvals {
+            accept_removals: accept,
+            accept_additions: None,
+        };
+        let verdicts = guard(&plan, &limits(500, 50, 10, None), &approvals);
+        assert_eq!(
+            outcome(&verdicts, GuardKind::MaxRemovalPercentPerList, Some("a")),
+            Some(expected)
+        );
+        assert_eq!(
+            outcome(&verdicts, GuardKind::MaxRemovalPercentPerList, Some("b")),
+            None
+        );
+    }
+
+    #[rstest]
+    #[case::unlimited_when_not_configured(None, 50, None)]
+    #[case::at_limit(Some(3), 3, Some(Outcome::Passed))]
+    #[case::one_over_limit(Some(3), 4, Some(Outcome::Tripped))]
+    fn additions_guard_applies_only_when_configured(
+        #[case] max: Option<u64>,
+        #[case] adds: u128,
+        #[case] expected: Option<Outcome>,
+    ) {
+        let plan = plan_of(vec![shrink("a", 0, 10, 0, adds)]);
+        let verdicts = guard(&plan, &limits(500, 50, 10, max), &NO_APPROVAL);
+        assert_eq!(
+            outcome(&verdicts, GuardKind::MaxAdditionsPerRun, None),
+            expected
+        );
+    }
+
+    #[test]
+    fn accepted_removals_do_not_lift_the_additions_guard() {
+        let plan = plan_of(vec![shrink("a", 0, 10, 0, 4)]);
+        let removals_only = Approvals {
+            accept_removals: Some(1000),
+            accept_additions: None,
+        };
+        let verdicts = guard(&plan, &limits(500, 50, 10, Some(3)), &removals_only);
+        assert!(verdicts.any_tripped());
+        let whole = guard(
+            &plan,
+            &limits(500, 50, 10, Some(3)),
+            &Approvals::whole_plan(&plan),
+        );
+        assert_eq!(
+            outcome(&whole, GuardKind::MaxAdditionsPerRun, None),
+            Some(Outcome::Accepted { by: 4 })
+        );
+    }
+
+    #[test]
+    fn whole_plan_approval_lifts_every_guard() {
+        let plan = plan_of(vec![shrink("a", 0, 10, 9, 9)]);
+        let strict = limits(1, 10, 1, Some(1));
+        assert_eq!(guard(&plan, &strict, &NO_APPROVAL).tripped().count(), 3);
+        let approved = guard(&plan, &strict, &Approvals::whole_plan(&plan));
+        assert!(!approved.any_tripped());
+        assert_eq!(approved.iter().count(), 3);
+    }
+
+    #[rstest]
+    #[case::emptied_list_counts_against_the_run(OnVanish::Empty, 6, true)]
+    #[case::kept_list_removes_nothing(OnVanish::Keep, 0, false)]
+    fn vanished_lists_count_as_removals(
+        #[case] on_vanish: OnVanish,
+        #[case] removals: u64,
+        #[case] trips: bool,
+    ) {
+        let held: Vec<u128> = (0..6).collect();
+        let plan = diff(
+            &desired(vec![]),
+            &actual(vec![have("gone", &held)]),
+            &modules(true, on_vanish),
+        );
+        let verdicts = guard(&plan, &limits(5, 50, 10, None), &NO_APPROVAL);
+        let run = verdicts.find(GuardKind::MaxRemovalsPerRun, None).unwrap();
+        assert_eq!(run.observed, removals);
+        assert_eq!(run.outcome == Outcome::Tripped, trips);
+    }
+
+    #[test]
+    fn emptying_a_large_vanished_list_trips_the_percent_guard() {
+        let held: Vec<u128> = (0..20).collect();
+        let plan = diff(
+            &desired(vec![]),
+            &actual(vec![have("gone", &held)]),
+            &modules(true, OnVanish::Empty),
+        );
+        let verdicts = guard(&plan, &limits(500, 50, 10, None), &NO_APPROVAL);
+        assert_eq!(
+            outcome(&verdicts, GuardKind::MaxRemovalPercentPerList, Some("gone")),
+            Some(Outcome::Tripped)
+        );
+    }
+
+    #[test]
+    fn verdicts_serialise_with_their_config_key_and_outcome() {
+        let plan = plan_of(vec![shrink("a", 0, 10, 6, 0)]);
+        let approvals = Approvals {
+            accept_removals: Some(6),
+            accept_additions: None,
+        };
+        let verdicts = guard(&plan, &limits(5, 50, 10, None), &approvals);
+        let json = serde_json::to_value(&verdicts).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([
+                {"guard": "max_removals_per_run", "limit": 5, "observed": 6,
+                 "outcome": "accepted", "by": 6},
+                {"guard": "max_removal_percent_per_list", "list": "a", "limit": 5, "observed": 6,
+                 "list_size": 10, "percent": 50, "outcome": "accepted", "by": 6},
+            ])
+        );
+        assert_eq!(serde_json::from_value::<Verdicts>(json).unwrap(), verdicts);
+    }
+}

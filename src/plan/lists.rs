@@ -275,10 +275,29 @@ mod tests {
     }
 
     #[test]
+    fn policies_follow_the_family_config() {
+        let family: FamilyConfig =
+            toml::from_str("name = \"departments\"\ncreate = false\non_vanish = \"empty\"")
+                .unwrap();
+        let policies = Policies::from_families(&[family]);
+        assert_eq!(
+            policies.get("departments"),
+            Policy {
+                create: false,
+                on_vanish: OnVanish::Empty
+            }
+        );
+    }
+
+    #[test]
     fn unknown_family_neither_creates_nor_empties() {
         let policies = Policies::from_families(&[]);
-        assert_eq!(policies.get("gone"), Policy::UNKNOWN_FAMILY);
-        assert!(!Policy::UNKNOWN_FAMILY.create);
-        assert_eq!(Policy::UNKNOWN_FAMILY.on_vanish, OnVanish::Keep);
+        assert_eq!(
+            policies.get("gone"),
+            Policy {
+                create: false,
+                on_vanish: OnVanish::Keep
+            }
+        );
     }
 }

@@ -164,3 +164,162 @@ pub fn tripped_message(verdict: &Verdict, removals: u64) -> String {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::GuardConfig;
+    use crate::plan::fixtures::{actual, desired, have, modules, want};
+    use crate::plan::{Approvals, Policies, Policy, diff, guard};
+
+    fn limits(max_removals: u64) -> GuardConfig {
+        GuardConfig {
+            max_removals_per_run: max_removals,
+            ..GuardConfig::default()
+        }
+    }
+
+    #[test]
+    fn each_kind_of_list_gets_its_own_line() {
+        let mut fixed = want("mod-q", &[1, 2]);
+        fixed.family = "fixed".into();
+        let policies: Policies = [
+            (
+                "modules".to_owned(),
+                Policy {
+                    create: true,
+                    on_vanish: OnVanish::Empty,
+                },
+            ),
+            (
+                "fixed".to_owned(),
+                Policy {
+                    create: false,
+                    on_vanish: OnVanish::Keep,
+                },
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let mut kept = have("mod-w", &[1, 2, 3]);
+        kept.family = "fixed".into();
+        let plan = diff(
+            &desired(vec![
+                want("mod-x", &[1, 2]),
+                want("mod-y", &[1, 2, 3, 4]),
+                fixed,
+            ]),
+            &actual(vec![have("mod-y", &[1, 5]), have("mod-z", &[7]), kept]),
+            &policies,
+        );
+        let text = render_plan(&plan, &guard(&plan, &limits(500), &Approvals::default()));
+        for line in [
+            "! mod-q (not created: family `fixed` has create = false): 2 members waiting",
+            "= mod-w (vanished: keep): 3 members left as they are",
+            "+ mod-x (create): +2",
+            "~ mod-y: +3 −1",
+            "- mod-z (vanished: empty): −1",
+            "5 lists: 1 to create, 1 to update, 0 unchanged, 2 vanished, 1 not created; \
+             5 members to add, 2 to remove.",
+            "  passed   max_removals_per_run: 2 removals, at most 500 allowed",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing `{line}` in:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn plan_without_changes_says_so() {
+        let plan = diff(
+            &desired(vec![want("a", &[1])]),
+            &actual(vec![have("a", &[1])]),
+            &modules(true, OnVanish::Keep),
+        );
+        let text = render_plan(&plan, &guard(&plan, &limits(500), &Approvals::default()));
+        assert!(
+            text.starts_with("No changes: all 1 lists are as desired.\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn tripped_guard_tells_the_operator_how_to_approve() {
+        let held: Vec<u128> = (0..20).collect();
+        let plan = diff(
+            &desired(vec![want("a", &held[..8]), want("b", &[])]),
+            &actual(vec![have("a", &held), have("b", &[100])]),
+            &modules(true, OnVanish::Keep),
+        );
+        let verdicts = guard(&plan, &limits(5), &Approvals::default());
+        let text = render_plan(&plan, &verdicts);
+        assert!(
+            text.contains("  TRIPPED  max_removals_per_run: 13 removals, at most 5 allowed"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  TRIPPED  max_removal_percent_per_list: a loses 12 of 20 members, at most 10 (50%) allowed"
+            ),
+            "{text}"
+        );
+        let messages: Vec<_> = verdicts.tripped().map(|v| tripped_message(v, 13)).collect();
+        assert_eq!(messages.len(), 2);
+        for message in &messages {
+            assert!(
+                message.contains("`rollcall run --accept-removals 13`"),
+                "{message}"
+            );
+            assert!(
+                message.contains("`rollcall apply FILE --reason TEXT`"),
+                "{message}"
+            );
+            assert!(text.contains(message.as_str()));
+        }
+        assert!(messages[1].contains("list `a` would lose 12 of its 20 members"));
+    }
+
+    #[test]
+    fn accepted_guard_shows_the_approval() {
+        let held: Vec<u128> = (0..20).collect();
+        let plan = diff(
+            &desired(vec![want("a", &held[..14])]),
+            &actual(vec![have("a", &held)]),
+            &modules(true, OnVanish::Keep),
+        );
+        let approvals = Approvals {
+            accept_removals: Some(6),
+            accept_additions: None,
+        };
+        let text = render_plan(&plan, &guard(&plan, &limits(5), &approvals));
+        assert!(
+            text.contains(
+                "  accepted (up to 6) max_removals_per_run: 6 removals, at most 5 allowed"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("tripped"), "{text}");
+    }
+
+    #[test]
+    fn additions_message_points_at_saved_plan_or_config() {
+        let verdict = Verdict {
+            guard: GuardKind::MaxAdditionsPerRun,
+            list: None,
+            limit: 10,
+            observed: 11,
+            list_size: None,
+            percent: None,
+            outcome: Outcome::Tripped,
+        };
+        let message = tripped_message(&verdict, 0);
+        assert!(
+            message.contains("adds 11 members, more than the 10 allowed"),
+            "{message}"
+        );
+        assert!(message.contains("rollcall apply FILE --reason TEXT"));
+        assert!(message.contains("[guard].max_additions_per_run"));
+        assert!(!message.contains("--accept-removals"));
+    }
+}
