@@ -1,0 +1,440 @@
+//! Guards: limits that stop a plan before its first change. Pure: no I/O, no clock.
+//!
+//! Every guard compares an observed count with a limit, the most it allows: a count equal
+//! to the limit passes, one more trips. An operator's approval lifts the guards it covers
+//! only when it covers the whole plan, so an approval given for a smaller plan never
+//! carries a larger one through.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::GuardConfig;
+
+use super::Plan;
+
+/// What an operator approved for one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approvals {
+    /// `--accept-removals N`: removal guards are lifted when the plan removes at most N.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_removals: Option<u64>,
+    /// The additions guard is lifted when the plan adds at most this many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_additions: Option<u64>,
+}
+
+impl Approvals {
+    /// Approval of exactly this plan's removals and additions: what `apply FILE --reason`
+    /// grants the saved plan the operator reviewed.
+    pub fn whole_plan(plan: &Plan) -> Self {
+        Self {
+            accept_removals: Some(plan.totals.removes),
+            accept_additions: Some(plan.totals.adds),
+        }
+    }
+}
+
+/// Which guard a verdict is about; named after its `[guard]` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardKind {
+    /// Removals across all lists (emptied vanished lists included).
+    MaxRemovalsPerRun,
+    /// Removals from one list, as a share of its current members.
+    MaxRemovalPercentPerList,
+    /// Additions across all lists.
+    MaxAdditionsPerRun,
+}
+
+/// How a guard judged the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Within the limit.
+    Passed,
+    /// Over the limit: the plan must not be applied.
+    Tripped,
+    /// Over the limit, but an operator approved up to `by` changes of this kind.
+    Accepted {
+        /// The approved count.
+        by: u64,
+    },
+}
+
+/// One guard's judgement of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The guard.
+    pub guard: GuardKind,
+    /// The list, for a per-list guard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<String>,
+    /// The most members the guard lets the plan add or remove.
+    pub limit: u64,
+    /// How many the plan adds or removes.
+    pub observed: u64,
+    /// The list's current member count, for the percentage guard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_size: Option<u64>,
+    /// The configured percentage, for the percentage guard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u8>,
+    /// The judgement.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// Every guard's judgement of one plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Verdicts(Vec<Verdict>);
+
+impl Verdicts {
+    /// All verdicts: run-wide guards first, then per-list ones by list key.
+    pub fn iter(&self) -> impl Iterator<Item = &Verdict> {
+        self.0.iter()
+    }
+
+    /// The verdicts that stop the plan.
+    pub fn tripped(&self) -> impl Iterator<Item = &Verdict> {
+        self.iter().filter(|v| v.outcome == Outcome::Tripped)
+    }
+
+    /// Whether any guard stops the plan (the run exits 3 before its first change).
+    pub fn any_tripped(&self) -> bool {
+        self.tripped().next().is_some()
+    }
+
+    /// The verdict of a run-wide guard, or of a per-list guard for `list`.
+    pub fn find(&self, guard: GuardKind, list: Option<&str>) -> Option<&Verdict> {
+        self.iter()
+            .find(|v| v.guard == guard && v.list.as_deref() == list)
+    }
+}
+
+/// Judges a plan against the configured limits and the operator's approvals.
+///
+/// The run-wide guards always give a verdict (`max_additions_per_run` only when it is
+/// configured). The percentage guard gives one only for a list over its limit: a verdict
+/// for every list that loses a member would bury the one that matters.
+pub fn guard(plan: &Plan, limits: &GuardConfig, approvals: &Approvals) -> Verdicts {
+    let removals = plan.totals.removes;
+    let removals_approved = approvals.accept_removals.filter(|&n| n >= removals);
+    let judge_removals = |observed: u64, limit: u64| judge(observed, limit, removals_approved);
+
+    let mut verdicts = vec![Verdict {
+        guard: GuardKind::MaxRemovalsPerRun,
+        list: None,
+        limit: limits.max_removals_per_run,
+        observed: removals,
+        list_size: None,
+        percent: None,
+        outcome: judge_removals(removals, limits.max_removals_per_run),
+    }];
+
+    if let Some(max_additions) = limits.max_additions_per_run {
+        let additions = plan.totals.adds;
+        let additions_approved = approvals.accept_additions.filter(|&n| n >= additions);
+        verdicts.push(Verdict {
+            guard: GuardKind::MaxAdditionsPerRun,
+            list: None,
+            limit: max_additions,
+            observed: additions,
+            list_size: None,
+            percent: None,
+            outcome: judge(additions, max_additions, additions_approved),
+        });
+    }
+
+    let percent = limits.max_removal_percent_per_list;
+    for list in &plan.lists {
+        let size = list.current_size();
+        let removes = list.removes().len() as u64;
+        if removes == 0 || size < limits.min_list_size_for_percent {
+            continue;
+        }
+        // removes × 100 > percent × size, in whole members: the most a list may lose is
+        // ⌊percent × size / 100⌋, so 50% of 11 members allows 5 and trips at 6.
+        let limit = size.saturating_mul(u64::from(percent)) / 100;
+        if removes <= limit {
+            continue;
+        }
+        verdicts.push(Verdict {
+            guard: GuardKind::MaxRemovalPercentPerList,
+            list: Some(list.key.clone()),
+            limit,
+            observed: removes,
+            list_size: Some(size),
+            percent: Some(percent),
+            outcome: judge_removals(removes, limit),
+        });
+    }
+    Verdicts(verdicts)
+}
+
+/// Passed within the limit; over it, accepted when approved, tripped otherwise.
+fn judge(observed: u64, limit: u64, approved: Option<u64>) -> Outcome {
+    match approved {
+        _ if observed <= limit => Outcome::Passed,
+        Some(by) => Outcome::Accepted { by },
+        None => Outcome::Tripped,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+    use crate::config::OnVanish;
+    use crate::plan::diff;
+    use crate::plan::fixtures::{actual, desired, have, modules, want};
+    use crate::plan::{ActualList, DesiredList};
+
+    fn limits(
+        max_removals: u64,
+        percent: u8,
+        min_size: u64,
+        max_additions: Option<u64>,
+    ) -> GuardConfig {
+        GuardConfig {
+            max_removals_per_run: max_removals,
+            max_removal_percent_per_list: percent,
+            min_list_size_for_percent: min_size,
+            max_additions_per_run: max_additions,
+            ..GuardConfig::default()
+        }
+    }
+
+    /// A list `key` of `size` members (numbered from `first`) that loses `removes` of them
+    /// and gains `adds` new ones.
+    fn shrink(
+        key: &str,
+        first: u128,
+        size: u128,
+        removes: u128,
+        adds: u128,
+    ) -> (DesiredList, ActualList) {
+        let current: Vec<u128> = (first..first + size).collect();
+        let kept = &current[removes as usize..];
+        let added: Vec<u128> = (first + 1_000_000..first + 1_000_000 + adds).collect();
+        let wanted: Vec<u128> = kept.iter().copied().chain(added).collect();
+        (want(key, &wanted), have(key, &current))
+    }
+
+    fn plan_of(lists: Vec<(DesiredList, ActualList)>) -> Plan {
+        let (wanted, held): (Vec<_>, Vec<_>) = lists.into_iter().unzip();
+        diff(
+            &desired(wanted),
+            &actual(held),
+            &modules(true, OnVanish::Keep),
+        )
+    }
+
+    fn outcome(verdicts: &Verdicts, guard: GuardKind, list: Option<&str>) -> Option<Outcome> {
+        verdicts.find(guard, list).map(|v| v.outcome)
+    }
+
+    const NO_APPROVAL: Approvals = Approvals {
+        accept_removals: None,
+        accept_additions: None,
+    };
+
+    #[rstest]
+    #[case::below_limit(4, Outcome::Passed)]
+    #[case::at_limit(5, Outcome::Passed)]
+    #[case::one_over_limit(6, Outcome::Tripped)]
+    fn removals_per_run_trips_only_over_its_limit(
+        #[case] removes: u128,
+        #[case] expected: Outcome,
+    ) {
+        // Spread over two big lists so the percentage guard stays out of the way.
+        let plan = plan_of(vec![
+            shrink("a", 0, 100, removes / 2, 0),
+            shrink("b", 1000, 100, removes - removes / 2, 0),
+        ]);
+        let verdicts = guard(&plan, &limits(5, 50, 10, None), &NO_APPROVAL);
+        let verdict = verdicts.find(GuardKind::MaxRemovalsPerRun, None).unwrap();
+        assert_eq!((verdict.limit, verdict.observed), (5, removes as u64));
+        assert_eq!(verdict.outcome, expected);
+        assert_eq!(verdicts.any_tripped(), expected == Outcome::Tripped);
+    }
+
+    #[rstest]
+    #[case::half_of_ten_passes(10, 5, None)]
+    #[case::over_half_of_ten_trips(10, 6, Some(5))]
+    #[case::half_of_eleven_rounds_down(11, 5, None)]
+    #[case::six_of_eleven_trips(11, 6, Some(5))]
+    #[case::below_min_size_is_exempt(9, 9, None)]
+    #[case::large_list_at_limit_passes(1000, 500, None)]
+    #[case::large_list_one_over_trips(1000, 501, Some(500))]
+    fn percent_per_list_trips_only_over_its_share(
+        #[case] size: u128,
+        #[case] removes: u128,
+        #[case] tripped_limit: Option<u64>,
+    ) {
+        let plan = plan_of(vec![shrink("a", 0, size, removes, 0)]);
+        let verdicts = guard(&plan, &limits(10_000, 50, 10, None), &NO_APPROVAL);
+        let verdict = verdicts.find(GuardKind::MaxRemovalPercentPerList, Some("a"));
+        assert_eq!(
+            verdict.map(|v| (v.limit, v.observed, v.list_size, v.outcome)),
+            tripped_limit.map(|limit| (limit, removes as u64, Some(size as u64), Outcome::Tripped))
+        );
+    }
+
+    #[rstest]
+    #[case::zero_percent_allows_no_removal(0, 1, true)]
+    #[case::hundred_percent_allows_emptying(100, 20, false)]
+    fn percent_extremes(#[case] percent: u8, #[case] removes: u128, #[case] trips: bool) {
+        let plan = plan_of(vec![shrink("a", 0, 20, removes, 0)]);
+        let verdicts = guard(&plan, &limits(10_000, percent, 10, None), &NO_APPROVAL);
+        assert_eq!(verdicts.any_tripped(), trips);
+    }
+
+    #[rstest]
+    #[case::no_approval(None, Outcome::Tripped)]
+    #[case::approval_short_of_the_removals(Some(5), Outcome::Tripped)]
+    #[case::approval_of_exactly_the_removals(Some(6), Outcome::Accepted { by: 6 })]
+    #[case::approval_of_more(Some(100), Outcome::Accepted { by: 100 })]
+    fn accepted_removals_lift_the_run_guard_only_when_they_cover_the_plan(
+        #[case] accept: Option<u64>,
+        #[case] expected: Outcome,
+    ) {
+        let plan = plan_of(vec![shrink("a", 0, 100, 6, 0)]);
+        let approvals = Approvals {
+            accept_removals: accept,
+            accept_additions: None,
+        };
+        let verdicts = guard(&plan, &limits(5, 50, 10, None), &approvals);
+        assert_eq!(
+            outcome(&verdicts, GuardKind::MaxRemovalsPerRun, None),
+            Some(expected)
+        );
+    }
+
+    #[rstest]
+    #[case::approval_covering_the_list_but_not_the_plan(Some(8), Outcome::Tripped)]
+    #[case::approval_covering_the_plan(Some(9), Outcome::Accepted { by: 9 })]
+    fn accepted_removals_lift_the_percent_guard_only_when_they_cover_the_plan(
+        #[case] accept: Option<u64>,
+        #[case] expected: Outcome,
+    ) {
+        // `a` loses 8 of 10 (over 50%); `b` loses 1 of 100: 9 removals in all.
+        let plan = plan_of(vec![shrink("a", 0, 10, 8, 0), shrink("b", 1000, 100, 1, 0)]);
+        let approvals = Approvals {
+            accept_removals: accept,
+            accept_additions: None,
+        };
+        let verdicts = guard(&plan, &limits(500, 50, 10, None), &approvals);
+        assert_eq!(
+            outcome(&verdicts, GuardKind::MaxRemovalPercentPerList, Some("a")),
+            Some(expected)
+        );
+        assert_eq!(
+            outcome(&verdicts, GuardKind::MaxRemovalPercentPerList, Some("b")),
+            None
+        );
+    }
+
+    #[rstest]
+    #[case::unlimited_when_not_configured(None, 50, None)]
+    #[case::at_limit(Some(3), 3, Some(Outcome::Passed))]
+    #[case::one_over_limit(Some(3), 4, Some(Outcome::Tripped))]
+    fn additions_guard_applies_only_when_configured(
+        #[case] max: Option<u64>,
+        #[case] adds: u128,
+        #[case] expected: Option<Outcome>,
+    ) {
+        let plan = plan_of(vec![shrink("a", 0, 10, 0, adds)]);
+        let verdicts = guard(&plan, &limits(500, 50, 10, max), &NO_APPROVAL);
+        assert_eq!(
+            outcome(&verdicts, GuardKind::MaxAdditionsPerRun, None),
+            expected
+        );
+    }
+
+    #[test]
+    fn accepted_removals_do_not_lift_the_additions_guard() {
+        let plan = plan_of(vec![shrink("a", 0, 10, 0, 4)]);
+        let removals_only = Approvals {
+            accept_removals: Some(1000),
+            accept_additions: None,
+        };
+        let verdicts = guard(&plan, &limits(500, 50, 10, Some(3)), &removals_only);
+        assert!(verdicts.any_tripped());
+        let whole = guard(
+            &plan,
+            &limits(500, 50, 10, Some(3)),
+            &Approvals::whole_plan(&plan),
+        );
+        assert_eq!(
+            outcome(&whole, GuardKind::MaxAdditionsPerRun, None),
+            Some(Outcome::Accepted { by: 4 })
+        );
+    }
+
+    #[test]
+    fn whole_plan_approval_lifts_every_guard() {
+        let plan = plan_of(vec![shrink("a", 0, 10, 9, 9)]);
+        let strict = limits(1, 10, 1, Some(1));
+        assert_eq!(guard(&plan, &strict, &NO_APPROVAL).tripped().count(), 3);
+        let approved = guard(&plan, &strict, &Approvals::whole_plan(&plan));
+        assert!(!approved.any_tripped());
+        assert_eq!(approved.iter().count(), 3);
+    }
+
+    #[rstest]
+    #[case::emptied_list_counts_against_the_run(OnVanish::Empty, 6, true)]
+    #[case::kept_list_removes_nothing(OnVanish::Keep, 0, false)]
+    fn vanished_lists_count_as_removals(
+        #[case] on_vanish: OnVanish,
+        #[case] removals: u64,
+        #[case] trips: bool,
+    ) {
+        let held: Vec<u128> = (0..6).collect();
+        let plan = diff(
+            &desired(vec![]),
+            &actual(vec![have("gone", &held)]),
+            &modules(true, on_vanish),
+        );
+        let verdicts = guard(&plan, &limits(5, 50, 10, None), &NO_APPROVAL);
+        let run = verdicts.find(GuardKind::MaxRemovalsPerRun, None).unwrap();
+        assert_eq!(run.observed, removals);
+        assert_eq!(run.outcome == Outcome::Tripped, trips);
+    }
+
+    #[test]
+    fn emptying_a_large_vanished_list_trips_the_percent_guard() {
+        let held: Vec<u128> = (0..20).collect();
+        let plan = diff(
+            &desired(vec![]),
+            &actual(vec![have("gone", &held)]),
+            &modules(true, OnVanish::Empty),
+        );
+        let verdicts = guard(&plan, &limits(500, 50, 10, None), &NO_APPROVAL);
+        assert_eq!(
+            outcome(&verdicts, GuardKind::MaxRemovalPercentPerList, Some("gone")),
+            Some(Outcome::Tripped)
+        );
+    }
+
+    #[test]
+    fn verdicts_serialise_with_their_config_key_and_outcome() {
+        let plan = plan_of(vec![shrink("a", 0, 10, 6, 0)]);
+        let approvals = Approvals {
+            accept_removals: Some(6),
+            accept_additions: None,
+        };
+        let verdicts = guard(&plan, &limits(5, 50, 10, None), &approvals);
+        let json = serde_json::to_value(&verdicts).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([
+                {"guard": "max_removals_per_run", "limit": 5, "observed": 6,
+                 "outcome": "accepted", "by": 6},
+                {"guard": "max_removal_percent_per_list", "list": "a", "limit": 5, "observed": 6,
+                 "list_size": 10, "percent": 50, "outcome": "accepted", "by": 6},
+            ])
+        );
+        assert_eq!(serde_json::from_value::<Verdicts>(json).unwrap(), verdicts);
+    }
+}

@@ -1,0 +1,23 @@
+//! The plan: the pure heart of rollcall.
+//!
+//! [`diff`] turns desired lists (from sources) and actual lists (managed groups in
+//! Microsoft 365) into a [`Plan`]; [`guard`] judges it against the `[guard]` limits and
+//! the operator's [`Approvals`]; [`render_plan`] shows both to an operator. Plain data in,
+//! plain data out: no I/O and no clock, so every decision here is table-tested and the
+//! whole diff is property-tested against the result of applying it.
+
+mod diff;
+#[cfg(test)]
+mod fixtures;
+mod guard;
+mod id;
+mod lists;
+mod render;
+
+pub use diff::{ListChange, ListPlan, NewGroup, Operation, OperationKind, Plan, Totals, diff};
+pub use guard::{Approvals, GuardKind, Outcome, Verdict, Verdicts, guard};
+pub use id::{ObjectId, ParseObjectIdError};
+pub use lists::{
+    Actual, ActualList, Desired, DesiredList, DuplicateList, Members, Policies, Policy,
+};
+pub use render::{render_plan, tripped_message};
