@@ -133,10 +133,12 @@ impl Store {
         let applied = self.applied_migrations().await?;
         let known: BTreeSet<i64> = self.backend.migrator().iter().map(|m| m.version).collect();
         if applied.is_empty() {
-            return Ok(Some(Finding::error(
-                "schema",
-                "the state database has no rollcall schema; run `rollcall migrate`",
-            )));
+            let message = if self.table_exists("runs").await? {
+                "rollcall's tables exist but their migration record (_sqlx_migrations) is missing, so `rollcall migrate` would fail; restore the database from a backup, or point [state] at a fresh database and run `rollcall rebuild --state-only`"
+            } else {
+                "the state database has no rollcall schema yet; run `rollcall migrate`"
+            };
+            return Ok(Some(Finding::error("schema", message)));
         }
         if self.table_exists("_sqlx_migrations").await? {
             let failed: i64 =

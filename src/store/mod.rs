@@ -6,6 +6,10 @@
 //! queries are the same on all three once times are `i64` milliseconds and flags are
 //! `SMALLINT`, so one code path gives the same behaviour everywhere. The few places where the
 //! dialects differ (placeholders, upserts, the id of a new row) live in [`sql`].
+//!
+//! Every writing transaction starts with its write (usually the lease fence), so that on
+//! SQLite it takes the write lock up front and waits out the busy timeout, rather than
+//! failing at once when it would have to upgrade a read lock.
 
 mod doctor;
 mod error;
@@ -122,15 +126,23 @@ impl Store {
                 if let Some(path) = path {
                     create_private_file(&path)?;
                 }
-                // An in-memory database exists once per connection, so it gets exactly one.
-                options = options
-                    .max_connections(if in_memory { 1 } else { 4 })
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute(sqlite_pragmas().as_str()).await?;
-                            Ok(())
-                        })
-                    });
+                // An in-memory database lives only while a connection to it is open: keep
+                // exactly one, forever.
+                if in_memory {
+                    options = options
+                        .max_connections(1)
+                        .min_connections(1)
+                        .idle_timeout(None)
+                        .max_lifetime(None);
+                } else {
+                    options = options.max_connections(4);
+                }
+                options = options.after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute(sqlite_pragmas().as_str()).await?;
+                        Ok(())
+                    })
+                });
             }
             Backend::Postgres => {
                 options = options.max_connections(4);
@@ -252,12 +264,11 @@ fn sqlite_pragmas() -> String {
 
 /// The file an SQLite URL names, or `None` for an in-memory database.
 fn sqlite_path(url: &str) -> Result<Option<PathBuf>, sqlx::Error> {
-    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
-    let path = options.get_filename();
-    if path.as_os_str().is_empty() || path == Path::new(":memory:") || url.contains("mode=memory") {
+    if url.contains(":memory:") || url.contains("mode=memory") {
         return Ok(None);
     }
-    Ok(Some(path.to_path_buf()))
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+    Ok(Some(options.get_filename().to_path_buf()))
 }
 
 /// Creates the SQLite file owner-only before SQLite sees it, since SQLite would create it with

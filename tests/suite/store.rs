@@ -87,7 +87,8 @@ on_every_backend!(
     doctor_finds_nothing_on_a_fresh_store,
     doctor_finds_orphaned_rows,
     doctor_finds_stuck_run_and_stale_lease,
-    doctor_finds_schema_behind,
+    doctor_finds_schema_behind_and_ahead,
+    doctor_finds_pending_operations_of_finished_runs,
     migrate_and_doctor_commands_report_the_schema,
 );
 
@@ -633,21 +634,87 @@ async fn doctor_finds_stuck_run_and_stale_lease(db: TestDatabase) {
     assert_eq!(store.doctor().await, []);
 }
 
-async fn doctor_finds_schema_behind(db: TestDatabase) {
+async fn doctor_finds_schema_behind_and_ahead(db: TestDatabase) {
     let store = open(&db).await;
     let latest = store.latest_known_version().unwrap();
     assert_eq!(store.schema_version().await.unwrap(), Some(latest));
-    raw(&db, "DELETE FROM _sqlx_migrations").await;
+
+    let checksum = match db.backend {
+        Backend::Postgres => "'\\x00'::bytea",
+        Backend::Sqlite | Backend::Mysql => "X'00'",
+    };
+    raw(
+        &db,
+        &format!(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (99990101000000, 'from the future', TRUE, {checksum}, 0)"
+        ),
+    )
+    .await;
     let findings = store.doctor().await;
     assert_eq!(findings.len(), 1, "{findings:#?}");
-    assert_eq!(findings[0].check, "schema");
     assert!(
-        findings[0].message.contains("rollcall migrate"),
+        findings[0].message.contains("99990101000000"),
         "{}",
         findings[0]
     );
-    // doctor did not migrate behind the operator's back.
-    assert_eq!(store.schema_version().await.unwrap(), None);
+    assert!(
+        findings[0].message.contains("upgrade rollcall"),
+        "{}",
+        findings[0]
+    );
+
+    raw(&db, "DELETE FROM _sqlx_migrations").await;
+    let findings = store.doctor().await;
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert!(
+        findings[0].message.contains("migration record"),
+        "{}",
+        findings[0]
+    );
+
+    // Behind: a database that was never migrated; doctor says so and does not migrate it.
+    let empty = TestDatabase::create(db.backend).await.unwrap();
+    let unmigrated = Store::connect(&DatabaseUrl::new(empty.url.clone()))
+        .await
+        .unwrap();
+    let findings = unmigrated.doctor().await;
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0].check, "schema");
+    assert!(
+        findings[0].message.contains("run `rollcall migrate`"),
+        "{}",
+        findings[0]
+    );
+    assert_eq!(unmigrated.schema_version().await.unwrap(), None);
+    unmigrated.close().await;
+}
+
+async fn doctor_finds_pending_operations_of_finished_runs(db: TestDatabase) {
+    let store = open(&db).await;
+    let lease = store.acquire("host-a:1", TTL).await.unwrap().unwrap();
+    store.upsert_group(&group("mod-a", "g-a")).await.unwrap();
+    let run = store
+        .begin_run(RunKind::Run, Some(&lease), None)
+        .await
+        .unwrap();
+    store
+        .insert_plan(
+            &lease,
+            run,
+            &json!({}),
+            &[add("mod-a", "u1"), add("mod-a", "u2")],
+        )
+        .await
+        .unwrap();
+    store
+        .finish_run(run, RunStatus::Succeeded, 0, &json!({}))
+        .await
+        .unwrap();
+    let findings = store.doctor().await;
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0].check, "pending-ops");
+    assert!(findings[0].message.contains("2 pending"), "{}", findings[0]);
 }
 
 fn rollcall() -> Command {
@@ -715,6 +782,18 @@ async fn sqlite_file_is_created_owner_only() {
     assert_eq!(
         std::fs::metadata(&wal).unwrap().permissions().mode() & 0o777,
         0o600
+    );
+}
+
+#[tokio::test]
+async fn in_memory_sqlite_keeps_its_state_across_calls() {
+    let store = Store::open(&DatabaseUrl::new("sqlite::memory:"))
+        .await
+        .unwrap();
+    store.set_delta_link("groups", "g").await.unwrap();
+    assert_eq!(
+        store.delta_link("groups").await.unwrap().as_deref(),
+        Some("g")
     );
 }
 
