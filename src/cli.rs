@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::exit::{CommandError, Exit};
 use crate::logging::{self, LogFormat};
+use crate::store::Store;
 
 /// rollcall keeps Microsoft 365 mailing lists in step with authoritative records.
 #[derive(Debug, Parser)]
@@ -36,6 +37,11 @@ pub enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Apply the state database migrations (runs also apply them on start).
+    Migrate,
+    /// Check the state database: schema version, foreign keys, orphaned rows, stuck runs,
+    /// stale locks. Exits 1 when anything is wrong.
+    Doctor,
 }
 
 /// `rollcall config …`.
@@ -96,5 +102,47 @@ async fn dispatch(command: Command, context: &Context) -> Result<Exit, CommandEr
             print!("{}", config.render_effective());
             Ok(Exit::Success)
         }
+        Command::Migrate => migrate(context).await,
+        Command::Doctor => doctor(context).await,
     }
+}
+
+/// The state database URL from the configuration; a fault there is a usage error.
+fn state_url(context: &Context) -> Result<crate::config::DatabaseUrl, CommandError> {
+    let config = context.config()?;
+    config.state.database_url().map_err(|e| {
+        CommandError::usage(anyhow::anyhow!("{}: [state]: {e}", config.path.display()))
+    })
+}
+
+async fn migrate(context: &Context) -> Result<Exit, CommandError> {
+    let url = state_url(context)?;
+    let store = Store::connect(&url).await.map_err(CommandError::failed)?;
+    let report = store.migrate().await.map_err(CommandError::failed)?;
+    let version = |v: Option<i64>| v.map_or_else(|| "none".to_owned(), |v| v.to_string());
+    println!("state database: {}", store.url());
+    println!("schema version before: {}", version(report.before));
+    for (number, description) in &report.applied {
+        println!("applied: {number} {description}");
+    }
+    println!("schema version after: {}", version(report.after));
+    store.close().await;
+    Ok(Exit::Success)
+}
+
+async fn doctor(context: &Context) -> Result<Exit, CommandError> {
+    let url = state_url(context)?;
+    let store = Store::connect(&url).await.map_err(CommandError::failed)?;
+    let findings = store.doctor().await;
+    store.close().await;
+    println!("state database: {}", store.url());
+    if findings.is_empty() {
+        println!("no problems found");
+        return Ok(Exit::Success);
+    }
+    for finding in &findings {
+        println!("{finding}");
+    }
+    println!("{} problem(s) found", findings.len());
+    Ok(Exit::Failed)
 }

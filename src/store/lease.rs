@@ -1,0 +1,296 @@
+//! The run lease (one run at a time per state database, fenced by a token that grows with
+//! every takeover) and the pause flag.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::model::{from_millis, millis};
+use super::{Backend, Held, Lease, LeaseState, PauseState, Store, StoreError, text};
+
+/// The name of the lease every run takes.
+pub const RUN_LEASE: &str = "run";
+
+/// The single row of the `pause` table.
+const PAUSE_ROW: i64 = 1;
+
+impl Store {
+    /// Takes the run lease for `ttl`, taking over an expired one with a new, larger fencing
+    /// token. The inner `Err` says who holds it when it is taken.
+    pub async fn acquire(
+        &self,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Result<Lease, Held>, StoreError> {
+        let action = || StoreError::query("take the run lease");
+        let now = Utc::now();
+        let expires_at = now + ttl_of(ttl);
+        let mut tx = self.pool.begin().await.map_err(action())?;
+        let seed = format!(
+            "{}{}",
+            self.backend.insert(
+                "lease",
+                &[
+                    "name",
+                    "holder",
+                    "token",
+                    "acquired_at",
+                    "heartbeat_at",
+                    "expires_at"
+                ],
+                1
+            ),
+            self.backend.on_conflict(&["name"], &[])
+        );
+        sqlx::query(&self.backend.sql(&seed))
+            .bind(RUN_LEASE)
+            .bind(None::<String>)
+            .bind(0_i64)
+            .bind(0_i64)
+            .bind(0_i64)
+            .bind(0_i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(action())?;
+        let taken = sqlx::query(&self.backend.sql(
+            "UPDATE lease SET holder = ?, token = token + 1, acquired_at = ?, heartbeat_at = ?, expires_at = ? \
+             WHERE name = ? AND (holder IS NULL OR expires_at <= ?)",
+        ))
+        .bind(holder)
+        .bind(millis(now))
+        .bind(millis(now))
+        .bind(millis(expires_at))
+        .bind(RUN_LEASE)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(action())?
+        .rows_affected()
+            == 1;
+        let state = lease_state(&mut tx, self.backend)
+            .await?
+            .ok_or_else(|| action()(sqlx::Error::RowNotFound))?;
+        tx.commit().await.map_err(action())?;
+        if taken {
+            Ok(Ok(Lease {
+                holder: holder.to_owned(),
+                token: state.token,
+                expires_at,
+            }))
+        } else {
+            Ok(Err(Held {
+                holder: state.holder.unwrap_or_default(),
+                since: state.acquired_at,
+                expires: state.expires_at,
+            }))
+        }
+    }
+
+    /// Extends a held lease by `ttl` from now; `LeaseLost` when it expired or was taken over.
+    pub async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, StoreError> {
+        let action = || StoreError::query("renew the run lease");
+        let now = Utc::now();
+        let expires_at = now + ttl_of(ttl);
+        let mut tx = self.pool.begin().await.map_err(action())?;
+        let renewed = sqlx::query(&self.backend.sql(
+            "UPDATE lease SET heartbeat_at = ?, expires_at = ? \
+             WHERE name = ? AND holder = ? AND token = ? AND expires_at > ?",
+        ))
+        .bind(millis(now))
+        .bind(millis(expires_at))
+        .bind(RUN_LEASE)
+        .bind(&lease.holder)
+        .bind(lease.token)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(action())?
+        .rows_affected()
+            == 1;
+        if !renewed {
+            return Err(lease_lost(&mut tx, self.backend).await);
+        }
+        tx.commit().await.map_err(action())?;
+        Ok(Lease {
+            expires_at,
+            ..lease.clone()
+        })
+    }
+
+    /// Gives the lease up so the next run need not wait for it to expire; a lease already
+    /// taken over is left alone.
+    pub async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        sqlx::query(&self.backend.sql(
+            "UPDATE lease SET holder = NULL, expires_at = ? WHERE name = ? AND holder = ? AND token = ?",
+        ))
+        .bind(millis(Utc::now()))
+        .bind(RUN_LEASE)
+        .bind(&lease.holder)
+        .bind(lease.token)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::query("release the run lease"))?;
+        Ok(())
+    }
+
+    /// The lease as it stands, `None` if no run ever took it.
+    pub async fn current_lease(&self) -> Result<Option<LeaseState>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(StoreError::query("read the run lease"))?;
+        let state = lease_state(&mut tx, self.backend).await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::query("read the run lease"))?;
+        Ok(state)
+    }
+
+    /// Pauses scheduled runs, until `until` if given.
+    pub async fn pause(
+        &self,
+        reason: &str,
+        until: Option<DateTime<Utc>>,
+        by: &str,
+    ) -> Result<(), StoreError> {
+        self.write_pause(true, Some(reason), until, Some(by)).await
+    }
+
+    /// Lifts the pause.
+    pub async fn unpause(&self, by: &str) -> Result<(), StoreError> {
+        self.write_pause(false, None, None, Some(by)).await
+    }
+
+    /// The pause flag; a pause whose `until` has passed reads as not paused.
+    pub async fn pause_state(&self) -> Result<PauseState, StoreError> {
+        let decode = StoreError::query("read the pause flag");
+        let row = sqlx::query(
+            &self
+                .backend
+                .sql("SELECT paused, reason, until_at, set_by, set_at FROM pause WHERE id = ?"),
+        )
+        .bind(PAUSE_ROW)
+        .fetch_optional(&self.pool)
+        .await;
+        let row = match row {
+            Ok(Some(row)) => row,
+            Ok(None) => return Ok(PauseState::default()),
+            Err(e) => return Err(decode(e)),
+        };
+        pause_from_row(&row, Utc::now()).map_err(decode)
+    }
+
+    async fn write_pause(
+        &self,
+        paused: bool,
+        reason: Option<&str>,
+        until: Option<DateTime<Utc>>,
+        by: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let columns = ["id", "paused", "reason", "until_at", "set_by", "set_at"];
+        let query = format!(
+            "{}{}",
+            self.backend.insert("pause", &columns, 1),
+            self.backend.on_conflict(&["id"], &columns[1..])
+        );
+        sqlx::query(&self.backend.sql(&query))
+            .bind(PAUSE_ROW)
+            .bind(i64::from(paused))
+            .bind(reason)
+            .bind(until.map(millis))
+            .bind(by)
+            .bind(millis(Utc::now()))
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::query(if paused {
+                "set the pause flag"
+            } else {
+                "clear the pause flag"
+            }))?;
+        Ok(())
+    }
+}
+
+/// Inside a batch's transaction: proves `lease` is still current and unexpired, and records a
+/// heartbeat. The row lock this UPDATE takes holds off a takeover until the batch commits.
+pub(crate) async fn fence(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    lease: &Lease,
+) -> Result<(), StoreError> {
+    let now = millis(Utc::now());
+    let current = sqlx::query(&backend.sql(
+        "UPDATE lease SET heartbeat_at = ? WHERE name = ? AND holder = ? AND token = ? AND expires_at > ?",
+    ))
+    .bind(now)
+    .bind(RUN_LEASE)
+    .bind(&lease.holder)
+    .bind(lease.token)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::query("check the run lease"))?
+    .rows_affected()
+        == 1;
+    if current {
+        Ok(())
+    } else {
+        Err(lease_lost(tx, backend).await)
+    }
+}
+
+async fn lease_lost(tx: &mut Transaction<'static, Any>, backend: Backend) -> StoreError {
+    match lease_state(tx, backend).await {
+        Ok(state) => StoreError::LeaseLost {
+            holder: state.as_ref().and_then(|s| s.holder.clone()),
+            token: state.map_or(0, |s| s.token),
+        },
+        Err(e) => e,
+    }
+}
+
+async fn lease_state(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+) -> Result<Option<LeaseState>, StoreError> {
+    let decode = || StoreError::query("read the run lease");
+    let row = sqlx::query(&backend.sql(
+        "SELECT holder, token, acquired_at, heartbeat_at, expires_at FROM lease WHERE name = ?",
+    ))
+    .bind(RUN_LEASE)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(decode())?;
+    row.map(|row| {
+        Ok(LeaseState {
+            holder: row.try_get("holder")?,
+            token: row.try_get("token")?,
+            acquired_at: from_millis(row.try_get("acquired_at")?),
+            heartbeat_at: from_millis(row.try_get("heartbeat_at")?),
+            expires_at: from_millis(row.try_get("expires_at")?),
+        })
+    })
+    .transpose()
+    .map_err(decode())
+}
+
+fn pause_from_row(row: &AnyRow, now: DateTime<Utc>) -> Result<PauseState, sqlx::Error> {
+    let flag: i64 = row.try_get("paused")?;
+    let until = row.try_get::<Option<i64>, _>("until_at")?.map(from_millis);
+    Ok(PauseState {
+        paused: flag != 0 && until.is_none_or(|u| u > now),
+        reason: text(row, "reason")?,
+        until,
+        by: row.try_get("set_by")?,
+        at: Some(from_millis(row.try_get("set_at")?)),
+    })
+}
+
+/// A lease's lifetime, capped at a year so that adding it to now cannot overflow.
+fn ttl_of(ttl: Duration) -> chrono::Duration {
+    let year = chrono::Duration::days(365);
+    chrono::Duration::from_std(ttl).map_or(year, |ttl| ttl.min(year))
+}

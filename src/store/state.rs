@@ -1,0 +1,300 @@
+//! What rollcall knows about Microsoft 365: managed groups, the membership mirror, resolved
+//! identities and delta links. All of it can be rebuilt from Microsoft 365.
+
+use chrono::Utc;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::journal::upsert_group;
+use super::model::{from_millis, millis};
+use super::sql::CHUNK_ROWS;
+use super::{Backend, GroupOrigin, Identity, ManagedGroup, Store, StoreError, text};
+use crate::config::MemberKey;
+
+const GROUP_COLUMNS: &str = "list_key, group_id, family, origin, mail_nickname, tagged";
+
+impl Store {
+    /// Records a managed group, or updates the one with the same list key.
+    pub async fn upsert_group(&self, group: &ManagedGroup) -> Result<(), StoreError> {
+        let action = || StoreError::query(format!("record managed group `{}`", group.list));
+        let mut tx = self.pool.begin().await.map_err(action())?;
+        upsert_group(&mut tx, self.backend, group, millis(Utc::now())).await?;
+        tx.commit().await.map_err(action())
+    }
+
+    /// The managed group of a list.
+    pub async fn group(&self, list: &str) -> Result<Option<ManagedGroup>, StoreError> {
+        let row = sqlx::query(&self.backend.sql(&format!(
+            "SELECT {GROUP_COLUMNS} FROM managed_groups WHERE list_key = ?"
+        )))
+        .bind(list)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::query(format!("read managed group `{list}`")))?;
+        row.map(|r| group_from_row(&r)).transpose()
+    }
+
+    /// Every managed group, by list key.
+    pub async fn groups(&self) -> Result<Vec<ManagedGroup>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {GROUP_COLUMNS} FROM managed_groups ORDER BY list_key"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("read the managed groups"))?;
+        rows.iter().map(group_from_row).collect()
+    }
+
+    /// Forgets a managed group and its mirror.
+    pub async fn delete_group(&self, list: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            &self
+                .backend
+                .sql("DELETE FROM managed_groups WHERE list_key = ?"),
+        )
+        .bind(list)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::query(format!("forget managed group `{list}`")))?;
+        Ok(())
+    }
+
+    /// Replaces a list's mirrored members with `members` (object ids), e.g. after a full read.
+    pub async fn replace_members(&self, list: &str, members: &[String]) -> Result<(), StoreError> {
+        let action = || StoreError::query(format!("replace the mirror of `{list}`"));
+        let mut tx = self.pool.begin().await.map_err(action())?;
+        sqlx::query(&self.backend.sql("DELETE FROM mirror WHERE list_key = ?"))
+            .bind(list)
+            .execute(&mut *tx)
+            .await
+            .map_err(action())?;
+        let rows: Vec<(String, String)> = members
+            .iter()
+            .map(|m| (list.to_owned(), m.clone()))
+            .collect();
+        mirror_insert(&mut tx, self.backend, &rows).await?;
+        tx.commit().await.map_err(action())
+    }
+
+    /// Applies adds and removes (object ids) to a list's mirror, e.g. from a delta read.
+    pub async fn apply_members(
+        &self,
+        list: &str,
+        adds: &[String],
+        removes: &[String],
+    ) -> Result<(), StoreError> {
+        let action = || StoreError::query(format!("update the mirror of `{list}`"));
+        let pair = |m: &String| (list.to_owned(), m.clone());
+        let mut tx = self.pool.begin().await.map_err(action())?;
+        mirror_insert(
+            &mut tx,
+            self.backend,
+            &adds.iter().map(pair).collect::<Vec<_>>(),
+        )
+        .await?;
+        mirror_delete(
+            &mut tx,
+            self.backend,
+            &removes.iter().map(pair).collect::<Vec<_>>(),
+        )
+        .await?;
+        tx.commit().await.map_err(action())
+    }
+
+    /// A list's mirrored members (object ids), sorted.
+    pub async fn members(&self, list: &str) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            &self
+                .backend
+                .sql("SELECT member_id FROM mirror WHERE list_key = ? ORDER BY member_id"),
+        )
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query(format!("read the mirror of `{list}`")))
+    }
+
+    /// Mirrored member counts per list, by list key; lists without members are left out.
+    pub async fn member_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT list_key, COUNT(*) AS n FROM mirror GROUP BY list_key ORDER BY list_key",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("count the mirror"))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("list_key")?, r.try_get("n")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::query("count the mirror"))
+    }
+
+    /// Records resolved and unresolved identities in bulk, replacing earlier lookups.
+    pub async fn upsert_identities(&self, identities: &[Identity]) -> Result<(), StoreError> {
+        let action = || StoreError::query(format!("record {} identities", identities.len()));
+        let columns = ["key_kind", "key_value", "object_id", "checked_at"];
+        let mut tx = self.pool.begin().await.map_err(action())?;
+        for chunk in identities.chunks(CHUNK_ROWS) {
+            let query = format!(
+                "{}{}",
+                self.backend.insert("identities", &columns, chunk.len()),
+                self.backend
+                    .on_conflict(&columns[..2], &["object_id", "checked_at"])
+            );
+            let query = self.backend.sql(&query);
+            let mut insert = sqlx::query(&query);
+            for identity in chunk {
+                insert = insert
+                    .bind(identity.kind.as_str())
+                    .bind(identity.value.as_str())
+                    .bind(identity.object_id.as_deref())
+                    .bind(millis(identity.checked_at));
+            }
+            insert.execute(&mut *tx).await.map_err(action())?;
+        }
+        tx.commit().await.map_err(action())
+    }
+
+    /// The recorded lookups among `values` (normalised keys of one kind); keys never looked
+    /// up are absent, keys the directory did not know have no object id.
+    pub async fn lookup_identities(
+        &self,
+        kind: MemberKey,
+        values: &[String],
+    ) -> Result<Vec<Identity>, StoreError> {
+        let action = || StoreError::query(format!("look up {} {kind} identities", values.len()));
+        let mut found = Vec::new();
+        for chunk in values.chunks(CHUNK_ROWS) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let query = self.backend.sql(&format!(
+                "SELECT key_value, object_id, checked_at FROM identities WHERE key_kind = ? AND key_value IN ({marks})"
+            )).into_owned();
+            let mut select = sqlx::query(&query).bind(kind.as_str());
+            for value in chunk {
+                select = select.bind(value.as_str());
+            }
+            for row in select.fetch_all(&self.pool).await.map_err(action())? {
+                found.push(Identity {
+                    kind,
+                    value: row.try_get("key_value").map_err(action())?,
+                    object_id: row.try_get("object_id").map_err(action())?,
+                    checked_at: from_millis(row.try_get("checked_at").map_err(action())?),
+                });
+            }
+        }
+        found.sort_by(|a, b| a.value.cmp(&b.value));
+        Ok(found)
+    }
+
+    /// The stored delta link of a scope (`users`, `groups`, …).
+    pub async fn delta_link(&self, scope: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            &self
+                .backend
+                .sql("SELECT link FROM delta_links WHERE scope = ?"),
+        )
+        .bind(scope)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::query(format!("read the {scope} delta link")))?;
+        row.map(|r| text(&r, "link").map(Option::unwrap_or_default))
+            .transpose()
+            .map_err(StoreError::query(format!("read the {scope} delta link")))
+    }
+
+    /// Stores the delta link of a scope for the next run.
+    pub async fn set_delta_link(&self, scope: &str, link: &str) -> Result<(), StoreError> {
+        let columns = ["scope", "link", "updated_at"];
+        let query = format!(
+            "{}{}",
+            self.backend.insert("delta_links", &columns, 1),
+            self.backend.on_conflict(&["scope"], &columns[1..])
+        );
+        sqlx::query(&self.backend.sql(&query))
+            .bind(scope)
+            .bind(link)
+            .bind(millis(Utc::now()))
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::query(format!("store the {scope} delta link")))?;
+        Ok(())
+    }
+
+    /// Forgets every delta link, so the next read is a full one (`rebuild`).
+    pub async fn clear_delta_links(&self) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM delta_links")
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::query("forget the delta links"))?;
+        Ok(())
+    }
+}
+
+/// Adds `(list, member)` pairs to the mirror; pairs already there stay as they are.
+pub(crate) async fn mirror_insert(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    rows: &[(String, String)],
+) -> Result<(), StoreError> {
+    let columns = ["list_key", "member_id"];
+    for chunk in rows.chunks(CHUNK_ROWS) {
+        let query = format!(
+            "{}{}",
+            backend.insert("mirror", &columns, chunk.len()),
+            backend.on_conflict(&columns, &[])
+        );
+        let query = backend.sql(&query);
+        let mut insert = sqlx::query(&query);
+        for (list, member) in chunk {
+            insert = insert.bind(list.as_str()).bind(member.as_str());
+        }
+        insert
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::query(format!(
+                "add {} members to the mirror (is every list a managed group?)",
+                chunk.len()
+            )))?;
+    }
+    Ok(())
+}
+
+/// Removes `(list, member)` pairs from the mirror.
+pub(crate) async fn mirror_delete(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    rows: &[(String, String)],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(CHUNK_ROWS) {
+        let marks = vec!["(?, ?)"; chunk.len()].join(", ");
+        let query = backend
+            .sql(&format!(
+                "DELETE FROM mirror WHERE (list_key, member_id) IN ({marks})"
+            ))
+            .into_owned();
+        let mut delete = sqlx::query(&query);
+        for (list, member) in chunk {
+            delete = delete.bind(list.as_str()).bind(member.as_str());
+        }
+        delete
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::query(format!(
+                "remove {} members from the mirror",
+                chunk.len()
+            )))?;
+    }
+    Ok(())
+}
+
+fn group_from_row(row: &AnyRow) -> Result<ManagedGroup, StoreError> {
+    let decode = || StoreError::query("read a managed group");
+    let origin: String = row.try_get("origin").map_err(decode())?;
+    Ok(ManagedGroup {
+        list: row.try_get("list_key").map_err(decode())?,
+        group_id: row.try_get("group_id").map_err(decode())?,
+        family: row.try_get("family").map_err(decode())?,
+        origin: GroupOrigin::parse(&origin)?,
+        mail_nickname: row.try_get("mail_nickname").map_err(decode())?,
+        tagged: row.try_get::<i64, _>("tagged").map_err(decode())? != 0,
+    })
+}
