@@ -131,7 +131,11 @@ async fn missing_member_header_names_the_file() {
     let export = Export::new(b"list,person\nmod-a,a@x\n", None);
     let error = export.error().await;
     let place = format!("{}:1", export.csv.display());
-    assert_names(&error, "missing-column", &[&place, "`member`", "list, person"]);
+    assert_names(
+        &error,
+        "missing-column",
+        &[&place, "`member`", "list, person"],
+    );
 }
 
 #[tokio::test]
@@ -191,7 +195,11 @@ async fn control_rows_mismatch_names_control_file_and_counts() {
     let export = Export::new(csv, Some(&control_for(csv, 5)));
     let error = export.error().await;
     let control = export.control.display().to_string();
-    assert_names(&error, "control-rows", &[&control, "rows=5", "has 2 data rows"]);
+    assert_names(
+        &error,
+        "control-rows",
+        &[&control, "rows=5", "has 2 data rows"],
+    );
 }
 
 #[tokio::test]
