@@ -166,7 +166,7 @@ pub enum SourceError {
     },
     /// The database could not be reached or refused the login.
     #[error(
-        "source `{source_name}`: cannot connect to {url}: {message}; check that the database is up and the credentials are right"
+        "source `{source_name}`: cannot connect to {url}: {message}; check the URL, that the database is up, and the credentials"
     )]
     Unreachable {
         /// The source.

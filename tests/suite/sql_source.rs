@@ -301,6 +301,25 @@ async fn concurrent_writer_never_yields_a_torn_read(db: TestDatabase) {
     }
     tx.commit().await.unwrap();
 
+    let query = if db.backend == Backend::Postgres {
+        // A volatile function's statements take a fresh snapshot under READ COMMITTED, so
+        // here only a transaction-wide snapshot (REPEATABLE READ) keeps the read whole.
+        execute(
+            &mut conn,
+            &[
+                "CREATE FUNCTION roster_b_now() RETURNS SETOF roster_b AS $$ \
+               BEGIN PERFORM pg_sleep(0.002); RETURN QUERY SELECT * FROM roster_b; END \
+               $$ LANGUAGE plpgsql VOLATILE",
+            ],
+        )
+        .await;
+        "SELECT 'list-a' AS list, member FROM roster_a \
+         UNION ALL SELECT 'list-b' AS list, member FROM roster_b_now()"
+    } else {
+        "SELECT 'list-a' AS list, member FROM roster_a \
+         UNION ALL SELECT 'list-b' AS list, member FROM roster_b"
+    };
+
     // The writer moves one person at a time between the two tables. Half the moves insert
     // before deleting, half delete before inserting, so a torn read would show someone
     // twice or not at all.
@@ -333,8 +352,6 @@ async fn concurrent_writer_never_yields_a_torn_read(db: TestDatabase) {
         }
     };
 
-    let query = "SELECT 'list-a' AS list, member FROM roster_a \
-                 UNION ALL SELECT 'list-b' AS list, member FROM roster_b";
     let config = roster(&db, query);
     let reader = async {
         let mut reads = 0;
