@@ -173,6 +173,17 @@ async fn null_member_names_the_row(db: TestDatabase) {
     assert_names(&error, "empty-value", &[row, "`member`"]);
 }
 
+async fn unreadable_column_type_names_the_column(db: TestDatabase) {
+    let _conn = connect(&db).await;
+    let query = "SELECT 'mod-a' AS list, 2.5 AS member";
+    let error = read_source(&roster(&db, query)).await.unwrap_err();
+    assert_names(
+        &error,
+        "column-type",
+        &["query row 1", "`member`", "cast it"],
+    );
+}
+
 async fn writing_query_is_refused_by_the_read_only_transaction(db: TestDatabase) {
     let mut conn = connect(&db).await;
     execute(&mut conn, &[ENROLMENT]).await;
@@ -385,6 +396,7 @@ on_every_backend!(
     integer_member_column_is_read_as_text,
     missing_column_is_reported_even_without_rows,
     null_member_names_the_row,
+    unreadable_column_type_names_the_column,
     writing_query_is_refused_by_the_read_only_transaction,
     unreachable_database_is_named_without_its_password,
     syntax_error_names_the_source,
