@@ -104,7 +104,7 @@ pub async fn read_all(config: &Config) -> Result<Snapshot, SourceError> {
     let reads = futures::future::try_join_all(config.sources.iter().map(read_source)).await?;
     let snapshot = snapshot::assemble(config, reads)?;
     for warning in &snapshot.warnings {
-        tracing::warn!("{warning}");
+        tracing::warn!(%warning, "snapshot warning");
     }
     Ok(snapshot)
 }
