@@ -113,13 +113,26 @@ pub(crate) fn assemble(config: &Config, reads: Vec<SourceRead>) -> Result<Snapsh
     }
 
     let mut warnings = Vec::new();
+    let mut exclusions = Vec::new();
     for (index, rule) in config.overrides.iter().enumerate() {
-        match drafts.get_mut(rule.list.trim()) {
-            Some(draft) => apply_override(index, rule, draft)?,
+        let list = rule.list.trim();
+        match drafts.get_mut(list) {
+            Some(draft) => {
+                let (include, exclude) = parse_override(index, rule, draft)?;
+                draft.members.extend(include);
+                exclusions.push((list, exclude));
+            }
             None => warnings.push(format!(
-                "override[{index}] names list `{}`, which no source feeds; it is ignored (rollcall never creates a list from an override alone)",
-                rule.list.trim()
+                "override[{index}] names list `{list}`, which no source feeds; it is ignored (rollcall never creates a list from an override alone)"
             )),
+        }
+    }
+    // Exclusions go last, so they win over source rows and over every include.
+    for (list, exclude) in exclusions {
+        if let Some(draft) = drafts.get_mut(list) {
+            for member in &exclude {
+                draft.members.remove(member);
+            }
         }
     }
 
@@ -147,35 +160,26 @@ fn min_some(a: Option<String>, b: Option<String>) -> Option<String> {
     }
 }
 
-fn apply_override(
+/// An override's includes and excludes as members of the list's member keys.
+fn parse_override(
     index: usize,
     rule: &OverrideConfig,
-    draft: &mut Draft,
-) -> Result<(), SourceError> {
-    let parse = |raw: &str| {
-        parse_override_value(raw, &draft.keys).map_err(|message| SourceError::Override {
-            source_name: draft.sources[0].clone(),
-            index,
-            list: rule.list.trim().to_owned(),
-            message,
-        })
+    draft: &Draft,
+) -> Result<(Vec<Member>, Vec<Member>), SourceError> {
+    let parse = |values: &[String]| {
+        values
+            .iter()
+            .map(|raw| {
+                parse_override_value(raw, &draft.keys).map_err(|message| SourceError::Override {
+                    source_name: draft.sources[0].clone(),
+                    index,
+                    list: rule.list.trim().to_owned(),
+                    message,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
     };
-    let include = rule
-        .include
-        .iter()
-        .map(|raw| parse(raw))
-        .collect::<Result<Vec<_>, _>>()?;
-    let exclude = rule
-        .exclude
-        .iter()
-        .map(|raw| parse(raw))
-        .collect::<Result<Vec<_>, _>>()?;
-    draft.members.extend(include);
-    // Exclusion is applied last, so it wins over source rows and includes alike.
-    for member in &exclude {
-        draft.members.remove(member);
-    }
-    Ok(())
+    Ok((parse(&rule.include)?, parse(&rule.exclude)?))
 }
 
 /// Reads an override value: `kind:value` always, a bare value when the list's sources use
@@ -344,11 +348,11 @@ exclude = ["b@x.org"]
             r#"
 [[override]]
 list = "mod-a"
-include = ["c@x.org"]
+exclude = ["upn:C@x.org"]
 
 [[override]]
 list = "mod-a"
-exclude = ["upn:C@x.org"]
+include = ["c@x.org"]
 "#,
         );
         let reads = vec![read(
