@@ -8,4 +8,5 @@ pub mod config;
 pub mod exit;
 pub mod logging;
 pub mod plan;
+pub mod source;
 pub mod store;

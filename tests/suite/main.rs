@@ -2,4 +2,6 @@
 
 mod common;
 mod config;
+mod csv_source;
+mod sql_source;
 mod store;

@@ -1,0 +1,390 @@
+//! Rows from any source: trimmed, normalized, collapsed, and checksummed.
+//!
+//! Both readers push borrowed rows into one [`Accumulator`]; it owns a string only when it
+//! meets a list, member or metadata value it has not seen in that list yet, so a source
+//! full of duplicates costs no more memory than its distinct rows.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::MemberKey;
+
+/// One source's rows for one list, after collapsing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceList {
+    /// Distinct members, normalized by the source's member key.
+    pub members: BTreeSet<String>,
+    /// The first non-empty display name in canonical (byte) order.
+    pub display_name: Option<String>,
+    /// The first non-empty description in canonical (byte) order.
+    pub description: Option<String>,
+}
+
+/// A row as a reader found it, before trimming.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawRow<'a> {
+    pub(crate) list: &'a str,
+    pub(crate) member: &'a str,
+    pub(crate) display_name: Option<&'a str>,
+    pub(crate) description: Option<&'a str>,
+}
+
+/// Where each column rollcall reads sits in a CSV header or a query result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Columns {
+    pub(crate) list: usize,
+    pub(crate) member: usize,
+    pub(crate) display_name: Option<usize>,
+    pub(crate) description: Option<usize>,
+}
+
+/// Why a header or result cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ColumnFault {
+    /// A required column is absent; `found` lists what is there.
+    Missing { column: &'static str, found: String },
+    /// A column rollcall reads appears more than once.
+    Duplicate(&'static str),
+}
+
+impl Columns {
+    /// Finds the columns by name, trimmed and case-insensitively; other columns are ignored.
+    pub(crate) fn locate<'a>(
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, ColumnFault> {
+        let mut slots: [Option<usize>; 4] = [None; 4];
+        const NAMES: [&str; 4] = ["list", "member", "display_name", "description"];
+        let mut found = Vec::new();
+        for (index, name) in names.into_iter().enumerate() {
+            // Spreadsheet exports often start with a byte-order mark, which is not whitespace.
+            let name = name.trim_start_matches('\u{feff}').trim();
+            found.push(name.to_owned());
+            if let Some(slot) = NAMES.iter().position(|n| n.eq_ignore_ascii_case(name)) {
+                if slots[slot].is_some() {
+                    return Err(ColumnFault::Duplicate(NAMES[slot]));
+                }
+                slots[slot] = Some(index);
+            }
+        }
+        let missing = |column: &'static str| ColumnFault::Missing {
+            column,
+            found: if found.is_empty() {
+                "no columns".to_owned()
+            } else {
+                found.join(", ")
+            },
+        };
+        Ok(Columns {
+            list: slots[0].ok_or_else(|| missing("list"))?,
+            member: slots[1].ok_or_else(|| missing("member"))?,
+            display_name: slots[2],
+            description: slots[3],
+        })
+    }
+}
+
+/// Per-list state while reading: every distinct value, so the result and its checksum do
+/// not depend on the order rows arrive in.
+#[derive(Debug, Default)]
+struct ListRows {
+    members: BTreeSet<String>,
+    display_names: BTreeSet<String>,
+    descriptions: BTreeSet<String>,
+}
+
+/// Collects one source's rows.
+#[derive(Debug)]
+pub(crate) struct Accumulator {
+    member_key: MemberKey,
+    rows: u64,
+    lists: BTreeMap<String, ListRows>,
+    /// Scratch space for the normalized member, reused across rows.
+    member: String,
+}
+
+/// What an accumulator ends with.
+#[derive(Debug)]
+pub(crate) struct Collected {
+    pub(crate) rows: u64,
+    pub(crate) distinct: u64,
+    pub(crate) checksum: String,
+    pub(crate) lists: BTreeMap<String, SourceList>,
+}
+
+impl Accumulator {
+    /// An empty accumulator for a source naming people by `member_key`.
+    pub(crate) fn new(member_key: MemberKey) -> Self {
+        Self {
+            member_key,
+            rows: 0,
+            lists: BTreeMap::new(),
+            member: String::new(),
+        }
+    }
+
+    /// Data rows pushed so far, before collapsing.
+    pub(crate) fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Adds a row; `Err` names the required column that is empty after trimming.
+    pub(crate) fn push(&mut self, row: RawRow<'_>) -> Result<(), &'static str> {
+        let list = row.list.trim();
+        if list.is_empty() {
+            return Err("list");
+        }
+        let member = row.member.trim();
+        if member.is_empty() {
+            return Err("member");
+        }
+        self.rows += 1;
+        normalize_into(self.member_key, member, &mut self.member);
+
+        // Look up before inserting: an owned key is allocated once per list, not per row.
+        if !self.lists.contains_key(list) {
+            self.lists.insert(list.to_owned(), ListRows::default());
+        }
+        let entry = self.lists.get_mut(list).expect("the list is present");
+        if !entry.members.contains(self.member.as_str()) {
+            entry.members.insert(self.member.clone());
+        }
+        insert_metadata(&mut entry.display_names, row.display_name);
+        insert_metadata(&mut entry.descriptions, row.description);
+        Ok(())
+    }
+
+    /// The collapsed lists, their counts and the source's checksum.
+    pub(crate) fn finish(self) -> Collected {
+        let checksum = checksum(&self.lists);
+        let mut distinct = 0;
+        let lists = self
+            .lists
+            .into_iter()
+            .map(|(key, rows)| {
+                distinct += rows.members.len() as u64;
+                let list = SourceList {
+                    members: rows.members,
+                    display_name: rows.display_names.into_iter().next(),
+                    description: rows.descriptions.into_iter().next(),
+                };
+                (key, list)
+            })
+            .collect();
+        Collected {
+            rows: self.rows,
+            distinct,
+            checksum,
+            lists,
+        }
+    }
+}
+
+fn insert_metadata(values: &mut BTreeSet<String>, value: Option<&str>) {
+    if let Some(value) = value.map(str::trim).filter(|v| !v.is_empty())
+        && !values.contains(value)
+    {
+        values.insert(value.to_owned());
+    }
+}
+
+/// Writes `MemberKey::normalize(raw)` into `out` without allocating for the usual ASCII keys.
+fn normalize_into(key: MemberKey, raw: &str, out: &mut String) {
+    out.clear();
+    match key {
+        MemberKey::EmployeeId => out.push_str(raw.trim()),
+        MemberKey::Upn | MemberKey::Mail | MemberKey::ObjectId if raw.is_ascii() => {
+            out.push_str(raw.trim());
+            out.make_ascii_lowercase();
+        }
+        // Unicode lower-casing has context rules (final sigma); leave them to one place.
+        MemberKey::Upn | MemberKey::Mail | MemberKey::ObjectId => {
+            out.push_str(&key.normalize(raw));
+        }
+    }
+}
+
+/// The sha256 of a source's canonical form, as lower-case hex.
+///
+/// The canonical form is the collapsed content, so neither row order nor duplicates change
+/// it. For each list in byte order of its key: an `L` record with the key; an `N` record per
+/// distinct non-empty display name and a `D` record per distinct non-empty description, each
+/// in byte order; then an `M` record per distinct normalized member in byte order. A record
+/// is its tag byte followed by its value's UTF-8 length as a big-endian u64 and the bytes, so
+/// no value can be mistaken for a separator. Changing this changes every stored checksum.
+fn checksum(lists: &BTreeMap<String, ListRows>) -> String {
+    let mut hasher = Sha256::new();
+    let mut record = |tag: u8, value: &str| {
+        hasher.update([tag]);
+        hasher.update((value.len() as u64).to_be_bytes());
+        hasher.update(value.as_bytes());
+    };
+    for (key, rows) in lists {
+        record(b'L', key);
+        rows.display_names.iter().for_each(|v| record(b'N', v));
+        rows.descriptions.iter().for_each(|v| record(b'D', v));
+        rows.members.iter().for_each(|v| record(b'M', v));
+    }
+    hex::encode(hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row<'a>(list: &'a str, member: &'a str) -> RawRow<'a> {
+        RawRow {
+            list,
+            member,
+            display_name: None,
+            description: None,
+        }
+    }
+
+    fn collect(key: MemberKey, rows: &[RawRow<'_>]) -> Collected {
+        let mut acc = Accumulator::new(key);
+        for r in rows {
+            acc.push(*r).unwrap();
+        }
+        acc.finish()
+    }
+
+    #[test]
+    fn keys_are_trimmed_and_upn_lower_cased() {
+        let c = collect(MemberKey::Upn, &[row("  mod-a ", " Ada@Example.AC.uk\t")]);
+        let list = &c.lists["mod-a"];
+        assert_eq!(
+            list.members.iter().collect::<Vec<_>>(),
+            ["ada@example.ac.uk"]
+        );
+    }
+
+    #[test]
+    fn employee_ids_keep_their_case() {
+        let c = collect(MemberKey::EmployeeId, &[row("dept", " E12ab ")]);
+        assert!(c.lists["dept"].members.contains("E12ab"));
+    }
+
+    #[test]
+    fn normalization_matches_member_key_normalize() {
+        for key in [
+            MemberKey::Upn,
+            MemberKey::Mail,
+            MemberKey::EmployeeId,
+            MemberKey::ObjectId,
+        ] {
+            for raw in [" MiXeD@x.org ", "ΣΟΦΙΑΣ@x.gr", "Ünïcode@x.de", "1234"] {
+                let mut out = String::new();
+                normalize_into(key, raw, &mut out);
+                assert_eq!(out, key.normalize(raw), "{key} {raw}");
+            }
+        }
+    }
+
+    #[test]
+    fn duplicate_rows_collapse() {
+        let c = collect(
+            MemberKey::Mail,
+            &[row("a", "x@y.z"), row("a", "X@Y.Z "), row("a", "w@y.z")],
+        );
+        assert_eq!(c.rows, 3);
+        assert_eq!(c.distinct, 2);
+        assert_eq!(c.lists["a"].members.len(), 2);
+    }
+
+    #[test]
+    fn empty_list_or_member_is_refused() {
+        let mut acc = Accumulator::new(MemberKey::Upn);
+        assert_eq!(acc.push(row("  ", "a@b.c")), Err("list"));
+        assert_eq!(acc.push(row("l", " \t")), Err("member"));
+        assert_eq!(acc.rows(), 0);
+    }
+
+    #[test]
+    fn checksum_ignores_row_order_and_duplicates() {
+        let rows = [
+            row("b", "p@x"),
+            row("a", "q@x"),
+            row("a", "p@x"),
+            row("b", "q@x"),
+        ];
+        let forward = collect(MemberKey::Upn, &rows);
+        let mut reversed: Vec<_> = rows.to_vec();
+        reversed.reverse();
+        reversed.push(row("a", "P@X"));
+        let backward = collect(MemberKey::Upn, &reversed);
+        assert_eq!(forward.checksum, backward.checksum);
+        assert_eq!(forward.checksum.len(), 64);
+    }
+
+    #[test]
+    fn checksum_changes_when_a_member_moves() {
+        let before = collect(MemberKey::Upn, &[row("a", "p@x"), row("b", "q@x")]);
+        let after = collect(MemberKey::Upn, &[row("a", "q@x"), row("b", "p@x")]);
+        assert_ne!(before.checksum, after.checksum);
+    }
+
+    #[test]
+    fn checksum_is_stable_across_releases() {
+        // A changed canonical form would make every stored snapshot look changed.
+        let c = collect(MemberKey::Upn, &[row("a", "p@x")]);
+        let mut expected = Sha256::new();
+        expected.update(b"L\0\0\0\0\0\0\0\x01a");
+        expected.update(b"M\0\0\0\0\0\0\0\x03p@x");
+        assert_eq!(c.checksum, hex::encode(expected.finalize()));
+    }
+
+    #[test]
+    fn first_non_empty_metadata_in_canonical_order_wins() {
+        let meta = |member, display_name, description| RawRow {
+            list: "l",
+            member,
+            display_name,
+            description,
+        };
+        let rows = [
+            meta("a@x", Some("  "), None),
+            meta("b@x", Some("Zoology 101"), Some("")),
+            meta("c@x", Some(" Anatomy 101 "), None),
+            meta("d@x", None, Some("Second year")),
+        ];
+        let forward = collect(MemberKey::Upn, &rows);
+        let mut reversed = rows.to_vec();
+        reversed.reverse();
+        let backward = collect(MemberKey::Upn, &reversed);
+        for c in [&forward, &backward] {
+            assert_eq!(c.lists["l"].display_name.as_deref(), Some("Anatomy 101"));
+            assert_eq!(c.lists["l"].description.as_deref(), Some("Second year"));
+        }
+        assert_eq!(forward.checksum, backward.checksum);
+    }
+
+    #[test]
+    fn columns_match_trimmed_and_case_insensitively() {
+        let columns = Columns::locate(["\u{feff}extra", " MEMBER ", "List", "Display_Name"]);
+        assert_eq!(
+            columns,
+            Ok(Columns {
+                list: 2,
+                member: 1,
+                display_name: Some(3),
+                description: None,
+            })
+        );
+    }
+
+    #[test]
+    fn missing_member_column_lists_what_is_there() {
+        assert_eq!(
+            Columns::locate(["list", "person"]),
+            Err(ColumnFault::Missing {
+                column: "member",
+                found: "list, person".to_owned(),
+            })
+        );
+        assert_eq!(
+            Columns::locate(["list", "member", "LIST"]),
+            Err(ColumnFault::Duplicate("list"))
+        );
+    }
+}

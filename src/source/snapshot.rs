@@ -1,0 +1,496 @@
+//! The snapshot: every source read whole, merged into desired lists, overrides applied and
+//! family naming rendered. Pure: plain data in, plain data out.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::{SourceError, SourceRead};
+use crate::config::{Config, FamilyConfig, MemberKey, OverrideConfig};
+
+/// A person as a source names them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Member {
+    /// How the value names the person.
+    pub key: MemberKey,
+    /// The value, normalized by [`MemberKey::normalize`].
+    pub value: String,
+}
+
+/// A source's row counts and checksum, as accepted snapshots record them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceSummary {
+    /// The source's name.
+    pub name: String,
+    /// The family it feeds.
+    pub family: String,
+    /// Data rows read, before duplicates collapsed.
+    pub rows: u64,
+    /// Distinct `(list, member)` pairs.
+    pub distinct: u64,
+    /// The sha256 (hex) of the source's canonical form; row order does not change it.
+    pub checksum: String,
+}
+
+/// One list as the sources want it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredList {
+    /// The list key.
+    pub key: String,
+    /// The family the list belongs to.
+    pub family: String,
+    /// The sources feeding it, in configuration order.
+    pub sources: Vec<String>,
+    /// Its members after overrides.
+    pub members: BTreeSet<Member>,
+    /// The group's display name, rendered from the family's template.
+    pub display_name: String,
+    /// The group's mailNickname, rendered from the family's template.
+    pub mail_nickname: String,
+    /// The group's description, rendered; `None` when it renders empty.
+    pub description: Option<String>,
+}
+
+/// Everything the sources say, read at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// One summary per source, in configuration order.
+    pub sources: Vec<SourceSummary>,
+    /// The desired lists by key.
+    pub lists: BTreeMap<String, DesiredList>,
+    /// Things an operator should know that do not stop the run.
+    pub warnings: Vec<String>,
+}
+
+/// A list being assembled from its sources.
+struct Draft {
+    family: String,
+    sources: Vec<String>,
+    /// The member keys its sources use (overrides may add others; those do not count).
+    keys: BTreeSet<MemberKey>,
+    members: BTreeSet<Member>,
+    display_name: Option<String>,
+    description: Option<String>,
+}
+
+/// Merges source reads (in configuration order) into a snapshot.
+pub(crate) fn assemble(config: &Config, reads: Vec<SourceRead>) -> Result<Snapshot, SourceError> {
+    let mut summaries = Vec::with_capacity(reads.len());
+    let mut drafts: BTreeMap<String, Draft> = BTreeMap::new();
+    for read in reads {
+        summaries.push(read.summary());
+        let key = read.member_key;
+        for (list, rows) in read.lists {
+            if let Some(other) = drafts.get(&list)
+                && other.family != read.family
+            {
+                return Err(SourceError::DuplicateList {
+                    list,
+                    first_source: other.sources[0].clone(),
+                    first_family: other.family.clone(),
+                    second_source: read.name,
+                    second_family: read.family,
+                });
+            }
+            let draft = drafts.entry(list).or_insert_with(|| Draft {
+                family: read.family.clone(),
+                sources: Vec::new(),
+                keys: BTreeSet::new(),
+                members: BTreeSet::new(),
+                display_name: None,
+                description: None,
+            });
+            draft.sources.push(read.name.clone());
+            draft.keys.insert(key);
+            draft
+                .members
+                .extend(rows.members.into_iter().map(|value| Member { key, value }));
+            // Across sources too, the first value in byte order wins, so the result does
+            // not depend on which source finished first.
+            draft.display_name = min_some(draft.display_name.take(), rows.display_name);
+            draft.description = min_some(draft.description.take(), rows.description);
+        }
+    }
+
+    let mut warnings = Vec::new();
+    let mut exclusions = Vec::new();
+    for (index, rule) in config.overrides.iter().enumerate() {
+        let list = rule.list.trim();
+        match drafts.get_mut(list) {
+            Some(draft) => {
+                let (include, exclude) = parse_override(index, rule, draft)?;
+                draft.members.extend(include);
+                exclusions.push((list, exclude));
+            }
+            None => warnings.push(format!(
+                "override[{index}] names list `{list}`, which no source feeds; it is ignored (rollcall never creates a list from an override alone)"
+            )),
+        }
+    }
+    // Exclusions go last, so they win over source rows and over every include.
+    for (list, exclude) in exclusions {
+        if let Some(draft) = drafts.get_mut(list) {
+            for member in &exclude {
+                draft.members.remove(member);
+            }
+        }
+    }
+
+    let mut lists = BTreeMap::new();
+    for (key, draft) in drafts {
+        let Some(family) = config.family(&draft.family) else {
+            return Err(SourceError::Config {
+                source_name: draft.sources[0].clone(),
+                message: format!("no [[family]] is named `{}`", draft.family),
+            });
+        };
+        lists.insert(key.clone(), render(family, key, draft));
+    }
+    Ok(Snapshot {
+        sources: summaries,
+        lists,
+        warnings,
+    })
+}
+
+fn min_some(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// An override's includes and excludes as members of the list's member keys.
+fn parse_override(
+    index: usize,
+    rule: &OverrideConfig,
+    draft: &Draft,
+) -> Result<(Vec<Member>, Vec<Member>), SourceError> {
+    let parse = |values: &[String]| {
+        values
+            .iter()
+            .map(|raw| {
+                parse_override_value(raw, &draft.keys).map_err(|message| SourceError::Override {
+                    source_name: draft.sources[0].clone(),
+                    index,
+                    list: rule.list.trim().to_owned(),
+                    message,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok((parse(&rule.include)?, parse(&rule.exclude)?))
+}
+
+/// Reads an override value: `kind:value` always, a bare value when the list's sources use
+/// exactly one member key.
+fn parse_override_value(raw: &str, keys: &BTreeSet<MemberKey>) -> Result<Member, String> {
+    const KINDS: [MemberKey; 4] = [
+        MemberKey::Upn,
+        MemberKey::Mail,
+        MemberKey::EmployeeId,
+        MemberKey::ObjectId,
+    ];
+    let raw = raw.trim();
+    let prefixed = raw.split_once(':').and_then(|(kind, value)| {
+        KINDS
+            .iter()
+            .find(|k| k.as_str() == kind.trim())
+            .map(|k| (*k, value))
+    });
+    let (key, value) = match prefixed {
+        Some(found) => found,
+        None => match keys.iter().collect::<Vec<_>>().as_slice() {
+            [only] => (**only, raw),
+            _ => {
+                let names: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
+                return Err(format!(
+                    "`{raw}` has no member key, and the list's sources use {}; write it as `kind:value`, e.g. `{}:{raw}`",
+                    names.join(" and "),
+                    names.first().copied().unwrap_or("upn")
+                ));
+            }
+        },
+    };
+    let value = key.normalize(value);
+    if value.is_empty() {
+        return Err(format!("`{raw}` names nobody"));
+    }
+    Ok(Member { key, value })
+}
+
+fn render(family: &FamilyConfig, key: String, draft: Draft) -> DesiredList {
+    let display_name = draft.display_name.as_deref().unwrap_or(&key);
+    let description = draft.description.as_deref().unwrap_or_default();
+    let fill = |template: &str| render_template(template, &key, display_name, description);
+    let rendered_description = fill(&family.description);
+    DesiredList {
+        display_name: fill(&family.display_name),
+        mail_nickname: fill(&family.mail_nickname),
+        description: Some(rendered_description).filter(|d| !d.trim().is_empty()),
+        family: draft.family,
+        sources: draft.sources,
+        members: draft.members,
+        key,
+    }
+}
+
+/// Fills `{list}`, `{display_name}` and `{description}` in one pass, so a value that itself
+/// contains braces is never expanded again. Configuration validation rejects any other
+/// placeholder, so one here is left as written.
+fn render_template(template: &str, list: &str, display_name: &str, description: &str) -> String {
+    let mut out = String::with_capacity(template.len() + list.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open..];
+        let placeholder = [
+            ("{list}", list),
+            ("{display_name}", display_name),
+            ("{description}", description),
+        ]
+        .into_iter()
+        .find(|(name, _)| after.starts_with(name));
+        match placeholder {
+            Some((name, value)) => {
+                out.push_str(value);
+                rest = &after[name.len()..];
+            }
+            None => {
+                out.push('{');
+                rest = &after[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out.trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceList;
+
+    fn config(text: &str) -> Config {
+        let base = r#"
+[[family]]
+name = "modules"
+display_name = "Module {display_name}"
+description = "{description}"
+
+[[family]]
+name = "departments"
+mail_nickname = "dept-{list}"
+"#;
+        Config::parse(
+            &format!("{base}{text}"),
+            std::path::Path::new("rollcall.toml"),
+        )
+        .unwrap()
+    }
+
+    fn read(name: &str, family: &str, key: MemberKey, lists: &[(&str, &[&str])]) -> SourceRead {
+        SourceRead {
+            name: name.to_owned(),
+            family: family.to_owned(),
+            member_key: key,
+            rows: 0,
+            distinct: 0,
+            checksum: String::new(),
+            lists: lists
+                .iter()
+                .map(|(list, members)| {
+                    let list_rows = SourceList {
+                        members: members.iter().map(|m| key.normalize(m)).collect(),
+                        display_name: None,
+                        description: None,
+                    };
+                    ((*list).to_owned(), list_rows)
+                })
+                .collect(),
+        }
+    }
+
+    fn values(list: &DesiredList) -> Vec<String> {
+        list.members
+            .iter()
+            .map(|m| format!("{}:{}", m.key, m.value))
+            .collect()
+    }
+
+    #[test]
+    fn include_adds_and_exclude_removes() {
+        let config = config(
+            r#"
+[[override]]
+list = "mod-a"
+include = ["Visitor@X.org"]
+exclude = ["b@x.org"]
+"#,
+        );
+        let reads = vec![read(
+            "s",
+            "modules",
+            MemberKey::Upn,
+            &[("mod-a", &["a@x.org", "b@x.org"])],
+        )];
+        let snapshot = assemble(&config, reads).unwrap();
+        assert_eq!(
+            values(&snapshot.lists["mod-a"]),
+            ["upn:a@x.org", "upn:visitor@x.org"]
+        );
+        assert!(snapshot.warnings.is_empty());
+    }
+
+    #[test]
+    fn exclude_wins_over_an_include_in_another_override() {
+        let config = config(
+            r#"
+[[override]]
+list = "mod-a"
+exclude = ["upn:C@x.org"]
+
+[[override]]
+list = "mod-a"
+include = ["c@x.org"]
+"#,
+        );
+        let reads = vec![read(
+            "s",
+            "modules",
+            MemberKey::Upn,
+            &[("mod-a", &["a@x.org"])],
+        )];
+        let snapshot = assemble(&config, reads).unwrap();
+        assert_eq!(values(&snapshot.lists["mod-a"]), ["upn:a@x.org"]);
+    }
+
+    #[test]
+    fn mixed_member_keys_need_the_prefix_form() {
+        let reads = || {
+            vec![
+                read(
+                    "students",
+                    "departments",
+                    MemberKey::Upn,
+                    &[("cs", &["a@x.org"])],
+                ),
+                read(
+                    "staff",
+                    "departments",
+                    MemberKey::EmployeeId,
+                    &[("cs", &["E1"])],
+                ),
+            ]
+        };
+        let bare = config("[[override]]\nlist = \"cs\"\nexclude = [\"E1\"]\n");
+        let error = assemble(&bare, reads()).unwrap_err();
+        assert_eq!(error.check(), "override");
+        let message = error.to_string();
+        assert!(
+            message.contains("override[0]") && message.contains("`cs`"),
+            "{message}"
+        );
+        assert!(message.contains("kind:value"), "{message}");
+
+        let prefixed = config(
+            "[[override]]\nlist = \"cs\"\nexclude = [\"employee_id:E1\"]\ninclude = [\"object_id:ABC\"]\n",
+        );
+        let snapshot = assemble(&prefixed, reads()).unwrap();
+        let cs = &snapshot.lists["cs"];
+        assert_eq!(values(cs), ["upn:a@x.org", "object_id:abc"]);
+        assert_eq!(cs.sources, ["students", "staff"]);
+    }
+
+    #[test]
+    fn override_for_an_unfed_list_is_a_warning() {
+        let config = config("[[override]]\nlist = \"mod-z\"\ninclude = [\"a@x.org\"]\n");
+        let reads = vec![read(
+            "s",
+            "modules",
+            MemberKey::Upn,
+            &[("mod-a", &["a@x.org"])],
+        )];
+        let snapshot = assemble(&config, reads).unwrap();
+        assert!(!snapshot.lists.contains_key("mod-z"));
+        assert_eq!(snapshot.warnings.len(), 1);
+        assert!(
+            snapshot.warnings[0].contains("`mod-z`"),
+            "{:?}",
+            snapshot.warnings
+        );
+    }
+
+    #[test]
+    fn one_list_in_two_families_is_an_error_naming_both() {
+        let reads = vec![
+            read(
+                "enrolments",
+                "modules",
+                MemberKey::Upn,
+                &[("cs", &["a@x.org"])],
+            ),
+            read(
+                "hr",
+                "departments",
+                MemberKey::EmployeeId,
+                &[("cs", &["E1"])],
+            ),
+        ];
+        let error = assemble(&config(""), reads).unwrap_err();
+        assert_eq!(error.check(), "duplicate-list");
+        assert_eq!(error.source_name(), "hr");
+        let message = error.to_string();
+        for part in ["`cs`", "`enrolments`", "`modules`", "`hr`", "`departments`"] {
+            assert!(message.contains(part), "{part} missing in: {message}");
+        }
+    }
+
+    #[test]
+    fn templates_render_with_fallback_to_the_list_key() {
+        let mut with_name = read(
+            "s",
+            "modules",
+            MemberKey::Upn,
+            &[("mod-a", &["a@x.org"]), ("mod-b", &["a@x.org"])],
+        );
+        let a = with_name.lists.get_mut("mod-a").unwrap();
+        a.display_name = Some("Algebra {list}".to_owned());
+        a.description = Some("Year 1".to_owned());
+        let hr = read(
+            "hr",
+            "departments",
+            MemberKey::EmployeeId,
+            &[("cs", &["E1"])],
+        );
+        let snapshot = assemble(&config(""), vec![with_name, hr]).unwrap();
+
+        let a = &snapshot.lists["mod-a"];
+        assert_eq!(a.display_name, "Module Algebra {list}");
+        assert_eq!(a.mail_nickname, "mod-a");
+        assert_eq!(a.description.as_deref(), Some("Year 1"));
+        let b = &snapshot.lists["mod-b"];
+        assert_eq!(b.display_name, "Module mod-b");
+        assert_eq!(b.description, None);
+        let cs = &snapshot.lists["cs"];
+        assert_eq!(cs.mail_nickname, "dept-cs");
+        assert_eq!(cs.display_name, "cs");
+        assert_eq!(cs.family, "departments");
+    }
+
+    #[test]
+    fn metadata_across_sources_takes_the_first_in_byte_order() {
+        let mut first = read("a", "departments", MemberKey::Upn, &[("cs", &["a@x.org"])]);
+        first.lists.get_mut("cs").unwrap().display_name = Some("Computing".to_owned());
+        let mut second = read("b", "departments", MemberKey::Upn, &[("cs", &["b@x.org"])]);
+        second.lists.get_mut("cs").unwrap().display_name = Some("Computer Science".to_owned());
+        let snapshot = assemble(&config(""), vec![first, second]).unwrap();
+        assert_eq!(snapshot.lists["cs"].display_name, "Computer Science");
+        assert_eq!(snapshot.lists["cs"].members.len(), 2);
+    }
+
+    #[test]
+    fn render_template_leaves_unknown_braces_alone() {
+        assert_eq!(render_template("{x}-{list}{", "l", "d", ""), "{x}-l{");
+    }
+}
