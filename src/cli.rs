@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::exit::{CommandError, Exit};
 use crate::logging::{self, LogFormat};
+use crate::sandbox::command::SandboxArgs;
 
 /// rollcall keeps Microsoft 365 mailing lists in step with authoritative records.
 #[derive(Debug, Parser)]
@@ -36,6 +37,8 @@ pub enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run the built-in Microsoft Graph sandbox tenant on a loopback port.
+    Sandbox(SandboxArgs),
 }
 
 /// `rollcall config …`.
@@ -96,5 +99,6 @@ async fn dispatch(command: Command, context: &Context) -> Result<Exit, CommandEr
             print!("{}", config.render_effective());
             Ok(Exit::Success)
         }
+        Command::Sandbox(args) => crate::sandbox::command::run(args.options()?).await,
     }
 }
