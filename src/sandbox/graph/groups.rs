@@ -534,10 +534,10 @@ pub fn add_extension(tenant: &Tenant, id: &str, input: &Input<'_>) -> Result<Rep
             "The '@odata.type' of an open extension must be 'microsoft.graph.openTypeExtension'.",
         ));
     }
-    if !body
+    if body
         .get("extensionName")
         .and_then(Value::as_str)
-        .is_some_and(|name| !name.trim().is_empty())
+        .is_none_or(|name| name.trim().is_empty())
     {
         return Err(GraphError::bad_request(
             "The 'extensionName' property is required for an open extension.",
