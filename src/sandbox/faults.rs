@@ -112,10 +112,9 @@ impl Faults {
                 "the body must be a JSON object of fault knobs".to_owned(),
             ));
         };
-        let serde_json::Value::Object(mut current) =
-            serde_json::to_value(self).expect("faults serialize")
-        else {
-            unreachable!("Faults serializes to an object")
+        let mut current = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(current)) => current,
+            _ => return Err(FaultsError("the current knobs do not serialize".to_owned())),
         };
         for (knob, value) in patch {
             if !current.contains_key(knob) {

@@ -1234,3 +1234,91 @@ async fn admin_faults_take_partial_updates_and_name_unknown_knobs() {
     assert_eq!(unknown.status, 400);
     assert!(unknown.body["error"].as_str().unwrap().contains("jitter"));
 }
+
+// ---- scale (a measurement, not part of the regular run) ----
+
+fn resident_megabytes() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The large university (45,000 users, 3,000 groups of 100: 300,000 memberships) with
+/// throttling off: every member page and every batch is answered in full. Prints memory and
+/// requests per second; run with
+/// `cargo test --release --test suite sandbox::large_university -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement of the large university; run on demand"]
+async fn large_university_is_served_in_full_without_throttling() {
+    let groups: Vec<Vec<usize>> = (0..3_000)
+        .map(|g| (0..100).map(|i| (g * 37 + i * 449) % 45_000).collect())
+        .collect();
+    let group_refs: Vec<&[usize]> = groups.iter().map(Vec::as_slice).collect();
+    let before = resident_megabytes();
+    let tenant = Tenant::start(
+        seed(45_000, &group_refs),
+        Faults {
+            throttling: false,
+            ..Faults::default()
+        },
+    )
+    .await;
+    println!(
+        "resident memory with the large university: {:.0} MB (process grew {:.0} MB)",
+        resident_megabytes(),
+        resident_megabytes() - before
+    );
+    let tenant = std::sync::Arc::new(tenant);
+    for (label, batch) in [("member pages", false), ("20-add batches", true)] {
+        let started = std::time::Instant::now();
+        let mut workers = Vec::new();
+        for worker in 0..16 {
+            let tenant = tenant.clone();
+            workers.push(tokio::spawn(async move {
+                let mut served = 0;
+                let mut n = worker;
+                while started.elapsed() < Duration::from_secs(5) {
+                    n += 16;
+                    let reply = if batch {
+                        let requests: Vec<Value> = (0..20)
+                            .map(|i| {
+                                let mut r =
+                                    add_request(&i.to_string(), n % 3_000, (n * 20 + i) % 45_000);
+                                r["method"] = json!("POST");
+                                r
+                            })
+                            .collect();
+                        tenant
+                            .post("/$batch", json!({ "requests": requests }))
+                            .await
+                    } else {
+                        tenant
+                            .get(&format!(
+                                "/groups/{}/members?$select=id,userPrincipalName&$top=999",
+                                group_id(n % 3_000)
+                            ))
+                            .await
+                    };
+                    assert_eq!(reply.status, 200);
+                    served += 1;
+                }
+                served
+            }));
+        }
+        let mut served = 0;
+        for worker in workers {
+            served += worker.await.unwrap();
+        }
+        println!(
+            "{label}: {served} in {:.1} s = {:.0} requests/s",
+            started.elapsed().as_secs_f64(),
+            f64::from(served) / started.elapsed().as_secs_f64()
+        );
+    }
+}

@@ -168,7 +168,9 @@ impl Reply {
 
     /// A Graph error reply with its `innerError` block.
     pub fn error(error: &GraphError) -> Self {
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let request_id = uuid::Builder::from_random_bytes(rand::random())
+            .into_uuid()
+            .to_string();
         Self {
             status: error.status,
             headers: Vec::new(),

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::Tenant;
 use super::groups::group_json;
-use super::request::{Input, Reply, context, decode_token, encode_token, parse_filter, project};
+use super::request::{Input, Reply, context, decode_token, encode_token, parse_filter};
 use crate::sandbox::directory::{Directory, User, UserIx};
 use crate::sandbox::error::GraphError;
 
@@ -15,20 +15,45 @@ const MAX_FILTER_VALUES: usize = 15;
 /// Most ids `getByIds` takes.
 const MAX_IDS: usize = 1_000;
 
+/// One user property by (case-insensitive) name, with its canonical spelling.
+fn user_property(user: &User, name: &str) -> Option<(&'static str, Value)> {
+    let property = match name.to_ascii_lowercase().as_str() {
+        "id" => ("id", json!(user.id)),
+        "displayname" => ("displayName", json!(user.display_name)),
+        "userprincipalname" => ("userPrincipalName", json!(user.user_principal_name)),
+        "mail" => ("mail", json!(user.mail)),
+        "employeeid" => ("employeeId", json!(user.employee_id)),
+        _ => return None,
+    };
+    Some(property)
+}
+
 /// A user as Graph shows it: the default properties, `employeeId` only when selected (Graph
-/// leaves it out of the default set; the stricter reading makes clients ask for it).
+/// leaves it out of the default set; the stricter reading makes clients ask for it). Built
+/// property by property because member pages render up to 999 users per request.
 pub fn user_json(user: &User, select: Option<&[String]>) -> Result<Map<String, Value>, GraphError> {
-    project(
-        vec![
-            ("id", json!(user.id)),
-            ("displayName", json!(user.display_name)),
-            ("userPrincipalName", json!(user.user_principal_name)),
-            ("mail", json!(user.mail)),
-        ],
-        &[("employeeId", json!(user.employee_id))],
-        select,
-        "user",
-    )
+    const DEFAULT: &[&str] = &["id", "displayName", "userPrincipalName", "mail"];
+    let mut object = Map::new();
+    match select {
+        None => {
+            for name in DEFAULT {
+                if let Some((name, value)) = user_property(user, name) {
+                    object.insert(name.to_owned(), value);
+                }
+            }
+        }
+        Some(select) => {
+            for wanted in select {
+                let (name, value) = user_property(user, wanted).ok_or_else(|| {
+                    GraphError::bad_request(format!(
+                        "Could not find a property named '{wanted}' on type 'microsoft.graph.user'."
+                    ))
+                })?;
+                object.insert(name.to_owned(), value);
+            }
+        }
+    }
+    Ok(object)
 }
 
 /// `GET /users[?$filter=…]`, paged by a cursor over the directory.
