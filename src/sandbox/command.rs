@@ -98,6 +98,7 @@ pub async fn run(options: SandboxOptions) -> Result<Exit, CommandError> {
     let client_id = options.client_id.clone();
     let client_secret = options.client_secret.clone();
     let (users, groups) = (options.seed.users.len(), options.seed.groups.len());
+    let knobs = serde_json::to_string(&options.faults).map_err(CommandError::failed)?;
     let handle = Sandbox::start(options).await.map_err(CommandError::usage)?;
     println!("sandbox tenant listening on {}", handle.base_url());
     println!("  graph endpoint: {}", handle.graph_url());
@@ -106,6 +107,7 @@ pub async fn run(options: SandboxOptions) -> Result<Exit, CommandError> {
     println!("  client id:      {client_id}");
     println!("  client secret:  {client_secret}");
     println!("  directory:      {users} users, {groups} groups");
+    println!("  fault knobs:    {knobs}");
     println!(
         "  admin:          {}/_sandbox/(seed|state|stats|faults)",
         handle.base_url()

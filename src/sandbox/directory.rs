@@ -527,6 +527,15 @@ impl Directory {
         lag: Duration,
     ) -> Result<usize, GraphError> {
         let group = self.writable_group(group_id, true)?;
+        // GRAPH.md "Changing members": right after creation, member adds fail with this 400
+        // until replication catches up; with lag configured, the sandbox does the same.
+        if !lag.is_zero()
+            && now.saturating_duration_since(self.groups[group as usize].created_at) < lag
+        {
+            return Err(GraphError::bad_request(
+                "The source resource object or one of the objects being referenced do not exist.",
+            ));
+        }
         let users = self.resolve_new_members(Some(group), ids)?;
         for &user in &users {
             self.groups[group as usize].members.insert(user);
@@ -726,6 +735,30 @@ mod tests {
         let before = Some(now - Duration::from_secs(1));
         assert_eq!(dir.member_page(0, before, None, 10).0, vec![1, 2]);
         assert_eq!(dir.member_page(0, None, None, 10).0, vec![2, 3]);
+    }
+
+    #[test]
+    fn adds_to_a_group_younger_than_the_lag_fail_until_it_replicates() {
+        let mut dir = directory(3, vec![]);
+        let lag = Duration::from_secs(60);
+        let now = Instant::now();
+        let new = NewGroup {
+            display_name: "n".to_owned(),
+            mail_nickname: "n".to_owned(),
+            description: None,
+            group_types: vec!["Unified".to_owned()],
+            mail_enabled: true,
+            security_enabled: false,
+            resource_behavior_options: Vec::new(),
+            members: vec![user(0).id],
+            owners: Vec::new(),
+        };
+        let group = dir.create_group(new, now, lag).unwrap();
+        let id = dir.group(group).id.clone();
+        let err = dir.add_members(&id, &[user(1).id], now, lag).unwrap_err();
+        assert!(err.message.contains("do not exist"), "{err:?}");
+        let later = now + Duration::from_secs(61);
+        assert_eq!(dir.add_members(&id, &[user(1).id], later, lag), Ok(1));
     }
 
     #[test]

@@ -132,6 +132,7 @@ fn into_response(reply: Reply) -> Response<Body> {
         headers.insert("request-id", value.clone());
         headers.insert("client-request-id", value);
     }
+    // An error reply carries its own ids (the same as in its innerError); they replace these.
     for (name, value) in reply.headers {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(name, value);

@@ -1011,10 +1011,29 @@ async fn reads_lag_behind_writes_which_validate_on_the_true_state() {
     let created = tenant.post("/groups", unified("fresh")).await;
     let id = created.body["id"].as_str().unwrap().to_owned();
     assert_eq!(tenant.get(&format!("/groups/{id}")).await.status, 404);
+    let early_add = tenant
+        .post(
+            &format!("/groups/{id}/members/$ref"),
+            json!({"@odata.id": bind(2)}),
+        )
+        .await;
+    assert_eq!(early_add.status, 400);
+    assert!(
+        early_add.message().contains("do not exist"),
+        "{}",
+        early_add.body
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (fresh, _) = all_member_ids(&tenant, &format!("/groups/{}/members", group_id(0))).await;
     assert_eq!(fresh, vec![user_id(0), user_id(1)]);
     assert_eq!(tenant.get(&format!("/groups/{id}")).await.status, 200);
+    let late_add = tenant
+        .post(
+            &format!("/groups/{id}/members/$ref"),
+            json!({"@odata.id": bind(2)}),
+        )
+        .await;
+    assert_eq!(late_add.status, 204);
 }
 
 // ---- delta ----

@@ -173,7 +173,10 @@ impl Reply {
             .to_string();
         Self {
             status: error.status,
-            headers: Vec::new(),
+            headers: vec![
+                ("request-id", request_id.clone()),
+                ("client-request-id", request_id.clone()),
+            ],
             body: Some(json!({
                 "error": {
                     "code": error.code,
