@@ -7,6 +7,7 @@
 mod auth;
 mod batch;
 mod delta;
+mod group_body;
 mod groups;
 mod request;
 mod route;
