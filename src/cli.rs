@@ -9,6 +9,7 @@ use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::exit::{CommandError, Exit};
 use crate::logging::{self, LogFormat};
 use crate::store::Store;
+use crate::sandbox::command::SandboxArgs;
 
 /// rollcall keeps Microsoft 365 mailing lists in step with authoritative records.
 #[derive(Debug, Parser)]
@@ -42,6 +43,8 @@ pub enum Command {
     /// Check the state database: schema version, foreign keys, orphaned rows, stuck runs,
     /// stale locks. Exits 1 when anything is wrong.
     Doctor,
+    /// Run the built-in Microsoft Graph sandbox tenant on a loopback port.
+    Sandbox(SandboxArgs),
 }
 
 /// `rollcall config …`.
@@ -104,6 +107,7 @@ async fn dispatch(command: Command, context: &Context) -> Result<Exit, CommandEr
         }
         Command::Migrate => migrate(context).await,
         Command::Doctor => doctor(context).await,
+        Command::Sandbox(args) => crate::sandbox::command::run(args.options()?).await,
     }
 }
 

@@ -8,5 +8,6 @@ pub mod config;
 pub mod exit;
 pub mod logging;
 pub mod plan;
+pub mod sandbox;
 pub mod source;
 pub mod store;

@@ -3,5 +3,6 @@
 mod common;
 mod config;
 mod csv_source;
+mod sandbox;
 mod sql_source;
 mod store;
