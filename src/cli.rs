@@ -36,6 +36,8 @@ pub enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Write a synthetic university (source CSVs, control files, sandbox seed), deterministically.
+    Generate(crate::generate::GenerateArgs),
 }
 
 /// `rollcall config …`.
@@ -96,5 +98,6 @@ async fn dispatch(command: Command, context: &Context) -> Result<Exit, CommandEr
             print!("{}", config.render_effective());
             Ok(Exit::Success)
         }
+        Command::Generate(args) => crate::generate::run(&args),
     }
 }

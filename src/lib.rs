@@ -6,4 +6,6 @@
 pub mod cli;
 pub mod config;
 pub mod exit;
+pub mod generate;
 pub mod logging;
+pub mod sandbox;
