@@ -286,6 +286,68 @@ impl University {
             .filter(move |(_, p)| p.department == index)
             .map(|(i, _)| i)
     }
+
+    /// Every list with its metadata and members: module lists, then department lists, in
+    /// the order the CSVs hold them.
+    pub fn lists(&self) -> impl Iterator<Item = List<'_>> + '_ {
+        let modules = self.modules.iter().map(|module| List {
+            family: Family::Modules,
+            key: &module.key,
+            display_name: module.display_name(),
+            description: module.description(),
+            members: module.members().collect(),
+        });
+        let mut by_department: Vec<Vec<usize>> = vec![Vec::new(); self.departments.len()];
+        for (i, person) in self.people.iter().enumerate() {
+            by_department[person.department].push(i);
+        }
+        let departments =
+            self.departments
+                .iter()
+                .zip(by_department)
+                .map(|(department, members)| List {
+                    family: Family::Departments,
+                    key: &department.key,
+                    display_name: department.display_name(),
+                    description: department.description(),
+                    members,
+                });
+        modules.chain(departments)
+    }
+
+    /// Every `(list key, member)` pair, in the order the CSVs hold them.
+    pub fn memberships(&self) -> impl Iterator<Item = (&str, &Person)> + '_ {
+        self.lists().flat_map(move |list| {
+            let key = list.key;
+            list.members
+                .into_iter()
+                .map(move |m| (key, &self.people[m]))
+        })
+    }
+}
+
+/// The two kinds of list, each its own family in rollcall.toml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `modules`: students enrolled and staff teaching; members named by UPN.
+    Modules,
+    /// `departments`: all staff and students of a department; members named by employee id.
+    Departments,
+}
+
+/// One list: its key (the mailNickname), metadata and members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct List<'a> {
+    /// The family it belongs to.
+    pub family: Family,
+    /// The list key, e.g. `mod-cs10120-2026`.
+    pub key: &'a str,
+    /// The display name.
+    pub display_name: String,
+    /// The description.
+    pub description: String,
+    /// Indexes into [`University::people`], in person order.
+    pub members: Vec<usize>,
 }
 
 fn departments(count: usize) -> Vec<Department> {
@@ -525,6 +587,20 @@ mod tests {
         let people = counts.students + counts.staff;
         assert!(counts.accounts < people);
         assert!(people - counts.accounts <= people / 100, "{counts:?}");
+    }
+
+    #[test]
+    fn memberships_cover_every_list_and_match_the_counts() {
+        let university = small();
+        let counts = university.counts();
+        assert_eq!(university.memberships().count(), counts.memberships);
+        assert_eq!(university.lists().count(), counts.lists);
+        let departments = university
+            .lists()
+            .filter(|l| l.family == Family::Departments)
+            .map(|l| l.members.len())
+            .sum::<usize>();
+        assert_eq!(departments, university.people.len());
     }
 
     #[test]

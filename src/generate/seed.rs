@@ -16,14 +16,6 @@ const EXTRA_SHARE: f64 = 0.05;
 /// Members of an unmanaged group.
 const UNMANAGED_MEMBERS: (usize, usize) = (5, 60);
 
-/// A list as the sandbox sees it: its key, names and members (indexes into people).
-pub(super) struct ListView {
-    pub(super) key: String,
-    pub(super) display_name: String,
-    pub(super) description: String,
-    pub(super) members: Vec<usize>,
-}
-
 impl University {
     /// The sandbox directory this university starts from: one user per person with an
     /// account and, when generated with drift, pre-existing and unmanaged groups.
@@ -60,13 +52,12 @@ impl University {
         let lists = self.departments.len() + self.modules.len();
         let count = ((lists as f64 * PRE_EXISTING_SHARE).round() as usize).max(1);
         let indexes: Vec<usize> = (0..lists).collect();
-        let mut chosen = draw.sample(&indexes, count);
-        chosen.sort_unstable();
-        chosen
-            .into_iter()
-            .map(|list| {
-                let view = self.list_view(list);
-                let desired: BTreeSet<usize> = view
+        let chosen: BTreeSet<usize> = draw.sample(&indexes, count).into_iter().collect();
+        self.lists()
+            .enumerate()
+            .filter(|(i, _)| chosen.contains(i))
+            .map(|(_, list)| {
+                let desired: BTreeSet<usize> = list
                     .members
                     .into_iter()
                     .filter(|&i| self.people[i].has_account)
@@ -91,9 +82,9 @@ impl University {
                 actual.extend(draw.sample(&strangers, extras));
                 SeedGroup {
                     id: Some(draw.guid()),
-                    display_name: view.display_name,
-                    mail_nickname: view.key,
-                    description: Some(view.description),
+                    display_name: list.display_name,
+                    mail_nickname: list.key.to_owned(),
+                    description: Some(list.description),
                     group_types: vec!["Unified".to_owned()],
                     mail_enabled: true,
                     security_enabled: false,
@@ -141,27 +132,6 @@ impl University {
             .map(|i| self.people[i].object_id.clone())
             .collect()
     }
-
-    /// List number `index`: departments first, then modules.
-    pub(super) fn list_view(&self, index: usize) -> ListView {
-        match self.departments.get(index) {
-            Some(department) => ListView {
-                key: department.key.clone(),
-                display_name: department.display_name(),
-                description: department.description(),
-                members: self.department_members(index).collect(),
-            },
-            None => {
-                let module = &self.modules[index - self.departments.len()];
-                ListView {
-                    key: module.key.clone(),
-                    display_name: module.display_name(),
-                    description: module.description(),
-                    members: module.members().collect(),
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -207,15 +177,15 @@ mod tests {
         let seed = university.sandbox_seed();
         let users: BTreeSet<&str> = seed.users.iter().map(|u| u.id.as_str()).collect();
         let lists = university.counts().lists;
-        let desired: BTreeMap<String, BTreeSet<String>> = (0..lists)
-            .map(|i| {
-                let view = university.list_view(i);
-                let members = view
+        let desired: BTreeMap<String, BTreeSet<String>> = university
+            .lists()
+            .map(|list| {
+                let members = list
                     .members
                     .iter()
                     .map(|&m| university.people[m].object_id.clone())
                     .collect();
-                (view.key, members)
+                (list.key.to_owned(), members)
             })
             .collect();
         let (managed, unmanaged): (Vec<_>, Vec<_>) = seed

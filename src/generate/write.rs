@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 
-use super::University;
+use super::{Family, University};
 
 /// Module lists: `list,member,display_name,description`, member = UPN.
 const MODULES_CSV: &str = "modules.csv";
@@ -74,8 +74,8 @@ impl University {
             .with_context(|| format!("{}: cannot create the output directory", dir.display()))?;
         let mut written = Written { files: Vec::new() };
         for (name, csv) in [
-            (MODULES_CSV, self.modules_csv()?),
-            (DEPARTMENTS_CSV, self.departments_csv()?),
+            (MODULES_CSV, self.csv(Family::Modules)?),
+            (DEPARTMENTS_CSV, self.csv(Family::Departments)?),
         ] {
             written.put(dir, name, &csv.bytes, Some(csv.rows))?;
             written.put(dir, &format!("{name}.ctl"), csv.control().as_bytes(), None)?;
@@ -143,31 +143,19 @@ impl University {
         toml
     }
 
-    fn modules_csv(&self) -> anyhow::Result<Csv> {
+    /// The CSV of one family: members named by UPN for modules, by employee id for
+    /// departments.
+    fn csv(&self, family: Family) -> anyhow::Result<Csv> {
         let mut csv = CsvBuilder::new()?;
-        for module in &self.modules {
-            let mut metadata = Some((module.display_name(), module.description()));
-            for member in module.members() {
-                csv.row(&module.key, &self.people[member].upn, metadata.take())?;
-            }
-        }
-        csv.finish()
-    }
-
-    fn departments_csv(&self) -> anyhow::Result<Csv> {
-        let mut members: Vec<Vec<usize>> = vec![Vec::new(); self.departments.len()];
-        for (i, person) in self.people.iter().enumerate() {
-            members[person.department].push(i);
-        }
-        let mut csv = CsvBuilder::new()?;
-        for (department, members) in self.departments.iter().zip(members) {
-            let mut metadata = Some((department.display_name(), department.description()));
-            for member in members {
-                csv.row(
-                    &department.key,
-                    &self.people[member].employee_id,
-                    metadata.take(),
-                )?;
+        for list in self.lists().filter(|l| l.family == family) {
+            let mut metadata = Some((list.display_name, list.description));
+            for member in list.members {
+                let person = &self.people[member];
+                let member = match family {
+                    Family::Modules => &person.upn,
+                    Family::Departments => &person.employee_id,
+                };
+                csv.row(list.key, member, metadata.take())?;
             }
         }
         csv.finish()
