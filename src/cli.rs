@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::exit::{CommandError, Exit};
 use crate::logging::{self, LogFormat};
+use crate::sandbox::command::SandboxArgs;
 
 /// rollcall keeps Microsoft 365 mailing lists in step with authoritative records.
 #[derive(Debug, Parser)]
@@ -38,6 +39,8 @@ pub enum Command {
     Config(ConfigCommand),
     /// Write a synthetic university (source CSVs, control files, sandbox seed), deterministically.
     Generate(crate::generate::GenerateArgs),
+    /// Run the built-in Microsoft Graph sandbox tenant on a loopback port.
+    Sandbox(SandboxArgs),
 }
 
 /// `rollcall config …`.
@@ -99,5 +102,6 @@ async fn dispatch(command: Command, context: &Context) -> Result<Exit, CommandEr
             Ok(Exit::Success)
         }
         Command::Generate(args) => crate::generate::run(&args),
+        Command::Sandbox(args) => crate::sandbox::command::run(args.options()?).await,
     }
 }

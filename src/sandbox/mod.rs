@@ -1,5 +1,163 @@
-//! The sandbox tenant: a Microsoft Graph emulator for the subset rollcall uses.
+//! The sandbox tenant: a Microsoft Graph emulator for the subset rollcall uses (GRAPH.md).
+//!
+//! It serves the token endpoint, users, groups, members, `$batch` and delta on a loopback
+//! port, under `/v1.0` and at the root, with Graph's throttling, faults and replication lag,
+//! and admin endpoints under `/_sandbox/`. It shares no code with rollcall's Graph client.
 
+mod admin;
+pub mod command;
+mod directory;
+mod error;
+pub mod faults;
+mod graph;
 pub mod seed;
+mod server;
+mod stats;
+mod throttle;
 
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use faults::{Faults, TenantSize};
 pub use seed::{Seed, SeedGroup, SeedUser};
+
+use directory::Directory;
+use graph::{Identity, Tenant};
+
+/// How to start a sandbox: the app registration it accepts, its knobs, its directory, its port.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// The tenant id in the token endpoint path.
+    pub tenant_id: String,
+    /// The client (application) id it accepts.
+    pub client_id: String,
+    /// The client secret it accepts.
+    pub client_secret: String,
+    /// Fault, throttling and timing knobs.
+    pub faults: Faults,
+    /// The directory it starts with.
+    pub seed: Seed,
+    /// The loopback port (0 = any free port).
+    pub port: u16,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        Self {
+            tenant_id: "sandbox-tenant".to_owned(),
+            client_id: "rollcall-sandbox".to_owned(),
+            client_secret: "sandbox-secret".to_owned(),
+            faults: Faults::default(),
+            seed: Seed::default(),
+            port: 0,
+        }
+    }
+}
+
+/// The sandbox tenant server.
+#[derive(Debug)]
+pub struct Sandbox;
+
+impl Sandbox {
+    /// Validates the seed, binds 127.0.0.1 and serves on the current tokio runtime.
+    pub async fn start(options: SandboxOptions) -> anyhow::Result<SandboxHandle> {
+        options
+            .faults
+            .validate()
+            .context("invalid sandbox fault knobs")?;
+        let directory = Directory::from_seed(&options.seed)
+            .map_err(|e| anyhow::anyhow!("invalid sandbox seed: {e}"))?;
+        let tenant = Arc::new(Tenant::new(
+            Identity {
+                tenant_id: options.tenant_id,
+                client_id: options.client_id,
+                client_secret: options.client_secret,
+            },
+            options.faults,
+            directory,
+        ));
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, options.port))
+            .await
+            .with_context(|| format!("cannot listen on 127.0.0.1:{}", options.port))?;
+        let addr = listener.local_addr().context("sandbox listener address")?;
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(server::serve(
+            listener,
+            tenant.clone(),
+            admin::router(tenant.clone()),
+            stopped,
+        ));
+        Ok(SandboxHandle {
+            addr,
+            tenant,
+            stop,
+            task,
+        })
+    }
+}
+
+/// A running sandbox.
+#[derive(Debug)]
+pub struct SandboxHandle {
+    addr: SocketAddr,
+    tenant: Arc<Tenant>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl SandboxHandle {
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The Graph endpoint, `http://127.0.0.1:PORT/v1.0`.
+    pub fn graph_url(&self) -> String {
+        format!("{}/v1.0", self.base_url())
+    }
+
+    /// The authority for the token endpoint (`{authority}/{tenant}/oauth2/v2.0/token`).
+    pub fn authority(&self) -> String {
+        self.base_url()
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The true directory state (no replication lag), sorted.
+    pub fn state(&self) -> Seed {
+        self.tenant
+            .directory
+            .read()
+            .expect("directory lock")
+            .to_seed()
+    }
+
+    /// Replaces every fault knob.
+    ///
+    /// # Panics
+    /// On knobs that `Faults::validate` refuses (a rate outside 0..1, a time scale ≤ 0).
+    pub fn set_faults(&self, faults: Faults) {
+        if let Err(e) = faults.validate() {
+            panic!("SandboxHandle::set_faults: {e}");
+        }
+        self.tenant.set_faults(faults);
+    }
+
+    /// The counters, as `GET /_sandbox/stats` shows them.
+    pub fn stats(&self) -> serde_json::Value {
+        self.tenant.stats_json()
+    }
+
+    /// Stops accepting, closes every connection, and waits for the listener to end.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,99 @@
+//! Admin endpoints under `/_sandbox/`: seed, state, stats, fault knobs, delta expiry.
+//!
+//! They need no token and are never throttled or faulted: tests and benchmarks steer the
+//! tenant through them.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use super::directory::Directory;
+use super::graph::Tenant;
+use super::seed::Seed;
+
+/// The admin router, sharing the tenant with the Graph surface.
+pub fn router(tenant: Arc<Tenant>) -> Router {
+    Router::new()
+        .route("/_sandbox/seed", post(seed))
+        .route("/_sandbox/state", get(state))
+        .route("/_sandbox/stats", get(stats))
+        .route("/_sandbox/stats/reset", post(reset_stats))
+        .route("/_sandbox/faults", get(faults).put(set_faults))
+        .route("/_sandbox/delta/expire", post(expire_delta))
+        .fallback(unknown)
+        .with_state(tenant)
+}
+
+fn refused(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn seed(State(tenant): State<Arc<Tenant>>, body: Bytes) -> Response {
+    let seed: Seed = match serde_json::from_slice(&body) {
+        Ok(seed) => seed,
+        Err(e) => return refused(StatusCode::BAD_REQUEST, format!("invalid seed JSON: {e}")),
+    };
+    match Directory::from_seed(&seed) {
+        Ok(directory) => {
+            let counts = json!({
+                "users": directory.user_count(),
+                "groups": directory.group_count(),
+            });
+            tenant.replace_directory(directory);
+            axum::Json(counts).into_response()
+        }
+        Err(e) => refused(StatusCode::BAD_REQUEST, format!("invalid seed: {e}")),
+    }
+}
+
+async fn state(State(tenant): State<Arc<Tenant>>) -> axum::Json<Seed> {
+    axum::Json(tenant.directory.read().expect("directory lock").to_seed())
+}
+
+async fn stats(State(tenant): State<Arc<Tenant>>) -> axum::Json<Value> {
+    axum::Json(tenant.stats_json())
+}
+
+async fn reset_stats(State(tenant): State<Arc<Tenant>>) -> StatusCode {
+    tenant.stats.reset();
+    StatusCode::NO_CONTENT
+}
+
+async fn faults(State(tenant): State<Arc<Tenant>>) -> Response {
+    axum::Json(tenant.faults()).into_response()
+}
+
+async fn set_faults(State(tenant): State<Arc<Tenant>>, body: Bytes) -> Response {
+    let patch: Value = match serde_json::from_slice(&body) {
+        Ok(patch) => patch,
+        Err(e) => return refused(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
+    };
+    match tenant.faults().merged(&patch) {
+        Ok(faults) => {
+            tenant.set_faults(faults.clone());
+            axum::Json(faults).into_response()
+        }
+        Err(e) => refused(StatusCode::BAD_REQUEST, e.0),
+    }
+}
+
+async fn expire_delta(State(tenant): State<Arc<Tenant>>) -> StatusCode {
+    tenant.expire_delta_tokens();
+    StatusCode::NO_CONTENT
+}
+
+async fn unknown(uri: Uri) -> Response {
+    refused(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no admin endpoint at {}; see seed, state, stats, stats/reset, faults, delta/expire",
+            uri.path()
+        ),
+    )
+}

@@ -1,0 +1,740 @@
+//! The tenant's directory: users, groups, memberships, and the change log behind delta and lag.
+//!
+//! Users and groups live in vectors and are referred to by index, so that a membership is a
+//! `u32` in a `BTreeSet` (300,000 of them fit in a few megabytes) and member pages are cursor
+//! ranges over that set, never copies of a whole group. Writes always act on the true state;
+//! reads pass a `horizon` (now − replication lag) and see the state as of that instant.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use super::error::GraphError;
+use super::seed::{Seed, SeedGroup, SeedUser};
+
+/// A user's position in the directory.
+pub type UserIx = u32;
+/// A group's position in the directory.
+pub type GroupIx = u32;
+
+/// A user account.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// Object id.
+    pub id: String,
+    /// Sign-in name.
+    pub user_principal_name: String,
+    /// Primary SMTP address.
+    pub mail: Option<String>,
+    /// HR or student-record number.
+    pub employee_id: Option<String>,
+    /// Name shown in address books.
+    pub display_name: String,
+}
+
+/// One membership change, kept while it is younger than the replication lag.
+#[derive(Debug, Clone, Copy)]
+struct RecentChange {
+    at: Instant,
+    user: UserIx,
+    added: bool,
+}
+
+/// A group with its direct members.
+#[derive(Debug)]
+pub struct Group {
+    /// Object id.
+    pub id: String,
+    /// Name shown in address books.
+    pub display_name: String,
+    /// Alias, unique in the tenant.
+    pub mail_nickname: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// `["Unified"]` for a Microsoft 365 group.
+    pub group_types: Vec<String>,
+    /// Whether the group has a mailbox address.
+    pub mail_enabled: bool,
+    /// Whether the group is a security group.
+    pub security_enabled: bool,
+    /// Options set at creation (e.g. `WelcomeEmailDisabled`).
+    pub resource_behavior_options: Vec<String>,
+    /// Creation time as Graph prints it.
+    pub created_date_time: String,
+    /// Open extensions, each with `extensionName`.
+    pub extensions: Vec<Map<String, Value>>,
+    /// Direct members (users), in index order.
+    pub members: BTreeSet<UserIx>,
+    created_at: Instant,
+    recent: VecDeque<RecentChange>,
+}
+
+impl Group {
+    /// Whether Graph refuses member changes: mail-enabled security groups and distribution lists.
+    pub fn is_read_only(&self) -> bool {
+        self.mail_enabled && !self.group_types.iter().any(|t| t == "Unified")
+    }
+
+    /// Whether a read at `horizon` can see this group yet.
+    pub fn visible_at(&self, horizon: Option<Instant>) -> bool {
+        horizon.is_none_or(|h| self.created_at <= h)
+    }
+}
+
+/// What happened to a group, in the order it happened (the delta log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The group was created.
+    Created,
+    /// Its properties changed.
+    Updated,
+    /// A member was added.
+    MemberAdded(UserIx),
+    /// A member was removed.
+    MemberRemoved(UserIx),
+}
+
+/// One entry of the change log; its sequence number is its position + 1.
+#[derive(Debug, Clone, Copy)]
+pub struct LogEntry {
+    /// When the change was accepted.
+    pub at: Instant,
+    /// The group it concerns.
+    pub group: GroupIx,
+    /// What changed.
+    pub change: Change,
+}
+
+/// A group to create, already parsed from the request body.
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    /// Name shown in address books.
+    pub display_name: String,
+    /// Alias.
+    pub mail_nickname: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Group types.
+    pub group_types: Vec<String>,
+    /// Mail-enabled flag.
+    pub mail_enabled: bool,
+    /// Security-enabled flag.
+    pub security_enabled: bool,
+    /// Options that can be set only now.
+    pub resource_behavior_options: Vec<String>,
+    /// Object ids from `members@odata.bind`.
+    pub members: Vec<String>,
+    /// Object ids from `owners@odata.bind` (validated, not modelled further).
+    pub owners: Vec<String>,
+}
+
+/// The whole directory.
+#[derive(Debug, Default)]
+pub struct Directory {
+    users: Vec<User>,
+    user_by_id: HashMap<String, UserIx>,
+    user_by_upn: HashMap<String, UserIx>,
+    user_by_mail: HashMap<String, Vec<UserIx>>,
+    user_by_employee_id: HashMap<String, Vec<UserIx>>,
+    groups: Vec<Group>,
+    group_by_id: HashMap<String, GroupIx>,
+    group_by_nickname: HashMap<String, GroupIx>,
+    log: Vec<LogEntry>,
+    /// Bumped when every outstanding delta token must stop working.
+    pub epoch: u64,
+}
+
+impl Directory {
+    /// Builds a directory from a seed, refusing duplicates and members that are not users.
+    pub fn from_seed(seed: &Seed) -> Result<Directory, String> {
+        let mut directory = Directory::default();
+        for (n, user) in seed.users.iter().enumerate() {
+            let ix = directory.users.len() as UserIx;
+            let id = user.id.to_ascii_lowercase();
+            if id.is_empty() {
+                return Err(format!("users[{n}].id: must not be empty"));
+            }
+            if directory.user_by_id.insert(id.clone(), ix).is_some() {
+                return Err(format!("users[{n}].id: duplicate user id '{}'", user.id));
+            }
+            if directory
+                .user_by_upn
+                .insert(user.user_principal_name.to_lowercase(), ix)
+                .is_some()
+            {
+                return Err(format!(
+                    "users[{n}].userPrincipalName: duplicate '{}'",
+                    user.user_principal_name
+                ));
+            }
+            if let Some(mail) = &user.mail {
+                directory
+                    .user_by_mail
+                    .entry(mail.to_lowercase())
+                    .or_default()
+                    .push(ix);
+            }
+            if let Some(employee_id) = &user.employee_id {
+                directory
+                    .user_by_employee_id
+                    .entry(employee_id.clone())
+                    .or_default()
+                    .push(ix);
+            }
+            directory.users.push(User {
+                id,
+                user_principal_name: user.user_principal_name.clone(),
+                mail: user.mail.clone(),
+                employee_id: user.employee_id.clone(),
+                display_name: user.display_name.clone(),
+            });
+        }
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(24 * 3600))
+            .unwrap_or_else(Instant::now);
+        for (n, group) in seed.groups.iter().enumerate() {
+            let ix = directory.groups.len() as GroupIx;
+            let id = match &group.id {
+                Some(id) => id.to_ascii_lowercase(),
+                None => uuid::Uuid::new_v4().to_string(),
+            };
+            if directory.group_by_id.contains_key(&id) || directory.user_by_id.contains_key(&id) {
+                return Err(format!("groups[{n}].id: duplicate object id '{id}'"));
+            }
+            let nickname = group.mail_nickname.to_lowercase();
+            if directory.group_by_nickname.contains_key(&nickname) {
+                return Err(format!(
+                    "groups[{n}].mailNickname: duplicate '{}'",
+                    group.mail_nickname
+                ));
+            }
+            let mut members = BTreeSet::new();
+            for (m, member) in group.members.iter().enumerate() {
+                let Some(&user) = directory.user_by_id.get(&member.to_ascii_lowercase()) else {
+                    return Err(format!(
+                        "groups[{n}].members[{m}]: '{member}' is not the id of a seeded user"
+                    ));
+                };
+                members.insert(user);
+            }
+            for (e, extension) in group.extensions.iter().enumerate() {
+                if !extension
+                    .get("extensionName")
+                    .is_some_and(|name| name.is_string())
+                {
+                    return Err(format!(
+                        "groups[{n}].extensions[{e}].extensionName: missing or not a string"
+                    ));
+                }
+            }
+            directory.group_by_id.insert(id.clone(), ix);
+            directory.group_by_nickname.insert(nickname, ix);
+            directory.groups.push(Group {
+                id,
+                display_name: group.display_name.clone(),
+                mail_nickname: group.mail_nickname.clone(),
+                description: group.description.clone(),
+                group_types: group.group_types.clone(),
+                mail_enabled: group.mail_enabled,
+                security_enabled: group.security_enabled,
+                resource_behavior_options: Vec::new(),
+                created_date_time: "2026-01-01T00:00:00Z".to_owned(),
+                extensions: group.extensions.clone(),
+                members,
+                created_at: long_ago,
+                recent: VecDeque::new(),
+            });
+        }
+        Ok(directory)
+    }
+
+    /// The true state as a seed: users, groups and members sorted by id.
+    pub fn to_seed(&self) -> Seed {
+        let mut users: Vec<SeedUser> = self
+            .users
+            .iter()
+            .map(|u| SeedUser {
+                id: u.id.clone(),
+                user_principal_name: u.user_principal_name.clone(),
+                mail: u.mail.clone(),
+                employee_id: u.employee_id.clone(),
+                display_name: u.display_name.clone(),
+            })
+            .collect();
+        users.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut groups: Vec<SeedGroup> = self
+            .groups
+            .iter()
+            .map(|g| {
+                let mut members: Vec<String> = g
+                    .members
+                    .iter()
+                    .map(|&m| self.users[m as usize].id.clone())
+                    .collect();
+                members.sort();
+                SeedGroup {
+                    id: Some(g.id.clone()),
+                    display_name: g.display_name.clone(),
+                    mail_nickname: g.mail_nickname.clone(),
+                    description: g.description.clone(),
+                    group_types: g.group_types.clone(),
+                    mail_enabled: g.mail_enabled,
+                    security_enabled: g.security_enabled,
+                    members,
+                    extensions: g.extensions.clone(),
+                }
+            })
+            .collect();
+        groups.sort_by(|a, b| a.id.cmp(&b.id));
+        Seed { users, groups }
+    }
+
+    /// Number of users.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Number of groups.
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The user at an index.
+    pub fn user(&self, ix: UserIx) -> &User {
+        &self.users[ix as usize]
+    }
+
+    /// All users, in index order.
+    pub fn users(&self) -> &[User] {
+        &self.users
+    }
+
+    /// A user by object id (any case).
+    pub fn user_by_id(&self, id: &str) -> Option<UserIx> {
+        self.user_by_id.get(&id.to_ascii_lowercase()).copied()
+    }
+
+    /// A user by object id or sign-in name, as `GET /users/{id | userPrincipalName}` takes.
+    pub fn user_by_key(&self, key: &str) -> Option<UserIx> {
+        self.user_by_id(key)
+            .or_else(|| self.user_by_upn.get(&key.to_lowercase()).copied())
+    }
+
+    /// Users whose property equals `value` (`userPrincipalName` and `mail` ignore case);
+    /// `None` for a property the sandbox cannot filter on.
+    pub fn find_users(&self, property: &str, value: &str) -> Option<Vec<UserIx>> {
+        let found = match property.to_ascii_lowercase().as_str() {
+            "id" => self.user_by_id(value).into_iter().collect(),
+            "userprincipalname" => self
+                .user_by_upn
+                .get(&value.to_lowercase())
+                .copied()
+                .into_iter()
+                .collect(),
+            "mail" => self
+                .user_by_mail
+                .get(&value.to_lowercase())
+                .cloned()
+                .unwrap_or_default(),
+            "employeeid" => self
+                .user_by_employee_id
+                .get(value)
+                .cloned()
+                .unwrap_or_default(),
+            _ => return None,
+        };
+        Some(found)
+    }
+
+    /// The group at an index.
+    pub fn group(&self, ix: GroupIx) -> &Group {
+        &self.groups[ix as usize]
+    }
+
+    /// A group by object id, if a read at `horizon` can see it.
+    pub fn group_by_id(&self, id: &str, horizon: Option<Instant>) -> Option<GroupIx> {
+        self.group_by_id
+            .get(&id.to_ascii_lowercase())
+            .copied()
+            .filter(|&g| self.groups[g as usize].visible_at(horizon))
+    }
+
+    /// A group by nickname (any case), if a read at `horizon` can see it.
+    pub fn group_by_nickname(&self, nickname: &str, horizon: Option<Instant>) -> Option<GroupIx> {
+        self.group_by_nickname
+            .get(&nickname.to_lowercase())
+            .copied()
+            .filter(|&g| self.groups[g as usize].visible_at(horizon))
+    }
+
+    /// The change log (sequence number = position + 1).
+    pub fn log(&self) -> &[LogEntry] {
+        &self.log
+    }
+
+    /// Up to `limit` members after `after`, as a read at `horizon` sees them, and whether more
+    /// follow.
+    pub fn member_page(
+        &self,
+        group: GroupIx,
+        horizon: Option<Instant>,
+        after: Option<UserIx>,
+        limit: usize,
+    ) -> (Vec<UserIx>, bool) {
+        let group = &self.groups[group as usize];
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        let (hidden, extra) = lagged_overrides(group, horizon);
+        let mut current = group
+            .members
+            .range(start..)
+            .copied()
+            .filter(|m| !hidden.contains(m))
+            .peekable();
+        let mut past = extra.range(start..).copied().peekable();
+        let mut page = Vec::with_capacity(limit.min(1_000));
+        loop {
+            let next = match (current.peek(), past.peek()) {
+                (Some(&c), Some(&p)) if p < c => past.next(),
+                (Some(_), _) => current.next(),
+                (None, Some(_)) => past.next(),
+                (None, None) => return (page, false),
+            };
+            if page.len() == limit {
+                return (page, true);
+            }
+            page.extend(next);
+        }
+    }
+
+    fn record(&mut self, group: GroupIx, change: Change, now: Instant, lag: Duration) {
+        self.log.push(LogEntry {
+            at: now,
+            group,
+            change,
+        });
+        if let Change::MemberAdded(user) | Change::MemberRemoved(user) = change {
+            let recent = &mut self.groups[group as usize].recent;
+            while recent
+                .front()
+                .is_some_and(|c| now.saturating_duration_since(c.at) > lag)
+            {
+                recent.pop_front();
+            }
+            if !lag.is_zero() {
+                recent.push_back(RecentChange {
+                    at: now,
+                    user,
+                    added: matches!(change, Change::MemberAdded(_)),
+                });
+            }
+        }
+    }
+
+    /// Resolves member ids for an add, all or nothing: every id must be a user (404 naming the
+    /// first unknown one) and none may be a member already (400).
+    fn resolve_new_members(
+        &self,
+        group: Option<GroupIx>,
+        ids: &[String],
+    ) -> Result<Vec<UserIx>, GraphError> {
+        let mut seen = HashSet::with_capacity(ids.len());
+        let mut users = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(user) = self.user_by_id(id) else {
+                if self.group_by_id.contains_key(&id.to_ascii_lowercase()) {
+                    return Err(GraphError::bad_request(
+                        "Microsoft 365 groups take only users as members.",
+                    ));
+                }
+                return Err(GraphError::not_found(id));
+            };
+            let present = group.is_some_and(|g| self.groups[g as usize].members.contains(&user));
+            if present || !seen.insert(user) {
+                return Err(GraphError::already_member());
+            }
+            users.push(user);
+        }
+        Ok(users)
+    }
+
+    /// Creates a group (with up to 20 members bound); nickname unique in the whole tenant.
+    pub fn create_group(
+        &mut self,
+        new: NewGroup,
+        now: Instant,
+        lag: Duration,
+    ) -> Result<GroupIx, GraphError> {
+        let nickname = new.mail_nickname.to_lowercase();
+        if self.group_by_nickname.contains_key(&nickname) {
+            return Err(GraphError::bad_request(
+                "Another object with the same value for property mailNickname already exists.",
+            ));
+        }
+        let members = self.resolve_new_members(None, &new.members)?;
+        for owner in &new.owners {
+            if self.user_by_id(owner).is_none() {
+                return Err(GraphError::not_found(owner));
+            }
+        }
+        let ix = self.groups.len() as GroupIx;
+        let id = uuid::Uuid::new_v4().to_string();
+        self.group_by_id.insert(id.clone(), ix);
+        self.group_by_nickname.insert(nickname, ix);
+        self.groups.push(Group {
+            id,
+            display_name: new.display_name,
+            mail_nickname: new.mail_nickname,
+            description: new.description,
+            group_types: new.group_types,
+            mail_enabled: new.mail_enabled,
+            security_enabled: new.security_enabled,
+            resource_behavior_options: new.resource_behavior_options,
+            created_date_time: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            extensions: Vec::new(),
+            members: BTreeSet::new(),
+            created_at: now,
+            recent: VecDeque::new(),
+        });
+        self.record(ix, Change::Created, now, lag);
+        for user in members {
+            self.groups[ix as usize].members.insert(user);
+            self.record(ix, Change::MemberAdded(user), now, lag);
+        }
+        Ok(ix)
+    }
+
+    /// Looks a group up by id for a write (true state, no lag), refusing read-only groups for
+    /// member changes.
+    fn writable_group(&self, id: &str, members: bool) -> Result<GroupIx, GraphError> {
+        let group = self
+            .group_by_id
+            .get(&id.to_ascii_lowercase())
+            .copied()
+            .ok_or_else(|| GraphError::not_found(id))?;
+        if members && self.groups[group as usize].is_read_only() {
+            return Err(GraphError::read_only_group());
+        }
+        Ok(group)
+    }
+
+    /// Adds members, all or nothing; returns how many were added.
+    pub fn add_members(
+        &mut self,
+        group_id: &str,
+        ids: &[String],
+        now: Instant,
+        lag: Duration,
+    ) -> Result<usize, GraphError> {
+        let group = self.writable_group(group_id, true)?;
+        let users = self.resolve_new_members(Some(group), ids)?;
+        for &user in &users {
+            self.groups[group as usize].members.insert(user);
+            self.record(group, Change::MemberAdded(user), now, lag);
+        }
+        Ok(users.len())
+    }
+
+    /// Removes one member; a non-member is a 404 naming the group (GRAPH.md).
+    pub fn remove_member(
+        &mut self,
+        group_id: &str,
+        user_id: &str,
+        now: Instant,
+        lag: Duration,
+    ) -> Result<(), GraphError> {
+        let group = self.writable_group(group_id, true)?;
+        let user = self
+            .user_by_id(user_id)
+            .filter(|u| self.groups[group as usize].members.contains(u))
+            .ok_or_else(|| GraphError::not_found(&self.groups[group as usize].id))?;
+        self.groups[group as usize].members.remove(&user);
+        self.record(group, Change::MemberRemoved(user), now, lag);
+        Ok(())
+    }
+
+    /// Changes a group's display name or description.
+    pub fn update_group(
+        &mut self,
+        group_id: &str,
+        display_name: Option<String>,
+        description: Option<Option<String>>,
+        now: Instant,
+        lag: Duration,
+    ) -> Result<(), GraphError> {
+        let ix = self.writable_group(group_id, false)?;
+        let group = &mut self.groups[ix as usize];
+        if let Some(name) = display_name {
+            group.display_name = name;
+        }
+        if let Some(description) = description {
+            group.description = description;
+        }
+        self.record(ix, Change::Updated, now, lag);
+        Ok(())
+    }
+
+    /// Adds an open extension: at most two per app per group, names unique.
+    pub fn add_extension(
+        &mut self,
+        group_id: &str,
+        extension: Map<String, Value>,
+    ) -> Result<(), GraphError> {
+        let ix = self.writable_group(group_id, false)?;
+        let group = &mut self.groups[ix as usize];
+        let name = extension.get("extensionName").and_then(Value::as_str);
+        if group
+            .extensions
+            .iter()
+            .any(|e| e.get("extensionName").and_then(Value::as_str) == name)
+        {
+            return Err(GraphError::new(
+                409,
+                "NameAlreadyExists",
+                "An extension already exists with given id.",
+            ));
+        }
+        if group.extensions.len() >= 2 {
+            return Err(GraphError::bad_request(
+                "An application can add at most 2 open extensions to one resource instance.",
+            ));
+        }
+        group.extensions.push(extension);
+        Ok(())
+    }
+}
+
+/// For a read at `horizon`: members that are present now but were not then (`hidden`), and
+/// members that were present then but are gone now (`extra`). The earliest change after the
+/// horizon tells what the state was at the horizon.
+fn lagged_overrides(
+    group: &Group,
+    horizon: Option<Instant>,
+) -> (HashSet<UserIx>, BTreeSet<UserIx>) {
+    let mut hidden = HashSet::new();
+    let mut extra = BTreeSet::new();
+    let Some(horizon) = horizon else {
+        return (hidden, extra);
+    };
+    let mut first_after: BTreeMap<UserIx, bool> = BTreeMap::new();
+    for change in group.recent.iter().filter(|c| c.at > horizon) {
+        first_after.entry(change.user).or_insert(change.added);
+    }
+    for (user, first_was_add) in first_after {
+        let was_member = !first_was_add;
+        let is_member = group.members.contains(&user);
+        match (was_member, is_member) {
+            (false, true) => {
+                hidden.insert(user);
+            }
+            (true, false) => {
+                extra.insert(user);
+            }
+            _ => {}
+        }
+    }
+    (hidden, extra)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(n: u32) -> SeedUser {
+        SeedUser {
+            id: format!("00000000-0000-0000-0000-{n:012}"),
+            user_principal_name: format!("u{n}@example.ac.uk"),
+            mail: None,
+            employee_id: None,
+            display_name: format!("User {n}"),
+        }
+    }
+
+    fn group(nickname: &str, members: &[u32]) -> SeedGroup {
+        SeedGroup {
+            id: None,
+            display_name: nickname.to_owned(),
+            mail_nickname: nickname.to_owned(),
+            description: None,
+            group_types: vec!["Unified".to_owned()],
+            mail_enabled: true,
+            security_enabled: false,
+            members: members.iter().map(|&n| user(n).id).collect(),
+            extensions: Vec::new(),
+        }
+    }
+
+    fn directory(users: u32, groups: Vec<SeedGroup>) -> Directory {
+        Directory::from_seed(&Seed {
+            users: (0..users).map(user).collect(),
+            groups,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn seed_with_unknown_member_names_the_field() {
+        let err = Directory::from_seed(&Seed {
+            users: vec![user(1)],
+            groups: vec![group("a", &[2])],
+        })
+        .unwrap_err();
+        assert!(err.starts_with("groups[0].members[0]"), "{err}");
+    }
+
+    #[test]
+    fn seed_with_duplicate_nickname_is_refused() {
+        let err = Directory::from_seed(&Seed {
+            users: vec![],
+            groups: vec![group("a", &[]), group("A", &[])],
+        })
+        .unwrap_err();
+        assert!(err.starts_with("groups[1].mailNickname"), "{err}");
+    }
+
+    #[test]
+    fn member_pages_walk_the_whole_group_by_cursor() {
+        let dir = directory(10, vec![group("a", &[1, 3, 5, 7, 9])]);
+        let (first, more) = dir.member_page(0, None, None, 2);
+        assert_eq!((first.clone(), more), (vec![1, 3], true));
+        let (second, more) = dir.member_page(0, None, first.last().copied(), 2);
+        assert_eq!((second.clone(), more), (vec![5, 7], true));
+        let (third, more) = dir.member_page(0, None, second.last().copied(), 2);
+        assert_eq!((third, more), (vec![9], false));
+    }
+
+    #[test]
+    fn add_is_all_or_nothing() {
+        let mut dir = directory(5, vec![group("a", &[1])]);
+        let id = dir.group(0).id.clone();
+        let ids = vec![user(2).id, user(1).id];
+        let err = dir
+            .add_members(&id, &ids, Instant::now(), Duration::ZERO)
+            .unwrap_err();
+        assert_eq!(err, GraphError::already_member());
+        assert_eq!(dir.group(0).members.len(), 1);
+    }
+
+    #[test]
+    fn lagged_read_sees_the_past() {
+        let mut dir = directory(5, vec![group("a", &[1, 2])]);
+        let id = dir.group(0).id.clone();
+        let lag = Duration::from_secs(60);
+        let now = Instant::now();
+        dir.add_members(&id, &[user(3).id], now, lag).unwrap();
+        dir.remove_member(&id, &user(1).id, now, lag).unwrap();
+        let before = Some(now - Duration::from_secs(1));
+        assert_eq!(dir.member_page(0, before, None, 10).0, vec![1, 2]);
+        assert_eq!(dir.member_page(0, None, None, 10).0, vec![2, 3]);
+    }
+
+    #[test]
+    fn remove_of_non_member_names_the_group() {
+        let mut dir = directory(3, vec![group("a", &[1])]);
+        let id = dir.group(0).id.clone();
+        let err = dir
+            .remove_member(&id, &user(2).id, Instant::now(), Duration::ZERO)
+            .unwrap_err();
+        assert_eq!(err, GraphError::not_found(&id));
+    }
+}

@@ -1,0 +1,566 @@
+//! `/groups`: create, read, list, update (member binds), members, and open extensions.
+
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+
+use super::Tenant;
+use super::request::{
+    Input, MAX_PAGE, Reply, context, decode_token, encode_token, parse_filter, project,
+};
+use super::users::user_json;
+use crate::sandbox::directory::{Group, GroupIx, NewGroup, UserIx};
+use crate::sandbox::error::GraphError;
+
+/// Most link changes (`members@odata.bind` plus `owners@odata.bind`) one request may carry.
+const MAX_LINK_CHANGES: usize = 20;
+/// Largest serialized open extension, in bytes.
+const MAX_EXTENSION_BYTES: usize = 2_048;
+/// The `resourceBehaviorOptions` Graph documents for Microsoft 365 groups.
+const RESOURCE_BEHAVIOR_OPTIONS: &[&str] = &[
+    "AllowOnlyMembersToPost",
+    "CalendarMemberReadOnly",
+    "ConnectorsDisabled",
+    "HideGroupInOutlook",
+    "SubscribeMembersToCalendarEventsDisabled",
+    "SubscribeNewGroupMembers",
+    "WelcomeEmailDisabled",
+];
+/// Characters Graph refuses in a `mailNickname`.
+const NICKNAME_FORBIDDEN: &str = "@()\\[]\";:<>, ";
+
+/// An open extension as Graph shows it.
+fn extension_json(extension: &Map<String, Value>) -> Value {
+    let mut object = Map::new();
+    object.insert(
+        "@odata.type".to_owned(),
+        json!("#microsoft.graph.openTypeExtension"),
+    );
+    object.insert(
+        "id".to_owned(),
+        extension
+            .get("extensionName")
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
+    for (key, value) in extension {
+        object.insert(key.clone(), value.clone());
+    }
+    Value::Object(object)
+}
+
+/// A group as Graph shows it, optionally with its extensions expanded.
+pub fn group_json(
+    group: &Group,
+    select: Option<&[String]>,
+    with_extensions: bool,
+) -> Result<Map<String, Value>, GraphError> {
+    let mail = group
+        .mail_enabled
+        .then(|| format!("{}@sandbox.onmicrosoft.com", group.mail_nickname));
+    let mut object = project(
+        vec![
+            ("id", json!(group.id)),
+            ("displayName", json!(group.display_name)),
+            ("mailNickname", json!(group.mail_nickname)),
+            ("description", json!(group.description)),
+            ("groupTypes", json!(group.group_types)),
+            ("mailEnabled", json!(group.mail_enabled)),
+            ("securityEnabled", json!(group.security_enabled)),
+            ("mail", json!(mail)),
+            ("createdDateTime", json!(group.created_date_time)),
+            (
+                "resourceBehaviorOptions",
+                json!(group.resource_behavior_options),
+            ),
+        ],
+        &[],
+        select,
+        "group",
+    )?;
+    if with_extensions {
+        object.insert(
+            "extensions".to_owned(),
+            Value::Array(group.extensions.iter().map(extension_json).collect()),
+        );
+    }
+    Ok(object)
+}
+
+/// Whether `$expand` asks for extensions; membership by `$expand` is refused so that clients
+/// page through `/members` (Graph caps expanded members at 20 without saying so).
+fn expand_extensions(input: &Input<'_>) -> Result<bool, GraphError> {
+    match input.query.get("$expand").map(str::trim) {
+        None => Ok(false),
+        Some("extensions") => Ok(true),
+        Some(expand) if expand.starts_with("members") => Err(GraphError::bad_request(
+            "Expanding members is not supported by the sandbox; page through /members instead.",
+        )),
+        Some(expand) => Err(GraphError::bad_request(format!(
+            "Could not find a navigation property named '{expand}' on type 'microsoft.graph.group'."
+        ))),
+    }
+}
+
+/// `GET /groups[?$filter=mailNickname eq 'x']`, paged by a cursor.
+pub fn list(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
+    let select = input.query.select();
+    let top = input.query.top()?;
+    let with_extensions = expand_extensions(input)?;
+    let horizon = tenant.horizon();
+    let directory = tenant.directory.read().expect("directory lock");
+    let render = |ix: GroupIx| {
+        group_json(directory.group(ix), select.as_deref(), with_extensions).map(Value::Object)
+    };
+    if let Some(filter) = input.query.get("$filter") {
+        let mut found: Vec<GroupIx> = Vec::new();
+        for clause in parse_filter(filter)? {
+            for value in &clause.values {
+                let matched: Vec<GroupIx> = match clause.property.to_ascii_lowercase().as_str() {
+                    "mailnickname" => directory
+                        .group_by_nickname(value, horizon)
+                        .into_iter()
+                        .collect(),
+                    "id" => directory.group_by_id(value, horizon).into_iter().collect(),
+                    "displayname" => (0..directory.group_count() as GroupIx)
+                        .filter(|&g| {
+                            let group = directory.group(g);
+                            group.visible_at(horizon) && group.display_name == *value
+                        })
+                        .collect(),
+                    _ => {
+                        return Err(GraphError::unsupported_query(format!(
+                            "Unsupported or invalid query filter clause specified for property '{}' of resource 'Group'.",
+                            clause.property
+                        )));
+                    }
+                };
+                found.extend(matched);
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        let value = found
+            .into_iter()
+            .map(render)
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Reply::ok(
+            json!({"@odata.context": context("groups"), "value": value}),
+        ));
+    }
+    let start = match input.query.get("$skiptoken") {
+        None => 0,
+        Some(token) => decode_token(token, "g")
+            .and_then(|f| f.first()?.parse::<usize>().ok())
+            .ok_or_else(GraphError::bad_page_token)?,
+    };
+    let mut value = Vec::with_capacity(top);
+    let mut next = None;
+    for ix in start..directory.group_count() {
+        if !directory.group(ix as GroupIx).visible_at(horizon) {
+            continue;
+        }
+        if value.len() == top {
+            next = Some(ix);
+            break;
+        }
+        value.push(render(ix as GroupIx)?);
+    }
+    let mut body = json!({"@odata.context": context("groups"), "value": value});
+    if let Some(next) = next {
+        let mut pairs = input.query.without(&["$skiptoken"]);
+        pairs.push(("$skiptoken".to_owned(), encode_token(&format!("g:{next}"))));
+        body["@odata.nextLink"] = json!(input.origin.link("/groups", &pairs));
+    }
+    Ok(Reply::ok(body))
+}
+
+/// `GET /groups/{id}`.
+pub fn get(tenant: &Tenant, id: &str, input: &Input<'_>) -> Result<Reply, GraphError> {
+    let select = input.query.select();
+    let with_extensions = expand_extensions(input)?;
+    let directory = tenant.directory.read().expect("directory lock");
+    let group = directory
+        .group_by_id(id, tenant.horizon())
+        .ok_or_else(|| GraphError::not_found(id))?;
+    let mut body = group_json(directory.group(group), select.as_deref(), with_extensions)?;
+    body.insert(
+        "@odata.context".to_owned(),
+        json!(context("groups/$entity")),
+    );
+    Ok(Reply::ok(Value::Object(body)))
+}
+
+/// The object id at the end of a `…/directoryObjects/{id}` (or `…/users/{id}`) bind URL.
+fn bind_id(url: &Value) -> Result<String, GraphError> {
+    let invalid = || {
+        GraphError::bad_request(format!(
+            "Invalid URL format specified in @odata.bind for members: {url}"
+        ))
+    };
+    let url = url.as_str().ok_or_else(invalid)?;
+    let (_, id) = url
+        .rsplit_once("/directoryObjects/")
+        .or_else(|| url.rsplit_once("/users/"))
+        .ok_or_else(invalid)?;
+    if id.is_empty() || id.contains('/') {
+        return Err(invalid());
+    }
+    Ok(id.to_owned())
+}
+
+fn bind_ids(body: &Map<String, Value>, key: &str) -> Result<Vec<String>, GraphError> {
+    match body.get(key) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(urls)) => urls.iter().map(bind_id).collect(),
+        Some(_) => Err(GraphError::bad_request(format!(
+            "The value of '{key}' must be an array of URLs."
+        ))),
+    }
+}
+
+fn too_many_links(count: usize) -> Result<(), GraphError> {
+    if count > MAX_LINK_CHANGES {
+        return Err(GraphError::bad_request(format!(
+            "The request contains {count} link changes. A single request cannot contain more than {MAX_LINK_CHANGES} link changes."
+        )));
+    }
+    Ok(())
+}
+
+fn string_property<'a>(
+    body: &'a Map<String, Value>,
+    key: &str,
+    max_chars: usize,
+) -> Result<Option<&'a str>, GraphError> {
+    match body.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= max_chars => {
+            Ok(Some(s))
+        }
+        Some(_) => Err(GraphError::invalid_property(key)),
+    }
+}
+
+fn required<T>(value: Option<T>, key: &str) -> Result<T, GraphError> {
+    value.ok_or_else(|| {
+        GraphError::bad_request(format!(
+            "A value is required for property '{key}' of resource 'Group'."
+        ))
+    })
+}
+
+fn bool_property(body: &Map<String, Value>, key: &str) -> Result<Option<bool>, GraphError> {
+    match body.get(key) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(GraphError::invalid_property(key)),
+    }
+}
+
+fn string_list(body: &Map<String, Value>, key: &str) -> Result<Vec<String>, GraphError> {
+    match body.get(key) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| GraphError::invalid_property(key))
+            })
+            .collect(),
+        Some(_) => Err(GraphError::invalid_property(key)),
+    }
+}
+
+fn unknown_property(key: &str) -> GraphError {
+    GraphError::bad_request(format!(
+        "Property '{key}' does not exist on type 'microsoft.graph.group' or cannot be set here."
+    ))
+}
+
+/// Parses and validates a create body (GRAPH.md "Groups").
+fn new_group(body: &Map<String, Value>) -> Result<NewGroup, GraphError> {
+    const KNOWN: &[&str] = &[
+        "@odata.type",
+        "displayName",
+        "mailNickname",
+        "description",
+        "groupTypes",
+        "mailEnabled",
+        "securityEnabled",
+        "visibility",
+        "members@odata.bind",
+        "owners@odata.bind",
+        "resourceBehaviorOptions",
+    ];
+    if let Some(key) = body.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(unknown_property(key));
+    }
+    let display_name = required(string_property(body, "displayName", 256)?, "displayName")?;
+    let mail_nickname = required(string_property(body, "mailNickname", 64)?, "mailNickname")?;
+    if !mail_nickname
+        .chars()
+        .all(|c| c.is_ascii_graphic() && !NICKNAME_FORBIDDEN.contains(c))
+    {
+        return Err(GraphError::invalid_property("mailNickname"));
+    }
+    let mail_enabled = required(bool_property(body, "mailEnabled")?, "mailEnabled")?;
+    let security_enabled = required(bool_property(body, "securityEnabled")?, "securityEnabled")?;
+    let group_types = string_list(body, "groupTypes")?;
+    let unified = group_types.iter().any(|t| t == "Unified");
+    if let Some(other) = group_types
+        .iter()
+        .find(|t| !matches!(t.as_str(), "Unified" | "DynamicMembership"))
+    {
+        return Err(GraphError::bad_request(format!(
+            "Invalid value '{other}' specified for property 'groupTypes' of resource 'Group'."
+        )));
+    }
+    if unified && !mail_enabled {
+        return Err(GraphError::invalid_property("mailEnabled"));
+    }
+    // Graph cannot create mail-enabled security groups or distribution lists (Exchange can).
+    if !unified && mail_enabled {
+        return Err(GraphError::bad_request(
+            "Creating mail-enabled security groups or distribution lists is not supported through Microsoft Graph.",
+        ));
+    }
+    if !unified && !security_enabled {
+        return Err(GraphError::invalid_property("securityEnabled"));
+    }
+    let resource_behavior_options = string_list(body, "resourceBehaviorOptions")?;
+    if let Some(option) = resource_behavior_options
+        .iter()
+        .find(|o| !RESOURCE_BEHAVIOR_OPTIONS.contains(&o.as_str()))
+    {
+        return Err(GraphError::bad_request(format!(
+            "Invalid value '{option}' specified for property 'resourceBehaviorOptions' of resource 'Group'."
+        )));
+    }
+    if !unified && !resource_behavior_options.is_empty() {
+        return Err(GraphError::invalid_property("resourceBehaviorOptions"));
+    }
+    let members = bind_ids(body, "members@odata.bind")?;
+    let owners = bind_ids(body, "owners@odata.bind")?;
+    too_many_links(members.len() + owners.len())?;
+    let description = match body.get("description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(GraphError::invalid_property("description")),
+    };
+    Ok(NewGroup {
+        display_name: display_name.to_owned(),
+        mail_nickname: mail_nickname.to_owned(),
+        description,
+        group_types,
+        mail_enabled,
+        security_enabled,
+        resource_behavior_options,
+        members,
+        owners,
+    })
+}
+
+/// `POST /groups` → 201 with the new group.
+pub fn create(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
+    let new = new_group(input.object()?)?;
+    let binds = new.members.len() as u64;
+    let lag = tenant.lag();
+    let mut directory = tenant.directory.write().expect("directory lock");
+    let ix = directory.create_group(new, Instant::now(), lag)?;
+    let group = directory.group(ix);
+    let mut body = group_json(group, None, false)?;
+    body.insert(
+        "@odata.context".to_owned(),
+        json!(context("groups/$entity")),
+    );
+    let location = input.origin.link(&format!("/groups/{}", group.id), &[]);
+    Ok(Reply::created(Value::Object(body), 1 + binds).with_header("Location", location))
+}
+
+/// `PATCH /groups/{id}`: up to 20 `members@odata.bind`, all or nothing, and simple properties.
+pub fn update(tenant: &Tenant, id: &str, input: &Input<'_>) -> Result<Reply, GraphError> {
+    let body = input.object()?;
+    if body.contains_key("resourceBehaviorOptions") {
+        return Err(GraphError::bad_request(
+            "Property 'resourceBehaviorOptions' can be set only when the group is created.",
+        ));
+    }
+    if let Some(key) = body.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "members@odata.bind" | "owners@odata.bind" | "displayName" | "description"
+        )
+    }) {
+        return Err(unknown_property(key));
+    }
+    let members = bind_ids(body, "members@odata.bind")?;
+    let owners = bind_ids(body, "owners@odata.bind")?;
+    too_many_links(members.len() + owners.len())?;
+    let display_name = string_property(body, "displayName", 256)?.map(str::to_owned);
+    let description = match body.get("description") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(s)) => Some(Some(s.clone())),
+        Some(_) => return Err(GraphError::invalid_property("description")),
+    };
+    let lag = tenant.lag();
+    let now = Instant::now();
+    let mut directory = tenant.directory.write().expect("directory lock");
+    for owner in &owners {
+        if directory.user_by_id(owner).is_none() {
+            return Err(GraphError::not_found(owner));
+        }
+    }
+    let added = if members.is_empty() {
+        0
+    } else {
+        directory.add_members(id, &members, now, lag)?
+    };
+    if display_name.is_some() || description.is_some() {
+        directory.update_group(id, display_name, description, now, lag)?;
+    }
+    Ok(Reply::no_content((added as u64).max(1)))
+}
+
+/// `GET /groups/{id}/members[/microsoft.graph.user]`, paged by a cursor over the member set.
+pub fn members(
+    tenant: &Tenant,
+    id: &str,
+    cast: Option<&str>,
+    input: &Input<'_>,
+) -> Result<Reply, GraphError> {
+    if input.query.get("$expand").is_some() {
+        return Err(GraphError::bad_request(
+            "$expand is not supported when listing group members; use $select.",
+        ));
+    }
+    let top = input.query.top()?;
+    let select = input.query.select();
+    let horizon = tenant.horizon();
+    let directory = tenant.directory.read().expect("directory lock");
+    let group = directory
+        .group_by_id(id, horizon)
+        .ok_or_else(|| GraphError::not_found(id))?;
+    let after = match input.query.get("$skiptoken") {
+        None => None,
+        Some(token) => {
+            let fields = decode_token(token, "m").ok_or_else(GraphError::bad_page_token)?;
+            match fields.as_slice() {
+                [g, after] if g.parse::<GroupIx>().ok() == Some(group) => Some(
+                    after
+                        .parse::<UserIx>()
+                        .map_err(|_| GraphError::bad_page_token())?,
+                ),
+                _ => return Err(GraphError::bad_page_token()),
+            }
+        }
+    };
+    let (page, more) = directory.member_page(group, horizon, after, top.min(MAX_PAGE));
+    let mut value = Vec::with_capacity(page.len());
+    for &user in &page {
+        let mut object = Map::new();
+        object.insert("@odata.type".to_owned(), json!("#microsoft.graph.user"));
+        object.extend(user_json(directory.user(user), select.as_deref())?);
+        value.push(Value::Object(object));
+    }
+    let mut body = json!({
+        "@odata.context": context("directoryObjects"),
+        "value": value,
+    });
+    if more && let Some(last) = page.last() {
+        let mut pairs = input.query.without(&["$skiptoken"]);
+        pairs.push((
+            "$skiptoken".to_owned(),
+            encode_token(&format!("m:{group}:{last}")),
+        ));
+        let path = match cast {
+            Some(cast) => format!("/groups/{id}/members/{cast}"),
+            None => format!("/groups/{id}/members"),
+        };
+        body["@odata.nextLink"] = json!(input.origin.link(&path, &pairs));
+    }
+    Ok(Reply::ok(body))
+}
+
+/// `POST /groups/{id}/members/$ref` with `{"@odata.id": "…/directoryObjects/{id}"}` → 204.
+pub fn add_member(tenant: &Tenant, id: &str, input: &Input<'_>) -> Result<Reply, GraphError> {
+    let body = input.object()?;
+    let member = bind_id(body.get("@odata.id").ok_or_else(|| {
+        GraphError::bad_request("The '@odata.id' property is required to add a member.")
+    })?)?;
+    let lag = tenant.lag();
+    let mut directory = tenant.directory.write().expect("directory lock");
+    directory.add_members(id, &[member], Instant::now(), lag)?;
+    Ok(Reply::no_content(1))
+}
+
+/// `DELETE /groups/{id}/members/{member}/$ref` → 204, or 404 naming the group.
+pub fn remove_member(tenant: &Tenant, id: &str, member: &str) -> Result<Reply, GraphError> {
+    let lag = tenant.lag();
+    let mut directory = tenant.directory.write().expect("directory lock");
+    directory.remove_member(id, member, Instant::now(), lag)?;
+    Ok(Reply::no_content(1))
+}
+
+/// `GET /groups/{id}/extensions`.
+pub fn extensions(tenant: &Tenant, id: &str) -> Result<Reply, GraphError> {
+    let directory = tenant.directory.read().expect("directory lock");
+    let group = directory
+        .group_by_id(id, tenant.horizon())
+        .ok_or_else(|| GraphError::not_found(id))?;
+    let value: Vec<Value> = directory
+        .group(group)
+        .extensions
+        .iter()
+        .map(extension_json)
+        .collect();
+    Ok(Reply::ok(json!({
+        "@odata.context": context(&format!("groups('{id}')/extensions")),
+        "value": value,
+    })))
+}
+
+/// `POST /groups/{id}/extensions`: an open type extension of at most 2 KB → 201.
+pub fn add_extension(tenant: &Tenant, id: &str, input: &Input<'_>) -> Result<Reply, GraphError> {
+    let body = input.object()?;
+    let odata_type = body.get("@odata.type").and_then(Value::as_str);
+    if !matches!(
+        odata_type,
+        Some("microsoft.graph.openTypeExtension" | "#microsoft.graph.openTypeExtension")
+    ) {
+        return Err(GraphError::bad_request(
+            "The '@odata.type' of an open extension must be 'microsoft.graph.openTypeExtension'.",
+        ));
+    }
+    if body
+        .get("extensionName")
+        .and_then(Value::as_str)
+        .is_none_or(|name| name.trim().is_empty())
+    {
+        return Err(GraphError::bad_request(
+            "The 'extensionName' property is required for an open extension.",
+        ));
+    }
+    let size = serde_json::to_vec(body)
+        .map(|b| b.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_EXTENSION_BYTES {
+        return Err(GraphError::bad_request(format!(
+            "The open extension is {size} bytes; the limit is {MAX_EXTENSION_BYTES} bytes."
+        )));
+    }
+    let extension: Map<String, Value> = body
+        .iter()
+        .filter(|(key, _)| !matches!(key.as_str(), "@odata.type" | "id"))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    let reply = extension_json(&extension);
+    tenant
+        .directory
+        .write()
+        .expect("directory lock")
+        .add_extension(id, extension)?;
+    Ok(Reply::created(reply, 1))
+}

@@ -1,0 +1,185 @@
+//! `/users` reads and `POST /directoryObjects/getByIds`.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
+
+use super::Tenant;
+use super::groups::group_json;
+use super::request::{Input, Reply, context, decode_token, encode_token, parse_filter};
+use crate::sandbox::directory::{Directory, User, UserIx};
+use crate::sandbox::error::GraphError;
+
+/// Most values a `$filter` may compare against (`in (…)` or `or` clauses).
+const MAX_FILTER_VALUES: usize = 15;
+/// Most ids `getByIds` takes.
+const MAX_IDS: usize = 1_000;
+
+/// One user property by (case-insensitive) name, with its canonical spelling.
+fn user_property(user: &User, name: &str) -> Option<(&'static str, Value)> {
+    let property = match name.to_ascii_lowercase().as_str() {
+        "id" => ("id", json!(user.id)),
+        "displayname" => ("displayName", json!(user.display_name)),
+        "userprincipalname" => ("userPrincipalName", json!(user.user_principal_name)),
+        "mail" => ("mail", json!(user.mail)),
+        "employeeid" => ("employeeId", json!(user.employee_id)),
+        _ => return None,
+    };
+    Some(property)
+}
+
+/// A user as Graph shows it: the default properties, `employeeId` only when selected (Graph
+/// leaves it out of the default set; the stricter reading makes clients ask for it). Built
+/// property by property because member pages render up to 999 users per request.
+pub fn user_json(user: &User, select: Option<&[String]>) -> Result<Map<String, Value>, GraphError> {
+    const DEFAULT: &[&str] = &["id", "displayName", "userPrincipalName", "mail"];
+    let mut object = Map::new();
+    match select {
+        None => {
+            for name in DEFAULT {
+                if let Some((name, value)) = user_property(user, name) {
+                    object.insert(name.to_owned(), value);
+                }
+            }
+        }
+        Some(select) => {
+            for wanted in select {
+                let (name, value) = user_property(user, wanted).ok_or_else(|| {
+                    GraphError::bad_request(format!(
+                        "Could not find a property named '{wanted}' on type 'microsoft.graph.user'."
+                    ))
+                })?;
+                object.insert(name.to_owned(), value);
+            }
+        }
+    }
+    Ok(object)
+}
+
+/// `GET /users[?$filter=…]`, paged by a cursor over the directory.
+pub fn list(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
+    let select = input.query.select();
+    let top = input.query.top()?;
+    let directory = tenant.directory.read().expect("directory lock");
+    if let Some(filter) = input.query.get("$filter") {
+        let found = filtered(&directory, filter)?;
+        let value = found
+            .into_iter()
+            .map(|ix| user_json(directory.user(ix), select.as_deref()).map(Value::Object))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Reply::ok(
+            json!({"@odata.context": context("users"), "value": value}),
+        ));
+    }
+    let after = match input.query.get("$skiptoken") {
+        None => None,
+        Some(token) => Some(
+            decode_token(token, "u")
+                .and_then(|f| f.first()?.parse::<UserIx>().ok())
+                .ok_or_else(GraphError::bad_page_token)?,
+        ),
+    };
+    let start = after.map_or(0, |a| a as usize + 1);
+    let users = directory.users();
+    let end = (start + top).min(users.len());
+    let value = users
+        .get(start..end)
+        .unwrap_or_default()
+        .iter()
+        .map(|u| user_json(u, select.as_deref()).map(Value::Object))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut body = json!({"@odata.context": context("users"), "value": value});
+    if end < users.len() {
+        let mut pairs = input.query.without(&["$skiptoken"]);
+        pairs.push((
+            "$skiptoken".to_owned(),
+            encode_token(&format!("u:{}", end - 1)),
+        ));
+        body["@odata.nextLink"] = json!(input.origin.link("/users", &pairs));
+    }
+    Ok(Reply::ok(body))
+}
+
+fn filtered(directory: &Directory, filter: &str) -> Result<BTreeSet<UserIx>, GraphError> {
+    let clauses = parse_filter(filter)?;
+    let values: usize = clauses.iter().map(|c| c.values.len()).sum();
+    if values > MAX_FILTER_VALUES {
+        return Err(GraphError::unsupported_query(format!(
+            "Too many child clauses specified in search filter expression containing 'OR' operators: {values}. Max allowed: {MAX_FILTER_VALUES}."
+        )));
+    }
+    let mut found = BTreeSet::new();
+    for clause in &clauses {
+        for value in &clause.values {
+            let users = directory.find_users(&clause.property, value).ok_or_else(|| {
+                GraphError::unsupported_query(format!(
+                    "Unsupported or invalid query filter clause specified for property '{}' of resource 'User'.",
+                    clause.property
+                ))
+            })?;
+            found.extend(users);
+        }
+    }
+    Ok(found)
+}
+
+/// `GET /users/{id | userPrincipalName}`.
+pub fn get(tenant: &Tenant, key: &str, input: &Input<'_>) -> Result<Reply, GraphError> {
+    let select = input.query.select();
+    let directory = tenant.directory.read().expect("directory lock");
+    let user = directory
+        .user_by_key(key)
+        .ok_or_else(|| GraphError::not_found(key))?;
+    let mut body = user_json(directory.user(user), select.as_deref())?;
+    body.insert("@odata.context".to_owned(), json!(context("users/$entity")));
+    Ok(Reply::ok(Value::Object(body)))
+}
+
+/// `POST /directoryObjects/getByIds`: the users and groups among up to 1,000 ids; unknown ids
+/// are left out.
+pub fn get_by_ids(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
+    let body = input.object()?;
+    let ids = body
+        .get("ids")
+        .and_then(Value::as_array)
+        .ok_or_else(|| GraphError::bad_request("The 'ids' property is required."))?;
+    if ids.len() > MAX_IDS {
+        return Err(GraphError::bad_request(format!(
+            "The number of ids must not exceed {MAX_IDS}; got {}.",
+            ids.len()
+        )));
+    }
+    let types: Option<Vec<String>> = body.get("types").and_then(Value::as_array).map(|types| {
+        types
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_ascii_lowercase)
+            .collect()
+    });
+    let wants = |kind: &str| types.as_ref().is_none_or(|t| t.iter().any(|k| k == kind));
+    let select = input.query.select();
+    let horizon = tenant.horizon();
+    let directory = tenant.directory.read().expect("directory lock");
+    let mut value = Vec::new();
+    for id in ids {
+        let id = id
+            .as_str()
+            .ok_or_else(|| GraphError::bad_request("Every entry of 'ids' must be a string."))?;
+        if let Some(user) = directory.user_by_id(id).filter(|_| wants("user")) {
+            let mut object = user_json(directory.user(user), select.as_deref())?;
+            object.insert("@odata.type".to_owned(), json!("#microsoft.graph.user"));
+            value.push(Value::Object(object));
+        } else if let Some(group) = directory
+            .group_by_id(id, horizon)
+            .filter(|_| wants("group"))
+        {
+            let mut object = group_json(directory.group(group), select.as_deref(), false)?;
+            object.insert("@odata.type".to_owned(), json!("#microsoft.graph.group"));
+            value.push(Value::Object(object));
+        }
+    }
+    Ok(Reply::ok(json!({
+        "@odata.context": context("directoryObjects"),
+        "value": value,
+    })))
+}
