@@ -43,6 +43,8 @@ pub enum Command {
     /// Check the state database: schema version, foreign keys, orphaned rows, stuck runs,
     /// stale locks. Exits 1 when anything is wrong.
     Doctor,
+    /// Write a synthetic university (source CSVs, control files, sandbox seed), deterministically.
+    Generate(crate::generate::GenerateArgs),
     /// Run the built-in Microsoft Graph sandbox tenant on a loopback port.
     Sandbox(SandboxArgs),
 }
@@ -107,6 +109,7 @@ async fn dispatch(command: Command, context: &Context) -> Result<Exit, CommandEr
         }
         Command::Migrate => migrate(context).await,
         Command::Doctor => doctor(context).await,
+        Command::Generate(args) => crate::generate::run(&args),
         Command::Sandbox(args) => crate::sandbox::command::run(args.options()?).await,
     }
 }

@@ -3,6 +3,7 @@
 mod common;
 mod config;
 mod csv_source;
+mod generate;
 mod sandbox;
 mod sql_source;
 mod store;

@@ -1,0 +1,216 @@
+//! The sandbox tenant a university starts from: its accounts and, with drift, the groups a
+//! previous membership updater and other teams left behind.
+
+use std::collections::BTreeSet;
+
+use super::draw::{Draw, Stream};
+use super::{DOMAIN, University, names};
+use crate::sandbox::{Seed, SeedGroup, SeedUser};
+
+/// The share of lists that already have a group (with drifted members) in a drifted tenant.
+const PRE_EXISTING_SHARE: f64 = 0.05;
+/// The chance that a member of a pre-existing group has gone missing from it.
+const MISSING_CHANCE: f64 = 0.1;
+/// Extra (wrong) members of a pre-existing group, as a share of its true size.
+const EXTRA_SHARE: f64 = 0.05;
+/// Members of an unmanaged group.
+const UNMANAGED_MEMBERS: (usize, usize) = (5, 60);
+
+impl University {
+    /// The sandbox directory this university starts from: one user per person with an
+    /// account and, when generated with drift, pre-existing and unmanaged groups.
+    pub fn sandbox_seed(&self) -> Seed {
+        let users = self
+            .people
+            .iter()
+            .filter(|p| p.has_account)
+            .map(|p| SeedUser {
+                id: p.object_id.clone(),
+                user_principal_name: p.upn.clone(),
+                mail: Some(p.upn.clone()),
+                employee_id: Some(p.employee_id.clone()),
+                display_name: p.display_name.clone(),
+            })
+            .collect();
+        let groups = if self.options.drift {
+            let mut draw = Draw::new(self.options.seed, Stream::Drift);
+            let with_account: Vec<usize> = (0..self.people.len())
+                .filter(|&i| self.people[i].has_account)
+                .collect();
+            let mut groups = self.pre_existing_groups(&mut draw, &with_account);
+            groups.extend(self.unmanaged_groups(&mut draw, &with_account));
+            groups
+        } else {
+            Vec::new()
+        };
+        Seed { users, groups }
+    }
+
+    /// Groups for ~5 % of the lists, named as rollcall would name them, whose members have
+    /// drifted: some are missing, some should not be there.
+    fn pre_existing_groups(&self, draw: &mut Draw, with_account: &[usize]) -> Vec<SeedGroup> {
+        let lists = self.departments.len() + self.modules.len();
+        let count = ((lists as f64 * PRE_EXISTING_SHARE).round() as usize).max(1);
+        let indexes: Vec<usize> = (0..lists).collect();
+        let chosen: BTreeSet<usize> = draw.sample(&indexes, count).into_iter().collect();
+        self.lists()
+            .enumerate()
+            .filter(|(i, _)| chosen.contains(i))
+            .map(|(_, list)| {
+                let desired: BTreeSet<usize> = list
+                    .members
+                    .into_iter()
+                    .filter(|&i| self.people[i].has_account)
+                    .collect();
+                let mut actual: BTreeSet<usize> = desired
+                    .iter()
+                    .copied()
+                    .filter(|_| !draw.chance(MISSING_CHANCE))
+                    .collect();
+                // Drift always shows: at least one member is missing from a non-empty group.
+                if actual.len() == desired.len()
+                    && let Some(&gone) = desired.iter().next()
+                {
+                    actual.remove(&gone);
+                }
+                let strangers: Vec<usize> = with_account
+                    .iter()
+                    .copied()
+                    .filter(|i| !desired.contains(i))
+                    .collect();
+                let extras = ((desired.len() as f64 * EXTRA_SHARE).round() as usize).max(1);
+                actual.extend(draw.sample(&strangers, extras));
+                SeedGroup {
+                    id: Some(draw.guid()),
+                    display_name: list.display_name,
+                    mail_nickname: list.key.to_owned(),
+                    description: Some(list.description),
+                    group_types: vec!["Unified".to_owned()],
+                    mail_enabled: true,
+                    security_enabled: false,
+                    members: self.object_ids(actual),
+                    extensions: Vec::new(),
+                }
+            })
+            .collect()
+    }
+
+    /// Groups other teams run, with nicknames that are no list's key; rollcall must never
+    /// touch them. Every fourth is a distribution list rather than a Microsoft 365 group.
+    fn unmanaged_groups(&self, draw: &mut Draw, with_account: &[usize]) -> Vec<SeedGroup> {
+        names::UNMANAGED_GROUPS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let size = draw.between(UNMANAGED_MEMBERS.0, UNMANAGED_MEMBERS.1);
+                let members: BTreeSet<usize> =
+                    draw.sample(with_account, size).into_iter().collect();
+                let distribution_list = i % 4 == 3;
+                let nickname = names::slug(name);
+                SeedGroup {
+                    id: Some(draw.guid()),
+                    display_name: (*name).to_owned(),
+                    description: Some(format!("{name} ({nickname}@{DOMAIN})")),
+                    mail_nickname: nickname,
+                    group_types: if distribution_list {
+                        Vec::new()
+                    } else {
+                        vec!["Unified".to_owned()]
+                    },
+                    mail_enabled: true,
+                    security_enabled: false,
+                    members: self.object_ids(members),
+                    extensions: Vec::new(),
+                }
+            })
+            .collect()
+    }
+
+    fn object_ids(&self, people: BTreeSet<usize>) -> Vec<String> {
+        people
+            .into_iter()
+            .map(|i| self.people[i].object_id.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::{GenerateOptions, Size, generate};
+    use super::*;
+
+    fn drifted() -> University {
+        generate(&GenerateOptions {
+            drift: true,
+            ..GenerateOptions::for_size(Size::Small, 42)
+        })
+    }
+
+    #[test]
+    fn seed_holds_every_account_and_no_groups_without_drift() {
+        let university = generate(&GenerateOptions::for_size(Size::Small, 42));
+        let seed = university.sandbox_seed();
+        assert_eq!(seed.users.len(), university.counts().accounts);
+        assert!(seed.groups.is_empty());
+        let user = &seed.users[0];
+        assert_eq!(
+            user.mail.as_deref(),
+            Some(user.user_principal_name.as_str())
+        );
+    }
+
+    #[test]
+    fn people_without_accounts_are_not_users() {
+        let university = drifted();
+        let seed = university.sandbox_seed();
+        let ids: BTreeSet<&str> = seed.users.iter().map(|u| u.id.as_str()).collect();
+        for person in &university.people {
+            assert_eq!(ids.contains(person.object_id.as_str()), person.has_account);
+        }
+    }
+
+    #[test]
+    fn drift_adds_pre_existing_groups_with_wrong_members_and_unmanaged_groups() {
+        let university = drifted();
+        let seed = university.sandbox_seed();
+        let users: BTreeSet<&str> = seed.users.iter().map(|u| u.id.as_str()).collect();
+        let lists = university.counts().lists;
+        let desired: BTreeMap<String, BTreeSet<String>> = university
+            .lists()
+            .map(|list| {
+                let members = list
+                    .members
+                    .iter()
+                    .map(|&m| university.people[m].object_id.clone())
+                    .collect();
+                (list.key.to_owned(), members)
+            })
+            .collect();
+        let (managed, unmanaged): (Vec<_>, Vec<_>) = seed
+            .groups
+            .iter()
+            .partition(|g| desired.contains_key(&g.mail_nickname));
+        assert_eq!(managed.len(), (lists as f64 * 0.05).round() as usize);
+        assert_eq!(unmanaged.len(), 20);
+        for group in &managed {
+            let want = &desired[&group.mail_nickname];
+            let have: BTreeSet<String> = group.members.iter().cloned().collect();
+            assert!(
+                want.difference(&have).next().is_some(),
+                "{}: nobody missing",
+                group.mail_nickname
+            );
+            assert!(
+                have.difference(want).next().is_some(),
+                "{}: no extras",
+                group.mail_nickname
+            );
+        }
+        for group in seed.groups {
+            assert!(group.members.iter().all(|m| users.contains(m.as_str())));
+            assert!(names::is_valid_mail_nickname(&group.mail_nickname));
+        }
+    }
+}

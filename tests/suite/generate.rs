@@ -1,0 +1,224 @@
+//! `rollcall generate`: deterministic files, sizes, and refusal to overwrite.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use assert_cmd::Command;
+use rollcall::generate::{FILE_NAMES, GenerateOptions, Size, generate, is_valid_mail_nickname};
+use rollcall::sandbox::Seed;
+use sha2::{Digest, Sha256};
+
+fn rollcall() -> Command {
+    Command::cargo_bin("rollcall").expect("the rollcall binary is built")
+}
+
+fn generate_into(dir: &Path, extra: &[&str]) {
+    rollcall()
+        .args(["generate", "--size", "small", "--out"])
+        .arg(dir)
+        .args(extra)
+        .assert()
+        .success();
+}
+
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            (
+                entry.file_name().into_string().unwrap(),
+                std::fs::read(entry.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn within_5_percent(actual: usize, stated: usize) -> bool {
+    actual.abs_diff(stated) * 20 <= stated
+}
+
+#[test]
+fn same_seed_writes_identical_bytes() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    generate_into(a.path(), &["--seed", "7", "--drift"]);
+    generate_into(b.path(), &["--seed", "7", "--drift"]);
+    let (a, b) = (files(a.path()), files(b.path()));
+    assert_eq!(
+        a.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        FILE_NAMES.into_iter().collect::<BTreeSet<_>>()
+    );
+    for (name, bytes) in &a {
+        assert!(
+            &b[name] == bytes,
+            "{name} differs between two runs with the same seed"
+        );
+    }
+}
+
+#[test]
+fn different_seed_writes_different_files() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    generate_into(a.path(), &["--seed", "1"]);
+    generate_into(b.path(), &["--seed", "2"]);
+    let (a, b) = (files(a.path()), files(b.path()));
+    for name in ["modules.csv", "departments.csv", "seed.json"] {
+        assert_ne!(a[name], b[name], "{name}");
+    }
+}
+
+#[test]
+fn large_university_is_within_5_percent_of_the_stated_sizes() {
+    let counts = generate(&GenerateOptions::for_size(Size::Large, 42)).counts();
+    assert!(within_5_percent(counts.students, 40_000), "{counts:?}");
+    assert!(within_5_percent(counts.staff, 5_000), "{counts:?}");
+    assert!(within_5_percent(counts.lists, 3_000), "{counts:?}");
+    assert!(within_5_percent(counts.memberships, 300_000), "{counts:?}");
+}
+
+#[test]
+fn smaller_sizes_scale_from_the_student_count() {
+    let small = generate(&GenerateOptions::for_size(Size::Small, 42)).counts();
+    assert!(
+        within_5_percent(small.students, 1_000) && within_5_percent(small.staff, 120),
+        "{small:?}"
+    );
+    let medium = generate(&GenerateOptions::for_size(Size::Medium, 42)).counts();
+    assert!(
+        within_5_percent(medium.students, 10_000) && within_5_percent(medium.staff, 1_250),
+        "{medium:?}"
+    );
+}
+
+#[test]
+fn control_files_match_their_csvs() {
+    let dir = tempfile::tempdir().unwrap();
+    generate_into(dir.path(), &[]);
+    for csv in ["modules.csv", "departments.csv"] {
+        let bytes = std::fs::read(dir.path().join(csv)).unwrap();
+        assert_eq!(bytes.last(), Some(&b'\n'), "{csv} ends with a newline");
+        let rows = bytes.iter().filter(|&&b| b == b'\n').count() - 1;
+        let control = std::fs::read_to_string(dir.path().join(format!("{csv}.ctl"))).unwrap();
+        assert_eq!(
+            control,
+            format!(
+                "rows={rows}\nsha256={}\n",
+                hex::encode(Sha256::digest(&bytes))
+            )
+        );
+    }
+}
+
+#[test]
+fn csvs_hold_valid_list_keys_and_every_person() {
+    let dir = tempfile::tempdir().unwrap();
+    generate_into(dir.path(), &[]);
+    let mut keys = BTreeSet::new();
+    let mut departments_members = BTreeSet::new();
+    for csv in ["modules.csv", "departments.csv"] {
+        let mut reader = csv::Reader::from_path(dir.path().join(csv)).unwrap();
+        assert_eq!(
+            reader.headers().unwrap(),
+            vec!["list", "member", "display_name", "description"]
+        );
+        for record in reader.records() {
+            let record = record.unwrap();
+            keys.insert(record[0].to_owned());
+            if csv == "departments.csv" {
+                departments_members.insert(record[1].to_owned());
+            }
+        }
+    }
+    assert!(keys.iter().all(|k| is_valid_mail_nickname(k)), "{keys:?}");
+    let university = generate(&GenerateOptions::for_size(Size::Small, 42));
+    assert_eq!(keys.len(), university.counts().lists);
+    assert_eq!(departments_members.len(), university.people.len());
+}
+
+#[test]
+fn people_without_accounts_are_in_the_csvs_but_not_in_the_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    generate_into(dir.path(), &[]);
+    let seed: Seed =
+        serde_json::from_slice(&std::fs::read(dir.path().join("seed.json")).unwrap()).unwrap();
+    let users: BTreeSet<String> = seed
+        .users
+        .iter()
+        .map(|u| u.user_principal_name.clone())
+        .collect();
+    let mut reader = csv::Reader::from_path(dir.path().join("modules.csv")).unwrap();
+    let members: BTreeSet<String> = reader.records().map(|r| r.unwrap()[1].to_owned()).collect();
+    let unprovisioned: Vec<&String> = members.difference(&users).collect();
+    assert!(!unprovisioned.is_empty(), "some members have no account");
+    assert!(
+        unprovisioned.len() * 100 <= members.len(),
+        "{} of {}",
+        unprovisioned.len(),
+        members.len()
+    );
+    let upns: BTreeSet<String> = generate(&GenerateOptions::for_size(Size::Small, 42))
+        .people
+        .iter()
+        .map(|p| p.upn.clone())
+        .collect();
+    assert!(unprovisioned.iter().all(|upn| upns.contains(*upn)));
+}
+
+#[test]
+fn drift_seeds_pre_existing_and_unmanaged_groups() {
+    let (plain, drifted) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    generate_into(plain.path(), &[]);
+    generate_into(drifted.path(), &["--drift"]);
+    let read = |dir: &Path| -> Seed {
+        serde_json::from_slice(&std::fs::read(dir.join("seed.json")).unwrap()).unwrap()
+    };
+    assert!(read(plain.path()).groups.is_empty());
+    let seed = read(drifted.path());
+    let lists: BTreeSet<String> = csv::Reader::from_path(drifted.path().join("modules.csv"))
+        .unwrap()
+        .records()
+        .chain(
+            csv::Reader::from_path(drifted.path().join("departments.csv"))
+                .unwrap()
+                .records(),
+        )
+        .map(|r| r.unwrap()[0].to_owned())
+        .collect();
+    let managed = seed
+        .groups
+        .iter()
+        .filter(|g| lists.contains(&g.mail_nickname))
+        .count();
+    assert_eq!(managed, (lists.len() as f64 * 0.05).round() as usize);
+    assert_eq!(seed.groups.len() - managed, 20);
+    // The sources are the same with or without drift: drift only changes the tenant.
+    assert_eq!(
+        std::fs::read(plain.path().join("modules.csv")).unwrap(),
+        std::fs::read(drifted.path().join("modules.csv")).unwrap()
+    );
+}
+
+#[test]
+fn refuses_to_overwrite_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    generate_into(dir.path(), &[]);
+    let out = rollcall()
+        .args(["generate", "--size", "small", "--seed", "9", "--out"])
+        .arg(dir.path())
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(stderr.contains("--force"), "{stderr}");
+    generate_into(dir.path(), &["--seed", "9", "--force"]);
+}
+
+#[test]
+fn written_config_fragment_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    generate_into(dir.path(), &[]);
+    rollcall()
+        .args(["config", "check"])
+        .env("ROLLCALL_CONFIG", dir.path().join("rollcall.toml"))
+        .assert()
+        .success();
+}
