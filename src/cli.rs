@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::exit::{CommandError, Exit};
 use crate::logging::{self, LogFormat};
-use crate::store::Store;
 use crate::sandbox::command::SandboxArgs;
+use crate::store::Store;
 
 /// rollcall keeps Microsoft 365 mailing lists in step with authoritative records.
 #[derive(Debug, Parser)]

@@ -466,8 +466,49 @@ impl Config {
             message: e.to_string().trim_end().to_owned(),
         })?;
         config.path = path.to_owned();
+        config.resolve_relative_paths();
         config.validate()?;
         Ok(config)
+    }
+
+    /// Makes every relative path in the file relative to the file's own folder, so that a
+    /// run from cron (whatever its working directory) reads the same files as an operator's
+    /// shell: CSV and control files, secret files, and SQLite database files.
+    fn resolve_relative_paths(&mut self) {
+        let Some(base) = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_owned)
+        else {
+            return;
+        };
+        let resolve = |path: &mut Option<PathBuf>| {
+            if let Some(p) = path.as_mut()
+                && p.is_relative()
+            {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.state.url_file);
+        if let Some(graph) = &mut self.graph {
+            resolve(&mut graph.client_secret_file);
+        }
+        if self.state.url.is_none() && self.state.url_env.is_none() && self.state.url_file.is_none()
+        {
+            self.state.url = Some(DEFAULT_STATE_URL.to_owned());
+        }
+        self.state.url = self
+            .state
+            .url
+            .take()
+            .map(|url| resolve_sqlite_url(&url, &base));
+        for source in &mut self.sources {
+            resolve(&mut source.path);
+            resolve(&mut source.control);
+            resolve(&mut source.url_file);
+            source.url = source.url.take().map(|url| resolve_sqlite_url(&url, &base));
+        }
     }
 
     /// The family a source feeds. Validation guarantees it exists.
@@ -710,6 +751,29 @@ impl Config {
     }
 }
 
+/// The state database when the configuration names none, next to the configuration file.
+pub const DEFAULT_STATE_URL: &str = "sqlite://rollcall.db";
+
+/// Rewrites a relative SQLite URL (`sqlite://rollcall.db`, `sqlite:state/r.db?mode=rwc`) to
+/// an absolute one under `base`; every other URL comes back unchanged.
+fn resolve_sqlite_url(url: &str, base: &Path) -> String {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return url.to_owned();
+    };
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (file, query) = rest
+        .split_once('?')
+        .map_or((rest, None), |(f, q)| (f, Some(q)));
+    if file.is_empty() || file.starts_with(':') || Path::new(file).is_absolute() {
+        return url.to_owned();
+    }
+    let absolute = base.join(file);
+    match query {
+        Some(query) => format!("sqlite://{}?{query}", absolute.display()),
+        None => format!("sqlite://{}", absolute.display()),
+    }
+}
+
 /// The database schemes rollcall connects to.
 pub const DATABASE_SCHEMES: [&str; 5] = ["sqlite", "postgres", "postgresql", "mysql", "mariadb"];
 
@@ -743,7 +807,7 @@ fn database_url(
 }
 
 impl StateConfig {
-    /// The state database URL; `sqlite://rollcall.db` when none is configured.
+    /// The state database URL; [`DEFAULT_STATE_URL`] when none is configured.
     pub fn database_url(&self) -> Result<DatabaseUrl, String> {
         Ok(database_url(
             self.url.as_deref(),

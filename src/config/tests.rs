@@ -41,7 +41,47 @@ fn empty_file_gets_every_default() {
     assert_eq!(config.state.keep_runs_days, 90);
     assert_eq!(
         config.state.database_url().unwrap().expose(),
-        "sqlite://rollcall.db"
+        "sqlite:///etc/rollcall/rollcall.db"
+    );
+}
+
+#[test]
+fn relative_paths_resolve_against_the_configuration_folder() {
+    let text = format!(
+        "[state]\nurl = \"sqlite:state/rollcall.db?mode=rwc\"\n{FAMILY_AND_SOURCE}\n[[source]]\nname = \"hr\"\nfamily = \"modules\"\nkind = \"csv\"\npath = \"hr/staff.csv\"\ncontrol = \"hr/staff.csv.ctl\"\nmember_key = \"employee_id\"\n"
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(
+        config.state.database_url().unwrap().expose(),
+        "sqlite:///etc/rollcall/state/rollcall.db?mode=rwc"
+    );
+    assert_eq!(
+        config.sources[0].path.as_deref(),
+        Some(Path::new("/var/spool/sis/modules.csv"))
+    );
+    assert_eq!(
+        config.sources[1].path.as_deref(),
+        Some(Path::new("/etc/rollcall/hr/staff.csv"))
+    );
+    assert_eq!(
+        config.sources[1].control.as_deref(),
+        Some(Path::new("/etc/rollcall/hr/staff.csv.ctl"))
+    );
+}
+
+#[rstest]
+#[case::memory("sqlite::memory:", "sqlite::memory:")]
+#[case::absolute("sqlite:///var/lib/rollcall/r.db", "sqlite:///var/lib/rollcall/r.db")]
+#[case::relative_with_slashes("sqlite://r.db", "sqlite:///etc/rollcall/r.db")]
+#[case::relative_without_slashes("sqlite:r.db", "sqlite:///etc/rollcall/r.db")]
+#[case::postgres(
+    "postgres://db.example.ac.uk/rollcall",
+    "postgres://db.example.ac.uk/rollcall"
+)]
+fn sqlite_urls_resolve_and_others_stay(#[case] url: &str, #[case] expected: &str) {
+    assert_eq!(
+        resolve_sqlite_url(url, Path::new("/etc/rollcall")),
+        expected
     );
 }
 

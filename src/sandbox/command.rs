@@ -8,6 +8,7 @@ use super::faults::{Faults, TenantSize};
 use super::seed::Seed;
 use super::{Sandbox, SandboxOptions};
 use crate::exit::{CommandError, Exit};
+use crate::generate::{GenerateOptions, Size, generate};
 
 /// `rollcall sandbox` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -18,6 +19,17 @@ pub struct SandboxArgs {
     /// Seed the directory from this JSON file (the shape `GET /_sandbox/state` returns).
     #[arg(long, value_name = "FILE")]
     pub seed: Option<PathBuf>,
+    /// Seed the directory with a generated university of this size: the accounts (and, with
+    /// --drift, the groups) that `rollcall generate --size SIZE` writes to seed.json.
+    #[arg(long, value_enum, value_name = "SIZE", conflicts_with = "seed")]
+    pub generate: Option<Size>,
+    /// With --generate: the generator's seed; the same as `rollcall generate --seed` gives
+    /// the same people.
+    #[arg(long, value_name = "N", default_value_t = 42, requires = "generate")]
+    pub generate_seed: u64,
+    /// With --generate: also create drifted groups matching some list keys, and unmanaged ones.
+    #[arg(long, requires = "generate")]
+    pub drift: bool,
     /// Tenant size preset for the resource-unit bucket.
     #[arg(long, value_enum, default_value_t = TenantSize::Large)]
     pub tenant_size: TenantSize,
@@ -72,9 +84,16 @@ impl SandboxArgs {
     pub fn options(&self) -> Result<SandboxOptions, CommandError> {
         let faults = self.faults();
         faults.validate().map_err(CommandError::usage)?;
-        let seed = match &self.seed {
-            None => Seed::default(),
-            Some(path) => {
+        let seed = match (&self.seed, self.generate) {
+            (None, Some(size)) => {
+                let options = GenerateOptions {
+                    drift: self.drift,
+                    ..GenerateOptions::for_size(size, self.generate_seed)
+                };
+                generate(&options).sandbox_seed()
+            }
+            (None, None) => Seed::default(),
+            (Some(path), _) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read the seed file {}", path.display()))
                     .map_err(CommandError::usage)?;

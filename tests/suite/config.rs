@@ -36,7 +36,11 @@ fn config_check_prints_effective_configuration_with_defaults() {
     assert!(stdout.contains("valid"), "{stdout}");
     assert!(stdout.contains("max_removals_per_run = 500"), "{stdout}");
     assert!(stdout.contains("plan_ttl = \"1h\""), "{stdout}");
-    assert!(stdout.contains("url = \"sqlite://state.db\""), "{stdout}");
+    let state = path.parent().unwrap().join("state.db");
+    assert!(
+        stdout.contains(&format!("url = \"sqlite://{}\"", state.display())),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -222,3 +222,62 @@ fn written_config_fragment_loads() {
         .assert()
         .success();
 }
+
+/// `rollcall sandbox --generate small --drift` serves exactly the accounts and groups that
+/// `rollcall generate --size small --drift` writes to seed.json, so an operator can rehearse
+/// against the generated CSVs without copying files around.
+#[tokio::test]
+async fn sandbox_generate_serves_the_generated_seed() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command as Process, Stdio};
+
+    let binary = assert_cmd::cargo::cargo_bin("rollcall");
+    let mut child = Process::new(binary)
+        .args([
+            "sandbox",
+            "--generate",
+            "small",
+            "--generate-seed",
+            "9",
+            "--drift",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first_line)
+        .unwrap();
+    let base_url = first_line
+        .trim()
+        .strip_prefix("sandbox tenant listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {first_line}"))
+        .to_owned();
+    let served = async {
+        reqwest::get(format!("{base_url}/_sandbox/state"))
+            .await?
+            .error_for_status()?
+            .json::<Seed>()
+            .await
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let expected = generate(&GenerateOptions {
+        drift: true,
+        ..GenerateOptions::for_size(Size::Small, 9)
+    })
+    .sandbox_seed();
+    let served = served.unwrap();
+    assert_eq!(served.users.len(), expected.users.len());
+    let nicknames = |seed: &Seed| {
+        seed.groups
+            .iter()
+            .map(|g| g.mail_nickname.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(nicknames(&served), nicknames(&expected));
+    assert!(!served.groups.is_empty(), "--drift seeds groups");
+}
