@@ -139,6 +139,17 @@ async fn migrate(context: &Context) -> Result<Exit, CommandError> {
 
 async fn doctor(context: &Context) -> Result<Exit, CommandError> {
     let url = state_url(context)?;
+    if let Some(path) = crate::store::sqlite_file(&url)
+        && !path.exists()
+    {
+        // Connecting would create an empty database and hide that the real one is gone.
+        println!("state database: {}", url.redacted());
+        println!(
+            "error [missing-database] {} does not exist: the first `rollcall run` or `rollcall migrate` creates it; if it was lost, `rollcall rebuild --state-only` restores it from Microsoft 365",
+            path.display()
+        );
+        return Ok(Exit::Failed);
+    }
     let store = Store::connect(&url).await.map_err(CommandError::failed)?;
     let findings = store.doctor().await;
     store.close().await;

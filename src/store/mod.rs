@@ -262,6 +262,15 @@ fn sqlite_pragmas() -> String {
     )
 }
 
+/// The SQLite file a state URL names, if it names one (not PostgreSQL, MySQL or in-memory),
+/// so that `doctor` can report a missing database instead of creating an empty one.
+pub fn sqlite_file(url: &DatabaseUrl) -> Option<PathBuf> {
+    match Backend::of(url) {
+        Some(Backend::Sqlite) => sqlite_path(url.expose()).ok().flatten(),
+        _ => None,
+    }
+}
+
 /// The file an SQLite URL names, or `None` for an in-memory database.
 fn sqlite_path(url: &str) -> Result<Option<PathBuf>, sqlx::Error> {
     if url.contains(":memory:") || url.contains("mode=memory") {

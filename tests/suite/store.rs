@@ -806,3 +806,23 @@ async fn unreachable_server_is_a_transient_error_without_the_password() {
     assert!(message.contains("rollcall:***@127.0.0.1:1"), "{message}");
     assert!(error.is_transient(), "{error:?}");
 }
+
+#[test]
+fn doctor_reports_a_missing_sqlite_database_without_creating_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rollcall.toml");
+    std::fs::write(&config, "[state]\nurl = \"sqlite://gone.db\"\n").unwrap();
+    let output = rollcall()
+        .args(["doctor"])
+        .env("ROLLCALL_CONFIG", &config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("missing-database"), "{stdout}");
+    assert!(stdout.contains("rebuild --state-only"), "{stdout}");
+    assert!(
+        !dir.path().join("gone.db").exists(),
+        "doctor created the database"
+    );
+}
