@@ -110,9 +110,9 @@ async fn handle(
 }
 
 fn into_response(reply: Reply) -> Response<Body> {
-    let mut response = match &reply.body {
+    let mut response = match reply.body {
         Some(body) => {
-            let mut response = Response::new(Body::from(body.to_string()));
+            let mut response = Response::new(Body::from(body.into_bytes()));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),

@@ -759,6 +759,46 @@ fn add_request(id: &str, group: usize, user: usize) -> Value {
     })
 }
 
+/// A member page read inside `$batch` is the same page, as a JSON body, with the same
+/// `$select` and paging as one read on its own.
+#[tokio::test]
+async fn member_pages_read_inside_a_batch_match_pages_read_alone() {
+    let tenant = Tenant::small(seed(150, &[&(0..150).collect::<Vec<_>>()])).await;
+    let path = format!(
+        "/groups/{}/members/microsoft.graph.user?$select=id,userPrincipalName&$top=120",
+        group_id(0)
+    );
+    let alone = tenant.get(&path).await;
+    assert_eq!(alone.status, 200);
+    let batch = tenant
+        .post(
+            "/$batch",
+            json!({ "requests": [{"id": "1", "method": "GET", "url": path}] }),
+        )
+        .await;
+    assert_eq!(batch.status, 200);
+    let inner = &batch.body["responses"][0];
+    assert_eq!(inner["status"], 200);
+    assert_eq!(inner["body"]["value"], alone.body["value"]);
+    let first = &alone.body["value"][0];
+    assert_eq!(first["@odata.type"], "#microsoft.graph.user");
+    let mut keys: Vec<&str> = first
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["@odata.type", "id", "userPrincipalName"]);
+    assert_eq!(alone.body["value"].as_array().unwrap().len(), 120);
+    assert!(
+        inner["body"]["@odata.nextLink"]
+            .as_str()
+            .unwrap()
+            .contains("skiptoken")
+    );
+}
+
 #[tokio::test]
 async fn batch_limits_fail_the_whole_batch() {
     let tenant = Tenant::small(seed(30, &[&[]])).await;

@@ -113,7 +113,7 @@ pub fn run(tenant: &Tenant, input: &Input<'_>) -> Option<Reply> {
         }
         let mut response = json!({"id": request.id, "status": reply.status, "headers": headers});
         if let Some(body) = reply.body {
-            response["body"] = body;
+            response["body"] = body.into_value();
         }
         responses.push(response);
     }

@@ -11,7 +11,7 @@ use super::group_body::{
 use super::request::{
     Input, MAX_PAGE, Reply, context, decode_token, encode_token, parse_filter, project,
 };
-use super::users::user_json;
+use super::users::{UserProperty, write_user_fields};
 use crate::sandbox::directory::{Group, GroupIx, UserIx};
 use crate::sandbox::error::GraphError;
 
@@ -275,17 +275,21 @@ pub fn members(
         }
     };
     let (page, more) = directory.member_page(group, horizon, after, top.min(MAX_PAGE));
-    let mut value = Vec::with_capacity(page.len());
-    for &user in &page {
-        let mut object = Map::new();
-        object.insert("@odata.type".to_owned(), json!("#microsoft.graph.user"));
-        object.extend(user_json(directory.user(user), select.as_deref())?);
-        value.push(Value::Object(object));
+    let properties = UserProperty::selection(select.as_deref())?;
+    // Written straight to bytes: see `write_user_fields`.
+    let mut out = Vec::with_capacity(128 + page.len() * 96);
+    out.extend_from_slice(b"{\"@odata.context\":");
+    write_json(&mut out, &context("directoryObjects"));
+    out.extend_from_slice(b",\"value\":[");
+    for (i, &user) in page.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"@odata.type\":\"#microsoft.graph.user\"");
+        write_user_fields(directory.user(user), &properties, &mut out);
+        out.push(b'}');
     }
-    let mut body = json!({
-        "@odata.context": context("directoryObjects"),
-        "value": value,
-    });
+    out.push(b']');
     if more && let Some(last) = page.last() {
         let mut pairs = input.query.without(&["$skiptoken"]);
         pairs.push((
@@ -296,9 +300,15 @@ pub fn members(
             Some(cast) => format!("/groups/{id}/members/{cast}"),
             None => format!("/groups/{id}/members"),
         };
-        body["@odata.nextLink"] = json!(input.origin.link(&path, &pairs));
+        out.extend_from_slice(b",\"@odata.nextLink\":");
+        write_json(&mut out, &input.origin.link(&path, &pairs));
     }
-    Ok(Reply::ok(body))
+    out.push(b'}');
+    Ok(Reply::ok_raw(out))
+}
+
+fn write_json(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(&mut *out, text).expect("a string always serializes into memory");
 }
 
 /// `POST /groups/{id}/members/$ref` with `{"@odata.id": "…/directoryObjects/{id}"}` → 204.

@@ -122,6 +122,35 @@ impl Input<'_> {
     }
 }
 
+/// A reply's JSON body: built as a value, or (for hot paths) already serialized.
+#[derive(Debug, Clone)]
+pub enum ReplyBody {
+    /// A JSON value.
+    Json(Value),
+    /// Serialized JSON text.
+    Raw(Vec<u8>),
+}
+
+impl ReplyBody {
+    /// The body as bytes on the wire.
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self {
+            ReplyBody::Json(value) => value.to_string().into_bytes(),
+            ReplyBody::Raw(bytes) => bytes,
+        }
+    }
+
+    /// The body as a value, for embedding in a `$batch` reply.
+    pub fn into_value(self) -> Value {
+        match self {
+            ReplyBody::Json(value) => value,
+            ReplyBody::Raw(bytes) => {
+                serde_json::from_slice(&bytes).expect("a raw body is JSON the sandbox wrote")
+            }
+        }
+    }
+}
+
 /// A handler's answer: status, extra headers, body, and the writes it accepted.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -130,7 +159,7 @@ pub struct Reply {
     /// Headers beyond the standard ones.
     pub headers: Vec<(&'static str, String)>,
     /// JSON body (none for 204).
-    pub body: Option<Value>,
+    pub body: Option<ReplyBody>,
     /// Accepted write operations (each member bound counts one).
     pub writes: u64,
 }
@@ -141,7 +170,17 @@ impl Reply {
         Self {
             status: 200,
             headers: Vec::new(),
-            body: Some(body),
+            body: Some(ReplyBody::Json(body)),
+            writes: 0,
+        }
+    }
+
+    /// 200 with a body already serialized as JSON.
+    pub fn ok_raw(json: Vec<u8>) -> Self {
+        Self {
+            status: 200,
+            headers: Vec::new(),
+            body: Some(ReplyBody::Raw(json)),
             writes: 0,
         }
     }
@@ -151,7 +190,7 @@ impl Reply {
         Self {
             status: 201,
             headers: Vec::new(),
-            body: Some(body),
+            body: Some(ReplyBody::Json(body)),
             writes,
         }
     }
@@ -177,7 +216,7 @@ impl Reply {
                 ("request-id", request_id.clone()),
                 ("client-request-id", request_id.clone()),
             ],
-            body: Some(json!({
+            body: Some(ReplyBody::Json(json!({
                 "error": {
                     "code": error.code,
                     "message": error.message,
@@ -187,7 +226,7 @@ impl Reply {
                         "client-request-id": request_id,
                     }
                 }
-            })),
+            }))),
             writes: 0,
         }
     }
