@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::Path;
 
+use super::{GraphConfig, NotifyConfig, SourceConfig, StateConfig};
+
 use secrecy::{ExposeSecret, SecretString};
 
 /// A database URL that may carry a password. Its `Debug` and [`DatabaseUrl::redacted`]
@@ -116,6 +118,108 @@ pub(crate) fn read_secret(
         };
     }
     Ok(None)
+}
+
+/// The state database when the configuration names none, next to the configuration file.
+pub const DEFAULT_STATE_URL: &str = "sqlite://rollcall.db";
+
+/// Rewrites a relative SQLite URL (`sqlite://rollcall.db`, `sqlite:state/r.db?mode=rwc`) to
+/// an absolute one under `base`; every other URL comes back unchanged.
+pub(super) fn resolve_sqlite_url(url: &str, base: &Path) -> String {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return url.to_owned();
+    };
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (file, query) = rest
+        .split_once('?')
+        .map_or((rest, None), |(f, q)| (f, Some(q)));
+    if file.is_empty() || file.starts_with(':') || Path::new(file).is_absolute() {
+        return url.to_owned();
+    }
+    let absolute = base.join(file);
+    match query {
+        Some(query) => format!("sqlite://{}?{query}", absolute.display()),
+        None => format!("sqlite://{}", absolute.display()),
+    }
+}
+
+/// The database schemes rollcall connects to.
+pub const DATABASE_SCHEMES: [&str; 5] = ["sqlite", "postgres", "postgresql", "mysql", "mariadb"];
+
+/// Resolves a `url`/`url_env`/`url_file` trio into a database URL and checks its scheme.
+fn database_url(
+    url: Option<&str>,
+    url_env: Option<&str>,
+    url_file: Option<&Path>,
+) -> Result<Option<DatabaseUrl>, String> {
+    if let Some(literal) = url
+        && url::Url::parse(literal).is_ok_and(|u| u.password().is_some())
+    {
+        return Err(format!(
+            "`{}` holds a password; secrets never go in the file: put the URL in an environment variable (url_env) or a file (url_file)",
+            redact_url(literal)
+        ));
+    }
+    let Some(secret) = read_secret(url, url_env, url_file, ["url", "url_env", "url_file"])? else {
+        return Ok(None);
+    };
+    let url = DatabaseUrl::new(secret.expose_secret().to_owned());
+    let scheme = url.scheme();
+    if !DATABASE_SCHEMES.contains(&scheme.as_str()) {
+        return Err(format!(
+            "`{}` has scheme `{scheme}`; rollcall speaks sqlite://, postgres:// and mysql://",
+            url.redacted()
+        ));
+    }
+    Ok(Some(url))
+}
+
+impl StateConfig {
+    /// The state database URL; [`DEFAULT_STATE_URL`] when none is configured.
+    pub fn database_url(&self) -> Result<DatabaseUrl, String> {
+        Ok(database_url(
+            self.url.as_deref(),
+            self.url_env.as_deref(),
+            self.url_file.as_deref(),
+        )?
+        .unwrap_or_else(|| DatabaseUrl::new("sqlite://rollcall.db")))
+    }
+}
+
+impl SourceConfig {
+    /// An SQL source's database URL.
+    pub fn database_url(&self) -> Result<DatabaseUrl, String> {
+        database_url(
+            self.url.as_deref(),
+            self.url_env.as_deref(),
+            self.url_file.as_deref(),
+        )?
+        .ok_or_else(|| {
+            "an sql source needs `url_env`, `url_file` or (for a URL without a password) `url`"
+                .to_owned()
+        })
+    }
+}
+
+impl GraphConfig {
+    /// The app registration's client secret.
+    pub fn client_secret(&self) -> Result<SecretString, String> {
+        read_secret(None, self.client_secret_env.as_deref(), self.client_secret_file.as_deref(), ["", "client_secret_env", "client_secret_file"])?
+            .ok_or_else(|| "the app registration's secret is missing: set `client_secret_env` (an environment variable's name) or `client_secret_file`".to_owned())
+    }
+}
+
+impl NotifyConfig {
+    /// The webhook URL.
+    pub fn webhook_url(&self) -> Result<SecretString, String> {
+        read_secret(
+            None,
+            Some(&self.webhook_url_env),
+            None,
+            ["", "webhook_url_env", ""],
+        )?
+        .ok_or_else(|| "missing".to_owned())
+    }
 }
 
 #[cfg(test)]

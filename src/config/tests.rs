@@ -2,6 +2,7 @@ use std::path::Path;
 
 use rstest::rstest;
 
+use super::secret::resolve_sqlite_url;
 use super::*;
 
 const FAMILY_AND_SOURCE: &str = r#"

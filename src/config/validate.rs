@@ -1,0 +1,325 @@
+//! Validation: everything serde cannot check, and relative paths made absolute.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::secret::resolve_sqlite_url;
+use super::{
+    Config, ConfigError, DEFAULT_STATE_URL, SourceKind, TEMPLATE_PLACEHOLDERS, is_loopback,
+};
+
+impl Config {
+    /// Makes every relative path in the file relative to the file's own folder, so that a
+    /// run from cron (whatever its working directory) reads the same files as an operator's
+    /// shell: CSV and control files, secret files, and SQLite database files.
+    pub(super) fn resolve_relative_paths(&mut self) {
+        let Some(base) = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_owned)
+        else {
+            return;
+        };
+        let resolve = |path: &mut Option<PathBuf>| {
+            if let Some(p) = path.as_mut()
+                && p.is_relative()
+            {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.state.url_file);
+        if let Some(graph) = &mut self.graph {
+            resolve(&mut graph.client_secret_file);
+        }
+        if self.state.url.is_none() && self.state.url_env.is_none() && self.state.url_file.is_none()
+        {
+            self.state.url = Some(DEFAULT_STATE_URL.to_owned());
+        }
+        self.state.url = self
+            .state
+            .url
+            .take()
+            .map(|url| resolve_sqlite_url(&url, &base));
+        for source in &mut self.sources {
+            resolve(&mut source.path);
+            resolve(&mut source.control);
+            resolve(&mut source.url_file);
+            source.url = source.url.take().map(|url| resolve_sqlite_url(&url, &base));
+        }
+    }
+
+    /// An error about one key of this configuration file.
+    pub(super) fn invalid(
+        &self,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.path.clone(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Checks everything serde cannot; every secret is read once so that a missing one
+    /// fails here, before anything else happens.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key: String, message: String| self.invalid(key, message);
+
+        self.state
+            .database_url()
+            .map_err(|m| err("state.url".into(), m))?;
+
+        if let Some(graph) = &self.graph {
+            for (key, value) in [
+                ("tenant_id", &graph.tenant_id),
+                ("client_id", &graph.client_id),
+            ] {
+                if value.trim().is_empty() {
+                    return Err(err(format!("graph.{key}"), "must not be empty".into()));
+                }
+            }
+            graph
+                .client_secret()
+                .map_err(|m| err("graph.client_secret_env".into(), m))?;
+            for (key, value) in [
+                ("endpoint", &graph.endpoint),
+                ("authority", &graph.authority),
+            ] {
+                check_graph_url(value).map_err(|m| err(format!("graph.{key}"), m))?;
+            }
+            if graph.max_concurrency == 0 || graph.max_concurrency > 64 {
+                return Err(err(
+                    "graph.max_concurrency".into(),
+                    format!("{} is out of range: use 1 to 64", graph.max_concurrency),
+                ));
+            }
+        }
+
+        for (key, value) in [
+            (
+                "guard.max_removal_percent_per_list",
+                self.guard.max_removal_percent_per_list,
+            ),
+            (
+                "guard.max_source_shrink_percent",
+                self.guard.max_source_shrink_percent,
+            ),
+        ] {
+            if value > 100 {
+                return Err(err(
+                    key.into(),
+                    format!("{value} is not a percentage (0 to 100)"),
+                ));
+            }
+        }
+        if self.guard.plan_ttl.is_zero() {
+            return Err(err(
+                "guard.plan_ttl".into(),
+                "must be longer than zero".into(),
+            ));
+        }
+
+        let timezone: chrono_tz::Tz = self.schedule.timezone.parse().map_err(|_| {
+            err(
+                "schedule.timezone".into(),
+                format!(
+                    "`{}` is not an IANA timezone name (e.g. Europe/London)",
+                    self.schedule.timezone
+                ),
+            )
+        })?;
+        let _ = timezone;
+        let schedules = [
+            ("schedule.run", Some(&self.schedule.run)),
+            ("schedule.rebuild", self.schedule.rebuild.as_ref()),
+        ];
+        for (key, expr) in schedules {
+            if let Some(expr) = expr {
+                expr.parse::<cron::Schedule>().map_err(|e| {
+                    err(
+                        key.into(),
+                        format!(
+                            "`{expr}` is not a cron expression with a seconds field first ({e})"
+                        ),
+                    )
+                })?;
+            }
+        }
+        if self.serve.max_success_age.is_zero() {
+            return Err(err(
+                "serve.max_success_age".into(),
+                "must be longer than zero".into(),
+            ));
+        }
+        if let Some(notify) = &self.notify {
+            notify
+                .webhook_url()
+                .map_err(|m| err("notify.webhook_url_env".into(), m))?;
+        }
+
+        let mut family_names = BTreeSet::new();
+        for (i, family) in self.families.iter().enumerate() {
+            let at = |field: &str| format!("family[{i}].{field}");
+            check_name(&family.name).map_err(|m| err(at("name"), m))?;
+            if !family_names.insert(family.name.as_str()) {
+                return Err(err(
+                    at("name"),
+                    format!("family `{}` is defined twice", family.name),
+                ));
+            }
+            for (field, template) in [
+                ("mail_nickname", &family.mail_nickname),
+                ("display_name", &family.display_name),
+                ("description", &family.description),
+            ] {
+                check_template(template).map_err(|m| err(at(field), m))?;
+            }
+        }
+
+        let mut source_names = BTreeSet::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            let at = |field: &str| format!("source[{i}].{field}");
+            check_name(&source.name).map_err(|m| err(at("name"), m))?;
+            if !source_names.insert(source.name.as_str()) {
+                return Err(err(
+                    at("name"),
+                    format!("source `{}` is defined twice", source.name),
+                ));
+            }
+            if !family_names.contains(source.family.as_str()) {
+                return Err(err(
+                    at("family"),
+                    format!(
+                        "no [[family]] is named `{}` (known: {})",
+                        source.family,
+                        join(&family_names)
+                    ),
+                ));
+            }
+            match source.kind {
+                SourceKind::Sql => {
+                    if source.path.is_some() || source.control.is_some() {
+                        return Err(err(at("path"), "`path` and `control` belong to csv sources; an sql source has `url_env` and `query`".into()));
+                    }
+                    source.database_url().map_err(|m| err(at("url"), m))?;
+                    match &source.query {
+                        Some(q) if !q.trim().is_empty() => {}
+                        _ => {
+                            return Err(err(
+                                at("query"),
+                                "an sql source needs a query returning `list` and `member` columns"
+                                    .into(),
+                            ));
+                        }
+                    }
+                    if source.timeout.is_zero() {
+                        return Err(err(at("timeout"), "must be longer than zero".into()));
+                    }
+                }
+                SourceKind::Csv => {
+                    if source.url.is_some()
+                        || source.url_env.is_some()
+                        || source.url_file.is_some()
+                        || source.query.is_some()
+                    {
+                        return Err(err(at("query"), "`url`/`url_env`/`url_file` and `query` belong to sql sources; a csv source has `path`".into()));
+                    }
+                    if source.path.is_none() {
+                        return Err(err(at("path"), "a csv source needs `path`".into()));
+                    }
+                }
+            }
+            if source.allow_empty && source.min_rows > 0 {
+                return Err(err(
+                    at("allow_empty"),
+                    format!("contradicts min_rows = {}", source.min_rows),
+                ));
+            }
+        }
+
+        for (i, o) in self.overrides.iter().enumerate() {
+            if o.list.trim().is_empty() {
+                return Err(err(
+                    format!("override[{i}].list"),
+                    "must not be empty".into(),
+                ));
+            }
+            if o.include.is_empty() && o.exclude.is_empty() {
+                return Err(err(
+                    format!("override[{i}]"),
+                    "has neither `include` nor `exclude`".into(),
+                ));
+            }
+            if let Some(both) = o.include.iter().find(|m| {
+                o.exclude
+                    .iter()
+                    .any(|x| x.trim().eq_ignore_ascii_case(m.trim()))
+            }) {
+                return Err(err(
+                    format!("override[{i}]"),
+                    format!("`{both}` is both included and excluded"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn join(names: &BTreeSet<&str>) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.iter().copied().collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` must be 1 to 64 characters of a-z, A-Z, 0-9, '-', '_' or '.'"
+        ))
+    }
+}
+
+fn check_template(template: &str) -> Result<(), String> {
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let close = after
+            .find('}')
+            .ok_or_else(|| format!("`{template}` has a `{{` without a closing `}}`"))?;
+        let name = &after[..close];
+        if !TEMPLATE_PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "`{template}` uses `{{{name}}}`; the placeholders are {{list}}, {{display_name}} and {{description}}"
+            ));
+        }
+        rest = &after[close + 1..];
+    }
+    if rest.contains('}') {
+        return Err(format!("`{template}` has a `}}` without an opening `{{`"));
+    }
+    Ok(())
+}
+
+/// A Graph endpoint or authority must be https, except on a loopback address (the sandbox).
+fn check_graph_url(value: &str) -> Result<(), String> {
+    let url = url::Url::parse(value).map_err(|e| format!("`{value}` is not a URL ({e})"))?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(&url) => Ok(()),
+        "http" => Err(format!(
+            "`{value}` is plain http on a non-loopback host; only the sandbox on 127.0.0.1/::1/localhost may use http"
+        )),
+        other => Err(format!("`{value}` has scheme `{other}`; use https")),
+    }
+}
