@@ -309,29 +309,40 @@ fn page(
     epoch: u64,
     to: usize,
 ) -> Reply {
+    let link = match next {
+        Some(next) => DeltaLink::NextPage(next.encode(epoch)),
+        None => DeltaLink::NextRound(encode_token(&format!("gd:{epoch}:{to}"))),
+    };
+    delta_page(input, "groups", "/groups/delta", link, objects)
+}
+
+/// Where a delta page sends the client next.
+enum DeltaLink {
+    /// `@odata.nextLink` with this `$skiptoken`: the round goes on.
+    NextPage(String),
+    /// `@odata.deltaLink` with this `$deltatoken`: the round is over.
+    NextRound(String),
+}
+
+/// A delta page: its values and the link to the next page or round, built from the request's
+/// own query options and host.
+fn delta_page(
+    input: &Input<'_>,
+    entity: &str,
+    path: &str,
+    link: DeltaLink,
+    value: Vec<Value>,
+) -> Reply {
     let mut pairs = input.query.without(&["$skiptoken", "$deltatoken"]);
+    let (option, property, token) = match link {
+        DeltaLink::NextPage(token) => ("$skiptoken", "@odata.nextLink", token),
+        DeltaLink::NextRound(token) => ("$deltatoken", "@odata.deltaLink", token),
+    };
+    pairs.push((option.to_owned(), token));
     let mut body = Map::new();
-    body.insert("@odata.context".to_owned(), json!(context("groups")));
-    match next {
-        Some(next) => {
-            pairs.push(("$skiptoken".to_owned(), next.encode(epoch)));
-            body.insert(
-                "@odata.nextLink".to_owned(),
-                json!(input.origin.link("/groups/delta", &pairs)),
-            );
-        }
-        None => {
-            pairs.push((
-                "$deltatoken".to_owned(),
-                encode_token(&format!("gd:{epoch}:{to}")),
-            ));
-            body.insert(
-                "@odata.deltaLink".to_owned(),
-                json!(input.origin.link("/groups/delta", &pairs)),
-            );
-        }
-    }
-    body.insert("value".to_owned(), Value::Array(objects));
+    body.insert("@odata.context".to_owned(), json!(context(entity)));
+    body.insert(property.to_owned(), json!(input.origin.link(path, &pairs)));
+    body.insert("value".to_owned(), Value::Array(value));
     Reply::ok(Value::Object(body))
 }
 
@@ -369,28 +380,10 @@ pub fn users(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
         .iter()
         .map(|u| user_json(u, select.as_deref()).map(Value::Object))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut pairs = input.query.without(&["$skiptoken", "$deltatoken"]);
-    let mut body = Map::new();
-    body.insert("@odata.context".to_owned(), json!(context("users")));
-    if end < directory.user_count() {
-        pairs.push((
-            "$skiptoken".to_owned(),
-            encode_token(&format!("ur:{epoch}:{end}")),
-        ));
-        body.insert(
-            "@odata.nextLink".to_owned(),
-            json!(input.origin.link("/users/delta", &pairs)),
-        );
+    let link = if end < directory.user_count() {
+        DeltaLink::NextPage(encode_token(&format!("ur:{epoch}:{end}")))
     } else {
-        pairs.push((
-            "$deltatoken".to_owned(),
-            encode_token(&format!("ud:{epoch}")),
-        ));
-        body.insert(
-            "@odata.deltaLink".to_owned(),
-            json!(input.origin.link("/users/delta", &pairs)),
-        );
-    }
-    body.insert("value".to_owned(), Value::Array(value));
-    Ok(Reply::ok(Value::Object(body)))
+        DeltaLink::NextRound(encode_token(&format!("ud:{epoch}")))
+    };
+    Ok(delta_page(input, "users", "/users/delta", link, value))
 }
