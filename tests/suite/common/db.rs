@@ -9,25 +9,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::Connection;
 
-/// A database server kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// An SQLite file in a temporary folder.
-    Sqlite,
-    /// PostgreSQL, from `ROLLCALL_TEST_POSTGRES_URL`.
-    Postgres,
-    /// MySQL or MariaDB, from `ROLLCALL_TEST_MYSQL_URL`.
-    Mysql,
-}
+pub use rollcall::store::Backend;
 
-impl Backend {
-    /// The environment variable naming the server, if the backend needs one.
-    pub fn env_var(self) -> Option<&'static str> {
-        match self {
-            Backend::Sqlite => None,
-            Backend::Postgres => Some("ROLLCALL_TEST_POSTGRES_URL"),
-            Backend::Mysql => Some("ROLLCALL_TEST_MYSQL_URL"),
-        }
+/// The environment variable naming a test server for a backend, if it needs one.
+pub fn env_var(backend: Backend) -> Option<&'static str> {
+    match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some("ROLLCALL_TEST_POSTGRES_URL"),
+        Backend::Mysql => Some("ROLLCALL_TEST_MYSQL_URL"),
     }
 }
 
@@ -61,7 +50,7 @@ pub fn in_ci() -> bool {
 
 /// The server URL for a backend, or `None` when the test should be skipped (outside CI).
 pub fn server_url(backend: Backend) -> Option<String> {
-    let var = backend.env_var()?;
+    let var = env_var(backend)?;
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
         _ if in_ci() => {
