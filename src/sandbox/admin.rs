@@ -53,7 +53,7 @@ async fn seed(State(tenant): State<Arc<Tenant>>, body: Bytes) -> Response {
 }
 
 async fn state(State(tenant): State<Arc<Tenant>>) -> axum::Json<Seed> {
-    axum::Json(tenant.directory.read().expect("directory lock").to_seed())
+    axum::Json(tenant.directory().to_seed())
 }
 
 async fn stats(State(tenant): State<Arc<Tenant>>) -> axum::Json<Value> {

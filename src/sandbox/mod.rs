@@ -132,11 +132,7 @@ impl SandboxHandle {
 
     /// The true directory state (no replication lag), sorted.
     pub fn state(&self) -> Seed {
-        self.tenant
-            .directory
-            .read()
-            .expect("directory lock")
-            .to_seed()
+        self.tenant.directory().to_seed()
     }
 
     /// Replaces every fault knob.

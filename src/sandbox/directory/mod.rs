@@ -42,11 +42,9 @@ struct RecentChange {
     added: bool,
 }
 
-/// A group with its direct members.
-#[derive(Debug)]
-pub struct Group {
-    /// Object id.
-    pub id: String,
+/// A group's own properties: what a create sets and a read shows.
+#[derive(Debug, Clone)]
+pub struct GroupProperties {
     /// Name shown in address books.
     pub display_name: String,
     /// Alias, unique in the tenant.
@@ -61,6 +59,15 @@ pub struct Group {
     pub security_enabled: bool,
     /// Options set at creation (e.g. `WelcomeEmailDisabled`).
     pub resource_behavior_options: Vec<String>,
+}
+
+/// A group with its direct members.
+#[derive(Debug)]
+pub struct Group {
+    /// Object id.
+    pub id: String,
+    /// Its properties.
+    pub properties: GroupProperties,
     /// Creation time as Graph prints it.
     pub created_date_time: String,
     /// Open extensions, each with `extensionName`.
@@ -74,7 +81,7 @@ pub struct Group {
 impl Group {
     /// Whether Graph refuses member changes: mail-enabled security groups and distribution lists.
     pub fn is_read_only(&self) -> bool {
-        self.mail_enabled && !self.group_types.iter().any(|t| t == "Unified")
+        self.properties.mail_enabled && !self.properties.group_types.iter().any(|t| t == "Unified")
     }
 
     /// Whether a read at `horizon` can see this group yet.
@@ -110,20 +117,8 @@ pub struct LogEntry {
 /// A group to create, already parsed from the request body.
 #[derive(Debug, Clone)]
 pub struct NewGroup {
-    /// Name shown in address books.
-    pub display_name: String,
-    /// Alias.
-    pub mail_nickname: String,
-    /// Free text.
-    pub description: Option<String>,
-    /// Group types.
-    pub group_types: Vec<String>,
-    /// Mail-enabled flag.
-    pub mail_enabled: bool,
-    /// Security-enabled flag.
-    pub security_enabled: bool,
-    /// Options that can be set only now.
-    pub resource_behavior_options: Vec<String>,
+    /// Its properties.
+    pub properties: GroupProperties,
     /// Object ids from `members@odata.bind`.
     pub members: Vec<String>,
     /// Object ids from `owners@odata.bind` (validated, not modelled further).
@@ -322,7 +317,7 @@ impl Directory {
         now: Instant,
         lag: Duration,
     ) -> Result<GroupIx, GraphError> {
-        let nickname = new.mail_nickname.to_lowercase();
+        let nickname = new.properties.mail_nickname.to_lowercase();
         if self.group_by_nickname.contains_key(&nickname) {
             return Err(GraphError::bad_request(
                 "Another object with the same value for property mailNickname already exists.",
@@ -340,13 +335,7 @@ impl Directory {
         self.group_by_nickname.insert(nickname, ix);
         self.groups.push(Group {
             id,
-            display_name: new.display_name,
-            mail_nickname: new.mail_nickname,
-            description: new.description,
-            group_types: new.group_types,
-            mail_enabled: new.mail_enabled,
-            security_enabled: new.security_enabled,
-            resource_behavior_options: new.resource_behavior_options,
+            properties: new.properties,
             created_date_time: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             extensions: Vec::new(),
             members: BTreeSet::new(),
@@ -431,10 +420,10 @@ impl Directory {
         let ix = self.writable_group(group_id, false)?;
         let group = &mut self.groups[ix as usize];
         if let Some(name) = display_name {
-            group.display_name = name;
+            group.properties.display_name = name;
         }
         if let Some(description) = description {
-            group.description = description;
+            group.properties.description = description;
         }
         self.record(ix, Change::Updated, now, lag);
         Ok(())
@@ -601,13 +590,15 @@ mod tests {
         let lag = Duration::from_secs(60);
         let now = Instant::now();
         let new = NewGroup {
-            display_name: "n".to_owned(),
-            mail_nickname: "n".to_owned(),
-            description: None,
-            group_types: vec!["Unified".to_owned()],
-            mail_enabled: true,
-            security_enabled: false,
-            resource_behavior_options: Vec::new(),
+            properties: GroupProperties {
+                display_name: "n".to_owned(),
+                mail_nickname: "n".to_owned(),
+                description: None,
+                group_types: vec!["Unified".to_owned()],
+                mail_enabled: true,
+                security_enabled: false,
+                resource_behavior_options: Vec::new(),
+            },
             members: vec![user(0).id],
             owners: Vec::new(),
         };

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::{Directory, Group, GroupIx, User, UserIx};
+use super::{Directory, Group, GroupIx, GroupProperties, User, UserIx};
 use crate::sandbox::seed::{Seed, SeedGroup, SeedUser};
 
 impl Directory {
@@ -94,13 +94,15 @@ impl Directory {
             directory.group_by_nickname.insert(nickname, ix);
             directory.groups.push(Group {
                 id,
-                display_name: group.display_name.clone(),
-                mail_nickname: group.mail_nickname.clone(),
-                description: group.description.clone(),
-                group_types: group.group_types.clone(),
-                mail_enabled: group.mail_enabled,
-                security_enabled: group.security_enabled,
-                resource_behavior_options: Vec::new(),
+                properties: GroupProperties {
+                    display_name: group.display_name.clone(),
+                    mail_nickname: group.mail_nickname.clone(),
+                    description: group.description.clone(),
+                    group_types: group.group_types.clone(),
+                    mail_enabled: group.mail_enabled,
+                    security_enabled: group.security_enabled,
+                    resource_behavior_options: Vec::new(),
+                },
                 created_date_time: "2026-01-01T00:00:00Z".to_owned(),
                 extensions: group.extensions.clone(),
                 members,
@@ -137,12 +139,12 @@ impl Directory {
                 members.sort();
                 SeedGroup {
                     id: Some(g.id.clone()),
-                    display_name: g.display_name.clone(),
-                    mail_nickname: g.mail_nickname.clone(),
-                    description: g.description.clone(),
-                    group_types: g.group_types.clone(),
-                    mail_enabled: g.mail_enabled,
-                    security_enabled: g.security_enabled,
+                    display_name: g.properties.display_name.clone(),
+                    mail_nickname: g.properties.mail_nickname.clone(),
+                    description: g.properties.description.clone(),
+                    group_types: g.properties.group_types.clone(),
+                    mail_enabled: g.properties.mail_enabled,
+                    security_enabled: g.properties.security_enabled,
                     members,
                     extensions: g.extensions.clone(),
                 }

@@ -169,7 +169,7 @@ pub fn groups(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
         }
     };
     let horizon = tenant.horizon();
-    let directory = tenant.directory.read().expect("directory lock");
+    let directory = tenant.directory();
     let epoch = directory.epoch;
     let upto = match horizon {
         Some(h) => directory.log().partition_point(|e| e.at <= h),
@@ -350,7 +350,7 @@ fn delta_page(
 /// sandbox's Graph surface) empty rounds until the directory is reseeded.
 pub fn users(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
     let select = input.query.select();
-    let directory = tenant.directory.read().expect("directory lock");
+    let directory = tenant.directory();
     let epoch = directory.epoch;
     let start = if let Some(token) = input.query.get("$deltatoken") {
         if token != "latest" {

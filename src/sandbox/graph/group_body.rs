@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::sandbox::directory::NewGroup;
+use crate::sandbox::directory::{GroupProperties, NewGroup};
 use crate::sandbox::error::GraphError;
 
 /// Most link changes (`members@odata.bind` plus `owners@odata.bind`) one request may carry.
@@ -179,13 +179,15 @@ pub(super) fn new_group(body: &Map<String, Value>) -> Result<NewGroup, GraphErro
         Some(_) => return Err(GraphError::invalid_property("description")),
     };
     Ok(NewGroup {
-        display_name: display_name.to_owned(),
-        mail_nickname: mail_nickname.to_owned(),
-        description,
-        group_types,
-        mail_enabled,
-        security_enabled,
-        resource_behavior_options,
+        properties: GroupProperties {
+            display_name: display_name.to_owned(),
+            mail_nickname: mail_nickname.to_owned(),
+            description,
+            group_types,
+            mail_enabled,
+            security_enabled,
+            resource_behavior_options,
+        },
         members,
         owners,
     })

@@ -43,23 +43,24 @@ pub fn group_json(
     select: Option<&[String]>,
     with_extensions: bool,
 ) -> Result<Map<String, Value>, GraphError> {
-    let mail = group
+    let properties = &group.properties;
+    let mail = properties
         .mail_enabled
-        .then(|| format!("{}@sandbox.onmicrosoft.com", group.mail_nickname));
+        .then(|| format!("{}@sandbox.onmicrosoft.com", properties.mail_nickname));
     let mut object = project(
         vec![
             ("id", json!(group.id)),
-            ("displayName", json!(group.display_name)),
-            ("mailNickname", json!(group.mail_nickname)),
-            ("description", json!(group.description)),
-            ("groupTypes", json!(group.group_types)),
-            ("mailEnabled", json!(group.mail_enabled)),
-            ("securityEnabled", json!(group.security_enabled)),
+            ("displayName", json!(properties.display_name)),
+            ("mailNickname", json!(properties.mail_nickname)),
+            ("description", json!(properties.description)),
+            ("groupTypes", json!(properties.group_types)),
+            ("mailEnabled", json!(properties.mail_enabled)),
+            ("securityEnabled", json!(properties.security_enabled)),
             ("mail", json!(mail)),
             ("createdDateTime", json!(group.created_date_time)),
             (
                 "resourceBehaviorOptions",
-                json!(group.resource_behavior_options),
+                json!(properties.resource_behavior_options),
             ),
         ],
         &[],
@@ -96,7 +97,7 @@ pub fn list(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
     let top = input.query.top()?;
     let with_extensions = expand_extensions(input)?;
     let horizon = tenant.horizon();
-    let directory = tenant.directory.read().expect("directory lock");
+    let directory = tenant.directory();
     let render = |ix: GroupIx| {
         group_json(directory.group(ix), select.as_deref(), with_extensions).map(Value::Object)
     };
@@ -113,7 +114,7 @@ pub fn list(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
                     "displayname" => (0..directory.group_count() as GroupIx)
                         .filter(|&g| {
                             let group = directory.group(g);
-                            group.visible_at(horizon) && group.display_name == *value
+                            group.visible_at(horizon) && group.properties.display_name == *value
                         })
                         .collect(),
                     _ => {
@@ -167,7 +168,7 @@ pub fn list(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
 pub fn get(tenant: &Tenant, id: &str, input: &Input<'_>) -> Result<Reply, GraphError> {
     let select = input.query.select();
     let with_extensions = expand_extensions(input)?;
-    let directory = tenant.directory.read().expect("directory lock");
+    let directory = tenant.directory();
     let group = directory
         .group_by_id(id, tenant.horizon())
         .ok_or_else(|| GraphError::not_found(id))?;
@@ -184,7 +185,7 @@ pub fn create(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
     let new = new_group(input.object()?)?;
     let binds = new.members.len() as u64;
     let lag = tenant.lag();
-    let mut directory = tenant.directory.write().expect("directory lock");
+    let mut directory = tenant.directory_mut();
     let ix = directory.create_group(new, Instant::now(), lag)?;
     let group = directory.group(ix);
     let mut body = group_json(group, None, false)?;
@@ -224,7 +225,7 @@ pub fn update(tenant: &Tenant, id: &str, input: &Input<'_>) -> Result<Reply, Gra
     };
     let lag = tenant.lag();
     let now = Instant::now();
-    let mut directory = tenant.directory.write().expect("directory lock");
+    let mut directory = tenant.directory_mut();
     for owner in &owners {
         if directory.user_by_id(owner).is_none() {
             return Err(GraphError::not_found(owner));
@@ -256,7 +257,7 @@ pub fn members(
     let top = input.query.top()?;
     let select = input.query.select();
     let horizon = tenant.horizon();
-    let directory = tenant.directory.read().expect("directory lock");
+    let directory = tenant.directory();
     let group = directory
         .group_by_id(id, horizon)
         .ok_or_else(|| GraphError::not_found(id))?;
@@ -318,7 +319,7 @@ pub fn add_member(tenant: &Tenant, id: &str, input: &Input<'_>) -> Result<Reply,
         GraphError::bad_request("The '@odata.id' property is required to add a member.")
     })?)?;
     let lag = tenant.lag();
-    let mut directory = tenant.directory.write().expect("directory lock");
+    let mut directory = tenant.directory_mut();
     directory.add_members(id, &[member], Instant::now(), lag)?;
     Ok(Reply::no_content(1))
 }
@@ -326,14 +327,14 @@ pub fn add_member(tenant: &Tenant, id: &str, input: &Input<'_>) -> Result<Reply,
 /// `DELETE /groups/{id}/members/{member}/$ref` → 204, or 404 naming the group.
 pub fn remove_member(tenant: &Tenant, id: &str, member: &str) -> Result<Reply, GraphError> {
     let lag = tenant.lag();
-    let mut directory = tenant.directory.write().expect("directory lock");
+    let mut directory = tenant.directory_mut();
     directory.remove_member(id, member, Instant::now(), lag)?;
     Ok(Reply::no_content(1))
 }
 
 /// `GET /groups/{id}/extensions`.
 pub fn extensions(tenant: &Tenant, id: &str) -> Result<Reply, GraphError> {
-    let directory = tenant.directory.read().expect("directory lock");
+    let directory = tenant.directory();
     let group = directory
         .group_by_id(id, tenant.horizon())
         .ok_or_else(|| GraphError::not_found(id))?;
@@ -384,10 +385,6 @@ pub fn add_extension(tenant: &Tenant, id: &str, input: &Input<'_>) -> Result<Rep
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect();
     let reply = extension_json(&extension);
-    tenant
-        .directory
-        .write()
-        .expect("directory lock")
-        .add_extension(id, extension)?;
+    tenant.directory_mut().add_extension(id, extension)?;
     Ok(Reply::created(reply, 1))
 }

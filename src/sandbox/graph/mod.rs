@@ -15,7 +15,7 @@ mod users;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -79,8 +79,8 @@ enum Gate {
 #[derive(Debug)]
 pub struct Tenant {
     identity: Identity,
-    /// The directory (true state).
-    pub directory: RwLock<Directory>,
+    /// The directory (true state); reach it through `directory()` / `directory_mut()`.
+    directory: RwLock<Directory>,
     faults: RwLock<Faults>,
     dice: Mutex<Dice>,
     throttle: Mutex<Throttle>,
@@ -129,14 +129,14 @@ impl Tenant {
 
     /// Replaces the directory; outstanding delta tokens stop working.
     pub fn replace_directory(&self, mut directory: Directory) {
-        let mut current = self.directory.write().expect("directory lock");
+        let mut current = self.directory_mut();
         directory.epoch = current.epoch + 1;
         *current = directory;
     }
 
     /// Makes every outstanding delta token invalid.
     pub fn expire_delta_tokens(&self) {
-        self.directory.write().expect("directory lock").epoch += 1;
+        self.directory_mut().epoch += 1;
     }
 
     /// The counters as `GET /_sandbox/stats` shows them.
@@ -343,6 +343,22 @@ impl Tenant {
                 )
             }
         }
+    }
+
+    /// The directory for reading. A handler that panicked while writing leaves the lock
+    /// poisoned and the directory possibly half-changed; serving on from it would hide that,
+    /// so every later request fails loudly instead.
+    pub fn directory(&self) -> RwLockReadGuard<'_, Directory> {
+        self.directory
+            .read()
+            .expect("directory lock poisoned by an earlier panic")
+    }
+
+    /// The directory for writing; see [`Tenant::directory`] about poisoning.
+    pub fn directory_mut(&self) -> RwLockWriteGuard<'_, Directory> {
+        self.directory
+            .write()
+            .expect("directory lock poisoned by an earlier panic")
     }
 
     /// Reads at `now − replication lag`; `None` when there is no lag.

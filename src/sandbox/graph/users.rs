@@ -119,7 +119,7 @@ pub fn write_user_fields(user: &User, properties: &[UserProperty], out: &mut Vec
 pub fn list(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
     let select = input.query.select();
     let top = input.query.top()?;
-    let directory = tenant.directory.read().expect("directory lock");
+    let directory = tenant.directory();
     if let Some(filter) = input.query.get("$filter") {
         let found = filtered(&directory, filter)?;
         let value = found
@@ -185,7 +185,7 @@ fn filtered(directory: &Directory, filter: &str) -> Result<BTreeSet<UserIx>, Gra
 /// `GET /users/{id | userPrincipalName}`.
 pub fn get(tenant: &Tenant, key: &str, input: &Input<'_>) -> Result<Reply, GraphError> {
     let select = input.query.select();
-    let directory = tenant.directory.read().expect("directory lock");
+    let directory = tenant.directory();
     let user = directory
         .user_by_key(key)
         .ok_or_else(|| GraphError::not_found(key))?;
@@ -218,7 +218,7 @@ pub fn get_by_ids(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphErro
     let wants = |kind: &str| types.as_ref().is_none_or(|t| t.iter().any(|k| k == kind));
     let select = input.query.select();
     let horizon = tenant.horizon();
-    let directory = tenant.directory.read().expect("directory lock");
+    let directory = tenant.directory();
     let mut value = Vec::new();
     for id in ids {
         let id = id
