@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod exit;
 pub mod generate;
+pub mod graph;
 pub mod logging;
 pub mod plan;
 pub mod sandbox;
