@@ -5,11 +5,13 @@
 
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod exit;
 pub mod generate;
 pub mod graph;
 pub mod logging;
 pub mod plan;
+pub mod reconcile;
 pub mod sandbox;
 pub mod source;
 pub mod store;

@@ -192,10 +192,7 @@ impl GraphClient {
     }
 
     /// Every user member of each group, every page read; one result per group, same order.
-    pub async fn members_of(
-        &self,
-        _groups: &[String],
-    ) -> Vec<Result<Vec<ObjectId>, GraphError>> {
+    pub async fn members_of(&self, _groups: &[String]) -> Vec<Result<Vec<ObjectId>, GraphError>> {
         unimplemented!()
     }
 

@@ -119,6 +119,44 @@ impl Store {
         })
     }
 
+    /// Takes the lease from `dead`, a holder known to have died (a process on this host that
+    /// no longer exists), without waiting for it to expire; `None` if someone else holds it
+    /// by now. The fencing token still grows, so a holder that was not dead after all is
+    /// fenced out.
+    pub async fn take_over(
+        &self,
+        dead: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        let action = || StoreError::query(format!("take the run lease over from `{dead}`"));
+        let now = Utc::now();
+        let expires_at = now + ttl_of(ttl);
+        let mut tx = self.pool.begin().await.map_err(action())?;
+        let taken = sqlx::query(&self.backend.sql(
+            "UPDATE lease SET holder = ?, token = token + 1, acquired_at = ?, heartbeat_at = ?, expires_at = ? \
+             WHERE name = ? AND holder = ?",
+        ))
+        .bind(holder)
+        .bind(millis(now))
+        .bind(millis(now))
+        .bind(millis(expires_at))
+        .bind(RUN_LEASE)
+        .bind(dead)
+        .execute(&mut *tx)
+        .await
+        .map_err(action())?
+        .rows_affected()
+            == 1;
+        let state = lease_state(&mut tx, self.backend).await?;
+        tx.commit().await.map_err(action())?;
+        Ok(state.filter(|_| taken).map(|state| Lease {
+            holder: holder.to_owned(),
+            token: state.token,
+            expires_at,
+        }))
+    }
+
     /// Gives the lease up so the next run need not wait for it to expire; a lease already
     /// taken over is left alone.
     pub async fn release(&self, lease: &Lease) -> Result<(), StoreError> {

@@ -1,6 +1,8 @@
 //! What rollcall knows about Microsoft 365: managed groups, the membership mirror, resolved
 //! identities and delta links. All of it can be rebuilt from Microsoft 365.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -114,6 +116,23 @@ impl Store {
         .map_err(StoreError::query(format!("read the mirror of `{list}`")))
     }
 
+    /// The whole mirror: each list's members (object ids), sorted.
+    pub async fn mirror(&self) -> Result<HashMap<String, Vec<String>>, StoreError> {
+        let action = || StoreError::query("read the mirror");
+        let rows =
+            sqlx::query("SELECT list_key, member_id FROM mirror ORDER BY list_key, member_id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(action())?;
+        let mut mirror: HashMap<String, Vec<String>> = HashMap::new();
+        for row in rows {
+            let list: String = row.try_get("list_key").map_err(action())?;
+            let member: String = row.try_get("member_id").map_err(action())?;
+            mirror.entry(list).or_default().push(member);
+        }
+        Ok(mirror)
+    }
+
     /// Mirrored member counts per list, by list key; lists without members are left out.
     pub async fn member_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(
@@ -131,25 +150,43 @@ impl Store {
     /// Records resolved and unresolved identities in bulk, replacing earlier lookups.
     pub async fn upsert_identities(&self, identities: &[Identity]) -> Result<(), StoreError> {
         let action = || StoreError::query(format!("record {} identities", identities.len()));
-        let columns = ["key_kind", "key_value", "object_id", "checked_at"];
         let mut tx = self.pool.begin().await.map_err(action())?;
-        for chunk in identities.chunks(CHUNK_ROWS) {
-            let query = format!(
-                "{}{}",
-                self.backend.insert("identities", &columns, chunk.len()),
-                self.backend
-                    .on_conflict(&columns[..2], &["object_id", "checked_at"])
-            );
-            let query = self.backend.sql(&query);
-            let mut insert = sqlx::query(&query);
-            for identity in chunk {
-                insert = insert
-                    .bind(identity.kind.as_str())
-                    .bind(identity.value.as_str())
-                    .bind(identity.object_id.as_deref())
-                    .bind(millis(identity.checked_at));
+        insert_identities(&mut tx, self.backend, identities).await?;
+        tx.commit().await.map_err(action())
+    }
+
+    /// Replaces every recorded identity with `identities` in one transaction: a full read of
+    /// the directory, after which people no longer in it are unknown again.
+    pub async fn replace_identities(&self, identities: &[Identity]) -> Result<(), StoreError> {
+        let action =
+            || StoreError::query(format!("replace the identities with {}", identities.len()));
+        let mut tx = self.pool.begin().await.map_err(action())?;
+        sqlx::query("DELETE FROM identities")
+            .execute(&mut *tx)
+            .await
+            .map_err(action())?;
+        insert_identities(&mut tx, self.backend, identities).await?;
+        tx.commit().await.map_err(action())
+    }
+
+    /// Forgets the object ids of deleted users: their keys resolve to nobody until the
+    /// directory shows them again.
+    pub async fn forget_objects(&self, object_ids: &[String]) -> Result<(), StoreError> {
+        let action = || StoreError::query(format!("forget {} deleted users", object_ids.len()));
+        let mut tx = self.pool.begin().await.map_err(action())?;
+        for chunk in object_ids.chunks(CHUNK_ROWS) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let query = self
+                .backend
+                .sql(&format!(
+                    "UPDATE identities SET object_id = NULL, checked_at = ? WHERE object_id IN ({marks})"
+                ))
+                .into_owned();
+            let mut update = sqlx::query(&query).bind(millis(Utc::now()));
+            for id in chunk {
+                update = update.bind(id.as_str());
             }
-            insert.execute(&mut *tx).await.map_err(action())?;
+            update.execute(&mut *tx).await.map_err(action())?;
         }
         tx.commit().await.map_err(action())
     }
@@ -297,4 +334,32 @@ fn group_from_row(row: &AnyRow) -> Result<ManagedGroup, StoreError> {
         mail_nickname: row.try_get("mail_nickname").map_err(decode())?,
         tagged: row.try_get::<i64, _>("tagged").map_err(decode())? != 0,
     })
+}
+
+/// Inserts identities, replacing earlier lookups of the same keys.
+async fn insert_identities(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    identities: &[Identity],
+) -> Result<(), StoreError> {
+    let action = || StoreError::query(format!("record {} identities", identities.len()));
+    let columns = ["key_kind", "key_value", "object_id", "checked_at"];
+    for chunk in identities.chunks(CHUNK_ROWS) {
+        let query = format!(
+            "{}{}",
+            backend.insert("identities", &columns, chunk.len()),
+            backend.on_conflict(&columns[..2], &["object_id", "checked_at"])
+        );
+        let query = backend.sql(&query);
+        let mut insert = sqlx::query(&query);
+        for identity in chunk {
+            insert = insert
+                .bind(identity.kind.as_str())
+                .bind(identity.value.as_str())
+                .bind(identity.object_id.as_deref())
+                .bind(millis(identity.checked_at));
+        }
+        insert.execute(&mut **tx).await.map_err(action())?;
+    }
+    Ok(())
 }

@@ -1,5 +1,8 @@
 //! The command line (DESIGN.md "Command line"): parsing, and dispatch to each command.
 
+mod history;
+mod reconcile;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,7 +12,7 @@ use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::exit::{CommandError, Exit};
 use crate::logging::{self, LogFormat};
 use crate::sandbox::command::SandboxArgs;
-use crate::store::Store;
+use crate::store::{RunKind, Store};
 
 /// rollcall keeps Microsoft 365 mailing lists in step with authoritative records.
 #[derive(Debug, Parser)]
@@ -35,6 +38,36 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// A self-contained tour: a sandbox tenant, a small generated university, a full build,
+    /// some enrolment changes, a second run and a verify. Needs no config and no network.
+    Demo,
+    /// Everything a run does except applying: prints the plan and the guard verdicts.
+    Plan {
+        /// Approvals the guards should take into account.
+        #[command(flatten)]
+        approvals: reconcile::ApprovalArgs,
+        /// Readable text or one JSON document.
+        #[command(flatten)]
+        output: reconcile::OutputArgs,
+    },
+    /// One reconcile: resumes an interrupted run first, then plans and applies. What cron calls.
+    Run(reconcile::ApprovalArgs),
+    /// Finishes the pending operations of the last interrupted run, then stops.
+    Resume,
+    /// Full re-derivation from the sources and Microsoft 365, then a reconcile.
+    Rebuild(reconcile::RebuildArgs),
+    /// Reads desired and actual afresh and reports drift (exit 5); changes nothing.
+    Verify(reconcile::OutputArgs),
+    /// Lock holder, pause, pending operations, last drift, last runs.
+    Status,
+    /// Run history, newest first.
+    Runs(history::RunsArgs),
+    /// One run's report.
+    Show(history::ShowArgs),
+    /// Maintenance: runs skip, and a run in progress stops at its next batch (resumable).
+    Pause(history::PauseArgs),
+    /// Ends a pause.
+    Unpause,
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -61,6 +94,8 @@ pub enum ConfigCommand {
 pub struct Context {
     /// The configuration file path chosen by `--config`, `ROLLCALL_CONFIG` or the default.
     pub config_path: PathBuf,
+    /// Whether logs are for a human (a progress bar may be drawn on a terminal).
+    pub human_logs: bool,
 }
 
 impl Context {
@@ -73,12 +108,18 @@ impl Context {
 /// Parses the command line, runs the command and turns its outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format, cli.verbose as i8 - cli.quiet as i8);
+    // The demo tells its own story on stdout; its info logs would only bury it.
+    let quieter = i8::from(matches!(cli.command, Command::Demo));
+    logging::init(
+        cli.log_format,
+        cli.verbose as i8 - cli.quiet as i8 - quieter,
+    );
     let context = Context {
         config_path: cli
             .config
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH)),
+        human_logs: cli.log_format == LogFormat::Human,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -107,6 +148,19 @@ async fn dispatch(command: Command, context: &Context) -> Result<Exit, CommandEr
             print!("{}", config.render_effective());
             Ok(Exit::Success)
         }
+        Command::Demo => crate::demo::run().await,
+        Command::Plan { approvals, output } => {
+            reconcile::plan(context, approvals, output.output).await
+        }
+        Command::Run(approvals) => reconcile::run(context, RunKind::Run, approvals).await,
+        Command::Resume => reconcile::resume(context).await,
+        Command::Rebuild(args) => reconcile::rebuild(context, args).await,
+        Command::Verify(output) => reconcile::verify(context, output.output).await,
+        Command::Status => history::status(context).await,
+        Command::Runs(args) => history::runs(context, args).await,
+        Command::Show(args) => history::show(context, args).await,
+        Command::Pause(args) => history::pause(context, args).await,
+        Command::Unpause => history::unpause(context).await,
         Command::Migrate => migrate(context).await,
         Command::Doctor => doctor(context).await,
         Command::Generate(args) => crate::generate::run(&args),

@@ -1,0 +1,244 @@
+//! `status`, `runs`, `show RUN`, `pause` and `unpause`: what the state database says.
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+
+use super::Context;
+use super::reconcile::Output;
+use crate::exit::{CommandError, Exit};
+use crate::reconcile::{RunReport, holder_name};
+use crate::store::{Run, RunId, RunKind, Store};
+
+/// `rollcall runs`.
+#[derive(Debug, Clone, Args)]
+pub struct RunsArgs {
+    /// How many of the latest runs to list.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+}
+
+/// `rollcall show RUN`.
+#[derive(Debug, Clone, Args)]
+pub struct ShowArgs {
+    /// The run's id (see `rollcall runs`).
+    pub run: i64,
+    /// Readable text or one JSON document.
+    #[arg(long, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+}
+
+/// `rollcall pause`.
+#[derive(Debug, Clone, Args)]
+pub struct PauseArgs {
+    /// Why (shown by `status` and in skipped runs).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// When the pause ends by itself (RFC 3339, e.g. 2026-11-22T06:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<DateTime<Utc>>,
+}
+
+async fn store(context: &Context) -> Result<Store, CommandError> {
+    let url = super::state_url(context)?;
+    Store::open(&url).await.map_err(CommandError::failed)
+}
+
+/// `rollcall status`: lock holder, pause, last runs, pending operations, last drift.
+pub async fn status(context: &Context) -> Result<Exit, CommandError> {
+    let store = store(context).await?;
+    let now = Utc::now();
+    match store.current_lease().await.map_err(CommandError::failed)? {
+        Some(lease) if lease.is_held(now) => println!(
+            "lock: held by {} since {} (expires {})",
+            lease.holder.unwrap_or_default(),
+            lease.acquired_at.format("%F %T"),
+            lease.expires_at.format("%F %T")
+        ),
+        _ => println!("lock: free"),
+    }
+    let pause = store.pause_state().await.map_err(CommandError::failed)?;
+    if pause.paused {
+        println!(
+            "paused: yes, by {} ({}){}",
+            pause.by.unwrap_or_default(),
+            pause.reason.unwrap_or_default(),
+            pause
+                .until
+                .map_or_else(String::new, |u| format!(" until {}", u.format("%F %T")))
+        );
+    } else {
+        println!("paused: no");
+    }
+    let pending = store
+        .pending_everywhere()
+        .await
+        .map_err(CommandError::failed)?;
+    println!("pending operations: {pending}");
+    let runs = store.recent_runs(200).await.map_err(CommandError::failed)?;
+    if let Some(verify) = runs
+        .iter()
+        .find(|r| r.kind == RunKind::Verify && r.exit_code.is_some())
+    {
+        let drift = report(verify).drift.unwrap_or(0);
+        println!(
+            "last verify: run {} at {}: {drift} lists drifted",
+            verify.id,
+            verify.started_at.format("%F %T")
+        );
+    }
+    println!("last runs:");
+    print_runs(runs.iter().take(5));
+    store.close().await;
+    Ok(Exit::Success)
+}
+
+/// `rollcall runs`: run history, newest first.
+pub async fn runs(context: &Context, args: RunsArgs) -> Result<Exit, CommandError> {
+    let store = store(context).await?;
+    let runs = store
+        .recent_runs(args.limit)
+        .await
+        .map_err(CommandError::failed)?;
+    print_runs(runs.iter());
+    store.close().await;
+    Ok(Exit::Success)
+}
+
+fn print_runs<'a>(runs: impl Iterator<Item = &'a Run>) {
+    println!(
+        "{:>6}  {:<13}  {:<11}  {:<19}  {:>8}  {:>4}  summary",
+        "run", "kind", "status", "started (UTC)", "took", "exit"
+    );
+    for run in runs {
+        let took = run.finished_at.map_or_else(
+            || "-".to_owned(),
+            |end| {
+                let ms = (end - run.started_at).num_milliseconds().max(0) as u64;
+                humantime::format_duration(std::time::Duration::from_secs(ms / 1000)).to_string()
+            },
+        );
+        let report = report(run);
+        let summary = format!(
+            "+{} −{} created {} failed {} pending {}",
+            report.lists.iter().map(|l| l.added).sum::<u64>(),
+            report.lists.iter().map(|l| l.removed).sum::<u64>(),
+            report.lists.iter().filter(|l| l.created).count(),
+            report.applied.failed,
+            report.applied.pending
+        );
+        println!(
+            "{:>6}  {:<13}  {:<11}  {:<19}  {:>8}  {:>4}  {summary}",
+            run.id,
+            run.kind.as_str(),
+            run.status.as_str(),
+            run.started_at.format("%F %T").to_string(),
+            took,
+            run.exit_code
+                .map_or_else(|| "-".to_owned(), |c| c.to_string()),
+        );
+    }
+}
+
+fn report(run: &Run) -> RunReport {
+    run.report
+        .as_ref()
+        .and_then(|r| serde_json::from_value(r.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// `rollcall show RUN`: one run's report.
+pub async fn show(context: &Context, args: ShowArgs) -> Result<Exit, CommandError> {
+    let store = store(context).await?;
+    let run = store
+        .run(RunId(args.run))
+        .await
+        .map_err(CommandError::failed)?
+        .ok_or_else(|| {
+            CommandError::usage(anyhow::anyhow!(
+                "there is no run {}; `rollcall runs` lists them",
+                args.run
+            ))
+        })?;
+    let counts = store
+        .journal_counts(run.id)
+        .await
+        .map_err(CommandError::failed)?;
+    store.close().await;
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "id": run.id.0,
+                "kind": run.kind.as_str(),
+                "status": run.status.as_str(),
+                "holder": run.holder,
+                "started_at": run.started_at,
+                "finished_at": run.finished_at,
+                "exit_code": run.exit_code,
+                "approvals": run.approvals,
+                "plan": run.plan_summary,
+                "journal": {
+                    "pending": counts.pending, "done": counts.done,
+                    "failed": counts.failed, "superseded": counts.superseded,
+                },
+                "report": run.report,
+            })
+        ),
+        Output::Human => {
+            println!(
+                "run {} ({}): {}, exit {}",
+                run.id,
+                run.kind,
+                run.status,
+                run.exit_code
+                    .map_or_else(|| "-".to_owned(), |c| c.to_string())
+            );
+            println!(
+                "started {} UTC{}{}",
+                run.started_at.format("%F %T"),
+                run.finished_at
+                    .map_or_else(String::new, |f| format!(", finished {}", f.format("%F %T"))),
+                run.holder
+                    .as_deref()
+                    .map_or_else(String::new, |h| format!(", by {h}"))
+            );
+            if let Some(approvals) = &run.approvals {
+                println!("approvals: {approvals}");
+            }
+            println!(
+                "journal: {} done, {} failed, {} pending, {} superseded",
+                counts.done, counts.failed, counts.pending, counts.superseded
+            );
+            print!("{}", report(&run));
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// `rollcall pause`: scheduled runs skip; an applying run stops at its next batch.
+pub async fn pause(context: &Context, args: PauseArgs) -> Result<Exit, CommandError> {
+    let store = store(context).await?;
+    store
+        .pause(&args.reason, args.until, &holder_name())
+        .await
+        .map_err(CommandError::failed)?;
+    store.close().await;
+    println!(
+        "paused{}: runs skip (exit 6) and a run in progress stops at its next batch, resumable",
+        args.until
+            .map_or_else(String::new, |u| format!(" until {}", u.format("%F %T UTC")))
+    );
+    Ok(Exit::Success)
+}
+
+/// `rollcall unpause`.
+pub async fn unpause(context: &Context) -> Result<Exit, CommandError> {
+    let store = store(context).await?;
+    store
+        .unpause(&holder_name())
+        .await
+        .map_err(CommandError::failed)?;
+    store.close().await;
+    println!("unpaused: the next run goes ahead (and resumes anything a pause interrupted)");
+    Ok(Exit::Success)
+}

@@ -1,0 +1,238 @@
+//! `plan`, `run`, `resume`, `verify` and `rebuild`: the commands that reconcile.
+
+use std::fmt::Write as _;
+
+use clap::{Args, ValueEnum};
+
+use super::Context;
+use crate::exit::{CommandError, Exit};
+use crate::plan::{Approvals, render_plan};
+use crate::reconcile::{Engine, Planned, Progress, StopSignal, Verification};
+use crate::store::RunKind;
+
+/// How a command prints its result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Readable text.
+    #[default]
+    Human,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// `--output`.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct OutputArgs {
+    /// Readable text or one JSON document.
+    #[arg(long, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+}
+
+/// Operator approvals for a run whose guards would otherwise stop it.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ApprovalArgs {
+    /// Approve up to N removals across all lists in this run (and the per-list percentage
+    /// guard for those removals).
+    #[arg(long, value_name = "N")]
+    pub accept_removals: Option<u64>,
+    /// Approve up to N additions across all lists in this run.
+    #[arg(long, value_name = "N")]
+    pub accept_additions: Option<u64>,
+    /// Why (recorded in the run's history).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
+
+impl ApprovalArgs {
+    fn approvals(&self) -> Approvals {
+        Approvals {
+            accept_removals: self.accept_removals,
+            accept_additions: self.accept_additions,
+        }
+    }
+
+    fn record(&self) -> serde_json::Value {
+        serde_json::json!({
+            "operator": std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).ok(),
+            "reason": self.reason,
+            "accept_removals": self.accept_removals,
+            "accept_additions": self.accept_additions,
+        })
+    }
+}
+
+/// `rollcall rebuild`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RebuildArgs {
+    /// Rebuild only the state database (group ids, mirror, identities) from Microsoft 365;
+    /// membership is not changed.
+    #[arg(long)]
+    pub state_only: bool,
+    /// Approvals, as for `run`.
+    #[command(flatten)]
+    pub approvals: ApprovalArgs,
+}
+
+async fn engine(context: &Context, progress: bool) -> Result<Engine, CommandError> {
+    let config = context.config()?;
+    let progress = if progress {
+        Progress::new(context.human_logs)
+    } else {
+        Progress::silent()
+    };
+    let mut engine = Engine::open(config, progress).await?;
+    engine.stop = StopSignal::install();
+    Ok(engine)
+}
+
+/// `rollcall plan`: everything a run does except applying.
+pub async fn plan(
+    context: &Context,
+    args: ApprovalArgs,
+    output: Output,
+) -> Result<Exit, CommandError> {
+    let engine = engine(context, false).await?;
+    let planned = engine.prepare(&args.approvals(), false, false).await?;
+    match output {
+        Output::Json => println!("{}", plan_json(&planned)),
+        Output::Human => print!("{}", plan_text(&planned)),
+    }
+    Ok(if planned.verdicts.any_tripped() {
+        Exit::Stopped
+    } else {
+        Exit::Success
+    })
+}
+
+fn plan_json(planned: &Planned) -> serde_json::Value {
+    serde_json::json!({
+        "plan": planned.plan,
+        "verdicts": planned.verdicts,
+        "unresolved": planned.unresolved,
+        "conflicts": planned.actual.conflicts,
+        "adopted": planned.actual.adopted.iter().map(|g| serde_json::json!({
+            "list": g.list, "group_id": g.group_id, "mail_nickname": g.mail_nickname,
+        })).collect::<Vec<_>>(),
+        "sources": planned.sources,
+    })
+}
+
+fn plan_text(planned: &Planned) -> String {
+    let mut out = render_plan(&planned.plan, &planned.verdicts);
+    for group in &planned.actual.adopted {
+        let _ = writeln!(
+            out,
+            "adopt: list {} takes over the existing group {} ({})",
+            group.list, group.mail_nickname, group.group_id
+        );
+    }
+    for conflict in &planned.actual.conflicts {
+        let _ = writeln!(
+            out,
+            "conflict: list {} is left alone: the nickname {} belongs to group {}; {}",
+            conflict.list, conflict.mail_nickname, conflict.group_id, conflict.reason
+        );
+    }
+    let unresolved: usize = planned.unresolved.values().map(Vec::len).sum();
+    if unresolved > 0 {
+        let _ = writeln!(
+            out,
+            "unresolved: {unresolved} member keys in {} lists have no account yet (not added; tried again next run)",
+            planned.unresolved.len()
+        );
+        for (list, keys) in planned.unresolved.iter().take(10) {
+            let _ = writeln!(out, "  {list}: {}", keys.join(", "));
+        }
+    }
+    for warning in planned.warnings.iter().chain(&planned.actual.warnings) {
+        let _ = writeln!(out, "warning: {warning}");
+    }
+    out
+}
+
+/// `rollcall run` and `rollcall rebuild`.
+pub async fn run(
+    context: &Context,
+    kind: RunKind,
+    args: ApprovalArgs,
+) -> Result<Exit, CommandError> {
+    let engine = engine(context, true).await?;
+    let (run, report) = engine.run(kind, &args.approvals(), &args.record()).await?;
+    println!("run {run} ({kind}) succeeded");
+    print!("{report}");
+    Ok(Exit::Success)
+}
+
+/// `rollcall rebuild [--state-only]`.
+pub async fn rebuild(context: &Context, args: RebuildArgs) -> Result<Exit, CommandError> {
+    if !args.state_only {
+        return run(context, RunKind::Rebuild, args.approvals).await;
+    }
+    let engine = engine(context, true).await?;
+    let (run, report) = engine.rebuild_state().await?;
+    println!("run {run} (state-rebuild) succeeded: the state database matches Microsoft 365");
+    print!("{report}");
+    Ok(Exit::Success)
+}
+
+/// `rollcall resume`.
+pub async fn resume(context: &Context) -> Result<Exit, CommandError> {
+    let engine = engine(context, true).await?;
+    match engine.resume().await? {
+        Some(run) => println!("run {run}: every pending operation is done"),
+        None => println!("no interrupted run: nothing to resume"),
+    }
+    Ok(Exit::Success)
+}
+
+/// `rollcall verify`: exit 5 on drift.
+pub async fn verify(context: &Context, output: Output) -> Result<Exit, CommandError> {
+    let engine = engine(context, false).await?;
+    let (run, verification) = engine.verify().await?;
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_value(&verification).unwrap_or_default()
+        ),
+        Output::Human => print!("{}", verify_text(run, &verification)),
+    }
+    Ok(if verification.drift.is_empty() {
+        Exit::Success
+    } else {
+        Exit::Drift
+    })
+}
+
+fn verify_text(run: crate::store::RunId, verification: &Verification) -> String {
+    let mut out = format!(
+        "verify (run {run}): {} lists checked, {} drifted\n",
+        verification.checked,
+        verification.drift.len()
+    );
+    for drift in &verification.drift {
+        if drift.group_missing {
+            let _ = writeln!(
+                out,
+                "  {}: no managed group ({} members wanted)",
+                drift.list, drift.missing
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  {}: {} missing, {} extra",
+                drift.list, drift.missing, drift.extra
+            );
+        }
+    }
+    if verification.unresolved > 0 {
+        let _ = writeln!(
+            out,
+            "{} member keys have no account (not drift: nobody can add them yet)",
+            verification.unresolved
+        );
+    }
+    if !verification.drift.is_empty() {
+        out.push_str("`rollcall run` repairs the drift (exit 5)\n");
+    }
+    out
+}

@@ -1,0 +1,322 @@
+//! The apply: a run's journalled operations sent to Microsoft 365 in batches, each batch's
+//! outcomes committed (fenced by the lease) before the next batch goes out.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::lease::RunLease;
+use super::progress::Progress;
+use super::{Stop, StopSignal};
+use crate::graph::{Ensured, GraphClient, GroupSpec, ManagedTag, Write};
+use crate::store::{Batch, GroupOrigin, JournalOp, ManagedGroup, OpKind, Outcome, RunId, Store};
+
+/// Member operations per journal batch: enough for every connection to carry a full `$batch`
+/// of twenty 20-member PATCHes at once.
+const OPS_PER_BATCH: usize = 1_600;
+
+/// Group creations per journal batch.
+const CREATES_PER_BATCH: usize = 20;
+
+/// Passes over the pending operations before the run gives up and leaves the rest pending;
+/// later passes catch writes that failed while a new group replicated.
+const PASSES: usize = 3;
+
+/// A group to create, as the plan summary records it so that `resume` can finish a create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedGroup {
+    /// The family.
+    pub family: String,
+    /// mailNickname.
+    pub mail_nickname: String,
+    /// displayName.
+    pub display_name: String,
+    /// description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// What the apply did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// Operations done.
+    pub done: u64,
+    /// Operations failed for good.
+    pub failed: u64,
+    /// Operations still pending.
+    pub pending: u64,
+}
+
+/// Everything the apply needs.
+#[derive(Debug)]
+pub struct Apply<'a> {
+    /// The state store.
+    pub store: &'a Store,
+    /// Microsoft Graph.
+    pub graph: &'a GraphClient,
+    /// The lease the run holds.
+    pub lease: &'a RunLease,
+    /// The run whose journal is applied.
+    pub run: RunId,
+    /// Groups to create, by list key.
+    pub creates: &'a HashMap<String, PlannedGroup>,
+    /// Signals, pause, lease loss.
+    pub stop: &'a StopSignal,
+    /// Progress shown to the operator.
+    pub progress: &'a Progress,
+}
+
+impl Apply<'_> {
+    /// Sends every pending operation of the run. Returns when none is left, or with
+    /// [`Stop`] when the run must stop with operations pending (exit 4).
+    pub async fn run(&self) -> Result<Applied, Stop> {
+        let mut applied = Applied::default();
+        for pass in 0..PASSES {
+            let pending = self
+                .store
+                .pending(self.run)
+                .await
+                .map_err(Stop::lost_store)?;
+            if pending.is_empty() {
+                break;
+            }
+            if pass > 0 {
+                tracing::info!(
+                    pending = pending.len(),
+                    pass,
+                    "sending operations that did not go through"
+                );
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            self.progress.start("apply", pending.len() as u64);
+            let mut groups: HashMap<String, ManagedGroup> = self
+                .store
+                .groups()
+                .await
+                .map_err(Stop::lost_store)?
+                .into_iter()
+                .map(|g| (g.list.clone(), g))
+                .collect();
+            let (creates, others): (Vec<JournalOp>, Vec<JournalOp>) = pending
+                .into_iter()
+                .partition(|op| op.op.kind == OpKind::CreateGroup);
+            let mut not_created = HashSet::new();
+            for chunk in creates.chunks(CREATES_PER_BATCH) {
+                self.stop.check(self.store, self.lease).await?;
+                let (counts, _) = self.create(chunk, &mut groups, &mut not_created).await?;
+                applied.add(counts);
+            }
+            for chunk in others.chunks(OPS_PER_BATCH) {
+                self.stop.check(self.store, self.lease).await?;
+                let (counts, unreachable) = self.write(chunk, &mut groups, &not_created).await?;
+                applied.add(counts);
+                if unreachable {
+                    return Err(Stop::unreachable(chunk.len()));
+                }
+            }
+            self.progress.finish();
+        }
+        let left = self
+            .store
+            .pending(self.run)
+            .await
+            .map_err(Stop::lost_store)?;
+        applied.pending = left.len() as u64;
+        if left.is_empty() {
+            Ok(applied)
+        } else {
+            Err(Stop::still_pending(
+                left.len(),
+                left.first().and_then(|op| op.last_error.clone()),
+            ))
+        }
+    }
+
+    /// Creates (or finds) the groups of a chunk of create operations, then commits.
+    async fn create(
+        &self,
+        ops: &[JournalOp],
+        groups: &mut HashMap<String, ManagedGroup>,
+        not_created: &mut HashSet<String>,
+    ) -> Result<(Applied, bool), Stop> {
+        let results: Vec<_> = futures::stream::iter(ops.iter().map(|op| async move {
+            let planned = self.creates.get(&op.op.list);
+            match planned {
+                Some(planned) => {
+                    let spec = GroupSpec {
+                        mail_nickname: planned.mail_nickname.clone(),
+                        display_name: planned.display_name.clone(),
+                        description: planned.description.clone(),
+                    };
+                    (
+                        op,
+                        Some(planned),
+                        Some(self.graph.ensure_group(&spec).await),
+                    )
+                }
+                None => (op, None, None),
+            }
+        }))
+        .buffered(CREATES_PER_BATCH)
+        .collect()
+        .await;
+        let mut outcomes = Vec::with_capacity(ops.len());
+        let mut made = Vec::new();
+        for (op, planned, result) in results {
+            let outcome = match (planned, result) {
+                (Some(planned), Some(Ok((group, ensured)))) => {
+                    if ensured == Ensured::Found {
+                        tracing::info!(list = %op.op.list, group = %group.id, "the group already existed (an earlier create whose reply was lost); using it");
+                    }
+                    let managed = ManagedGroup {
+                        list: op.op.list.clone(),
+                        group_id: group.id.clone(),
+                        family: planned.family.clone(),
+                        origin: GroupOrigin::Created,
+                        mail_nickname: group.mail_nickname.clone(),
+                        tagged: group.tag.as_ref().is_some_and(|t| t.list == op.op.list),
+                    };
+                    groups.insert(managed.list.clone(), managed.clone());
+                    made.push(managed);
+                    Outcome::Done
+                }
+                (Some(_), Some(Err(e))) if e.is_transient() => Outcome::Retry(e.to_string()),
+                (Some(_), Some(Err(e))) => {
+                    not_created.insert(op.op.list.clone());
+                    Outcome::Failed(e.to_string())
+                }
+                _ => Outcome::Failed(format!(
+                    "the plan of run {} holds no group properties for list `{}`",
+                    self.run, op.op.list
+                )),
+            };
+            outcomes.push((op.seq, outcome));
+        }
+        self.commit(&outcomes, &made, ops.len()).await
+    }
+
+    /// Sends a chunk of member and tag operations, then commits.
+    async fn write(
+        &self,
+        ops: &[JournalOp],
+        groups: &mut HashMap<String, ManagedGroup>,
+        not_created: &HashSet<String>,
+    ) -> Result<(Applied, bool), Stop> {
+        let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let mut sent: Vec<(usize, Write)> = Vec::with_capacity(ops.len());
+        let mut outcomes: Vec<(i64, Outcome)> = Vec::with_capacity(ops.len());
+        for (ix, op) in ops.iter().enumerate() {
+            let Some(group) = groups.get(&op.op.list) else {
+                let outcome = if not_created.contains(&op.op.list) {
+                    Outcome::Failed(format!(
+                        "the group of list `{}` could not be created",
+                        op.op.list
+                    ))
+                } else {
+                    Outcome::Retry(format!(
+                        "the group of list `{}` does not exist yet",
+                        op.op.list
+                    ))
+                };
+                outcomes.push((op.seq, outcome));
+                continue;
+            };
+            let member = op.op.member.as_deref().map(str::parse);
+            let write = match (op.op.kind, member) {
+                (OpKind::AddMember, Some(Ok(member))) => Write::Add {
+                    group: group.group_id.clone(),
+                    member,
+                },
+                (OpKind::RemoveMember, Some(Ok(member))) => Write::Remove {
+                    group: group.group_id.clone(),
+                    member,
+                },
+                (OpKind::TagGroup, _) => Write::Tag {
+                    group: group.group_id.clone(),
+                    tag: ManagedTag {
+                        list: group.list.clone(),
+                        family: group.family.clone(),
+                        since: since.clone(),
+                    },
+                },
+                (kind, member) => {
+                    outcomes.push((
+                        op.seq,
+                        Outcome::Failed(format!(
+                            "journal operation {} of run {} is a {kind} with member {member:?}, which cannot be sent",
+                            op.seq, self.run
+                        )),
+                    ));
+                    continue;
+                }
+            };
+            sent.push((ix, write));
+        }
+        let writes: Vec<Write> = sent.iter().map(|(_, w)| w.clone()).collect();
+        let results = self.graph.write(&writes).await;
+        let mut tagged = Vec::new();
+        for ((ix, write), result) in sent.iter().zip(results) {
+            let op = &ops[*ix];
+            let outcome = match result {
+                Ok(()) => {
+                    if let Write::Tag { .. } = write
+                        && let Some(group) = groups.get_mut(&op.op.list)
+                    {
+                        group.tagged = true;
+                        tagged.push(group.clone());
+                    }
+                    Outcome::Done
+                }
+                Err(e) if e.is_transient() => Outcome::Retry(e.to_string()),
+                Err(e) => Outcome::Failed(e.to_string()),
+            };
+            outcomes.push((op.seq, outcome));
+        }
+        self.commit(&outcomes, &tagged, sent.len()).await
+    }
+
+    /// Commits one batch's outcomes; a failed commit stops the run at once. Also says
+    /// whether every one of the `sent` requests failed for now: Microsoft 365 is unreachable.
+    async fn commit(
+        &self,
+        outcomes: &[(i64, Outcome)],
+        groups: &[ManagedGroup],
+        sent: usize,
+    ) -> Result<(Applied, bool), Stop> {
+        let lease = self.lease.current();
+        self.store
+            .record_batch(
+                &lease,
+                Batch {
+                    run: self.run,
+                    outcomes,
+                    groups,
+                },
+            )
+            .await
+            .map_err(Stop::lost_store)?;
+        let mut counts = Applied::default();
+        let mut retry = 0;
+        for (seq, outcome) in outcomes {
+            match outcome {
+                Outcome::Done => counts.done += 1,
+                Outcome::Failed(e) => {
+                    counts.failed += 1;
+                    tracing::warn!(run = %self.run, seq, error = %e, "operation failed");
+                }
+                Outcome::Retry(_) => retry += 1,
+            }
+        }
+        self.progress.advance(outcomes.len() as u64);
+        Ok((counts, sent > 0 && retry == outcomes.len()))
+    }
+}
+
+impl Applied {
+    fn add(&mut self, other: Applied) {
+        self.done += other.done;
+        self.failed += other.failed;
+    }
+}

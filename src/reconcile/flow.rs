@@ -1,0 +1,619 @@
+//! The commands' flows over one engine: plan, run, resume, verify, rebuild.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::actual::{self, ActualState, Conflict};
+use super::apply::{Apply, PlannedGroup};
+use super::identity::{self, Refresh};
+use super::lease::{LeaseError, RunLease};
+use super::progress::Progress;
+use super::report::RunReport;
+use super::{Stop, StopSignal};
+use crate::config::Config;
+use crate::exit::{CommandError, Exit};
+use crate::graph::GraphClient;
+use crate::plan::{
+    self, Approvals, Desired, ListChange, Members, Plan, Policies, Verdicts, tripped_message,
+};
+use crate::source::{self, SourceSummary};
+use crate::store::{NewOp, NewSnapshot, OpKind, Run, RunId, RunKind, RunStatus, Store};
+
+/// Longest displayName Microsoft 365 accepts.
+const MAX_DISPLAY_NAME: usize = 256;
+
+/// The state store and Microsoft Graph, opened for one command.
+#[derive(Debug)]
+pub struct Engine {
+    /// The configuration.
+    pub config: Config,
+    /// The state store, migrated.
+    pub store: Store,
+    /// Microsoft Graph, with a token in hand.
+    pub graph: GraphClient,
+    /// Signals and the like.
+    pub stop: StopSignal,
+    /// Progress shown to the operator.
+    pub progress: Progress,
+}
+
+/// Everything a run decides before its first change.
+#[derive(Debug)]
+pub struct Planned {
+    /// The sources as read.
+    pub sources: Vec<SourceSummary>,
+    /// The directory refresh.
+    pub directory: Refresh,
+    /// Member keys no account answers to, per list.
+    pub unresolved: BTreeMap<String, Vec<String>>,
+    /// The actual side.
+    pub actual: ActualState,
+    /// The groups to create, by list key.
+    pub creates: HashMap<String, PlannedGroup>,
+    /// The plan.
+    pub plan: Plan,
+    /// The guards' verdicts.
+    pub verdicts: Verdicts,
+    /// Snapshot warnings.
+    pub warnings: Vec<String>,
+}
+
+/// One list's drift, as `verify` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drift {
+    /// The list key.
+    pub list: String,
+    /// Members the sources want that the group lacks.
+    pub missing: u64,
+    /// Members the group has that the sources do not want.
+    pub extra: u64,
+    /// The list has no managed group (not created yet, or its nickname is taken).
+    pub group_missing: bool,
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// Lists compared.
+    pub checked: u64,
+    /// Lists that differ.
+    pub drift: Vec<Drift>,
+    /// Member keys no account answers to (not drift: nobody can add them).
+    pub unresolved: u64,
+}
+
+impl Engine {
+    /// Opens the state store (migrating it) and connects to Microsoft Graph.
+    pub async fn open(config: Config, progress: Progress) -> Result<Engine, CommandError> {
+        let url = config.state.database_url().map_err(|e| {
+            CommandError::usage(anyhow::anyhow!("{}: [state]: {e}", config.path.display()))
+        })?;
+        let graph_config = config.graph()?.clone();
+        let store = Store::open(&url).await.map_err(CommandError::failed)?;
+        let graph = GraphClient::connect(&graph_config).await.map_err(|e| {
+            CommandError::failed(
+                anyhow::Error::new(e).context("could not connect to Microsoft Graph"),
+            )
+        })?;
+        Ok(Engine {
+            config,
+            store,
+            graph,
+            stop: StopSignal::default(),
+            progress,
+        })
+    }
+
+    /// Reads sources, the directory and Microsoft 365, then diffs and guards. With `repair`
+    /// the state store's view of Microsoft 365 (groups found or gone, the mirror) is brought
+    /// in line; without, the state store's groups and mirror are left alone.
+    pub async fn prepare(
+        &self,
+        approvals: &Approvals,
+        repair: bool,
+        full_directory: bool,
+    ) -> Result<Planned, Stop> {
+        let snapshot = source::read_all(&self.config).await.map_err(Stop::source)?;
+        check_names(&snapshot)?;
+        let directory = identity::refresh(&self.store, &self.graph, full_directory).await?;
+        let keys: BTreeSet<&source::Member> =
+            snapshot.lists.values().flat_map(|l| &l.members).collect();
+        let resolved = identity::resolve(&self.store, &self.graph, &keys).await?;
+        tracing::info!(
+            keys = keys.len(),
+            resolved = resolved.len(),
+            "member keys resolved"
+        );
+
+        let wanted: Vec<plan::DesiredList> = snapshot
+            .lists
+            .values()
+            .map(|list| plan::DesiredList {
+                key: list.key.clone(),
+                family: list.family.clone(),
+                mail_nickname: list.mail_nickname.clone(),
+                display_name: list.display_name.clone(),
+                description: list.description.clone(),
+                members: Members::default(),
+            })
+            .collect();
+        let actual = actual::read(&self.config, &self.store, &self.graph, &wanted, repair).await?;
+        let conflicted: BTreeSet<&str> = actual.conflicts.iter().map(|c| c.list.as_str()).collect();
+
+        let mut unresolved: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut lists = Vec::with_capacity(snapshot.lists.len());
+        for (mut list, source) in wanted.into_iter().zip(snapshot.lists.values()) {
+            if conflicted.contains(list.key.as_str()) {
+                continue;
+            }
+            let mut ids = Vec::with_capacity(source.members.len());
+            for member in &source.members {
+                match resolved.get(member) {
+                    Some(id) => ids.push(id),
+                    None => unresolved
+                        .entry(list.key.clone())
+                        .or_default()
+                        .push(member.value.clone()),
+                }
+            }
+            list.members = Members::from(ids);
+            lists.push(list);
+        }
+        let desired = Desired::new(lists).map_err(|e| Stop::failed(anyhow::anyhow!("{e}")))?;
+        let policies = Policies::from_families(&self.config.families);
+        let plan = plan::diff(&desired, &actual.actual, &policies);
+        let verdicts = plan::guard(&plan, &self.config.guard, approvals);
+        let creates = plan
+            .lists
+            .iter()
+            .filter_map(|list| match &list.change {
+                ListChange::Create { group, .. } => Some((
+                    list.key.clone(),
+                    PlannedGroup {
+                        family: list.family.clone(),
+                        mail_nickname: group.mail_nickname.clone(),
+                        display_name: group.display_name.clone(),
+                        description: group.description.clone(),
+                    },
+                )),
+                _ => None,
+            })
+            .collect();
+        Ok(Planned {
+            sources: snapshot.sources,
+            directory,
+            unresolved,
+            actual,
+            creates,
+            plan,
+            verdicts,
+            warnings: snapshot.warnings,
+        })
+    }
+
+    /// `run` (and `rebuild`): resumes an interrupted run first, then plans and applies.
+    pub async fn run(
+        &self,
+        kind: RunKind,
+        approvals: &Approvals,
+        approvals_record: &serde_json::Value,
+    ) -> Result<(RunId, RunReport), CommandError> {
+        let lease = self.take_lease(kind, Some(approvals_record)).await?;
+        let outcome = async {
+            if let Some(resumed) = self.resume_interrupted(&lease).await? {
+                tracing::info!(run = %resumed, "the interrupted run is finished");
+            }
+            if kind == RunKind::Rebuild {
+                self.store
+                    .clear_delta_links()
+                    .await
+                    .map_err(CommandError::failed)?;
+            }
+            let run = self
+                .store
+                .begin_run(kind, Some(&lease.current()), Some(approvals_record))
+                .await
+                .map_err(CommandError::failed)?;
+            let span = tracing::info_span!("run", run_id = %run, kind = %kind);
+            let _enter = span.enter();
+            let mut report = RunReport::default();
+            let result = self
+                .reconcile(
+                    run,
+                    &lease,
+                    approvals,
+                    kind == RunKind::Rebuild,
+                    &mut report,
+                )
+                .await;
+            let report = self.finish(run, result, report).await?;
+            Ok((run, report))
+        }
+        .await;
+        lease.release().await;
+        outcome
+    }
+
+    /// `resume`: finishes the pending operations of the last interrupted run, then stops.
+    pub async fn resume(&self) -> Result<Option<RunId>, CommandError> {
+        let lease = self.take_lease(RunKind::Resume, None).await?;
+        let outcome = self.resume_interrupted(&lease).await;
+        lease.release().await;
+        outcome
+    }
+
+    /// `verify`: reads desired and actual afresh and reports drift; changes nothing.
+    pub async fn verify(&self) -> Result<(RunId, Verification), CommandError> {
+        let run = self
+            .store
+            .begin_run(RunKind::Verify, None, None)
+            .await
+            .map_err(CommandError::failed)?;
+        let planned = match self.prepare(&Approvals::default(), false, false).await {
+            Ok(planned) => planned,
+            Err(stop) => {
+                let report = RunReport {
+                    error: Some(format!("{:#}", stop.error)),
+                    ..RunReport::default()
+                };
+                self.record_end(run, stop.status, stop.exit, &report).await;
+                return Err(stop.into());
+            }
+        };
+        let verification = verification(&planned);
+        let mut report = RunReport::planned(&planned);
+        report.drift = Some(verification.drift.len() as u64);
+        let exit = if verification.drift.is_empty() {
+            Exit::Success
+        } else {
+            Exit::Drift
+        };
+        self.record_end(run, RunStatus::Succeeded, exit, &report)
+            .await;
+        Ok((run, verification))
+    }
+
+    /// `rebuild --state-only`: group ids, mirror and identities rebuilt from Microsoft 365 and
+    /// the last accepted snapshots from the sources; membership is not changed.
+    pub async fn rebuild_state(&self) -> Result<(RunId, RunReport), CommandError> {
+        let lease = self.take_lease(RunKind::StateRebuild, None).await?;
+        let outcome = async {
+            let run = self
+                .store
+                .begin_run(RunKind::StateRebuild, Some(&lease.current()), None)
+                .await
+                .map_err(CommandError::failed)?;
+            let mut report = RunReport::default();
+            let result = async {
+                let snapshot = source::read_all(&self.config).await.map_err(Stop::source)?;
+                self.store.clear_delta_links().await.map_err(Stop::store)?;
+                let directory = identity::refresh(&self.store, &self.graph, true).await?;
+                let state = actual::read(&self.config, &self.store, &self.graph, &[], true).await?;
+                self.accept_snapshots(run, &snapshot.sources).await?;
+                report.sources = snapshot.sources;
+                report.directory = Some(directory);
+                report.warnings = state.warnings;
+                report.managed_groups = Some(state.managed.len() as u64);
+                Ok(())
+            }
+            .await;
+            let report = self.finish(run, result, report).await?;
+            Ok((run, report))
+        }
+        .await;
+        lease.release().await;
+        outcome
+    }
+
+    /// Takes the lease; a paused rollcall or a held lease is a skipped run (exit 6).
+    async fn take_lease(
+        &self,
+        kind: RunKind,
+        approvals: Option<&serde_json::Value>,
+    ) -> Result<RunLease, CommandError> {
+        let pause = self
+            .store
+            .pause_state()
+            .await
+            .map_err(CommandError::failed)?;
+        let skip = |why: anyhow::Error| async move {
+            let report = RunReport {
+                error: Some(format!("{why:#}")),
+                ..RunReport::default()
+            };
+            if let Ok(run) = self.store.begin_run(kind, None, approvals).await {
+                self.record_end(run, RunStatus::Skipped, Exit::Skipped, &report)
+                    .await;
+            }
+            CommandError::new(Exit::Skipped, why)
+        };
+        if pause.paused {
+            let until = pause
+                .until
+                .map_or_else(String::new, |u| format!(" until {u}"));
+            return Err(skip(anyhow::anyhow!(
+                "rollcall is paused{until} ({}); `rollcall unpause` lifts it",
+                pause.reason.unwrap_or_default()
+            ))
+            .await);
+        }
+        match RunLease::take(&self.store).await {
+            Ok(lease) => {
+                let stuck = self
+                    .store
+                    .interrupt_stuck_runs(&lease.current())
+                    .await
+                    .map_err(CommandError::failed)?;
+                for run in stuck {
+                    tracing::warn!(run = %run, "a run died without finishing; it is marked interrupted");
+                }
+                Ok(lease)
+            }
+            Err(LeaseError::Held(held)) => Err(skip(held.into()).await),
+            Err(LeaseError::Store(e)) => Err(CommandError::failed(e)),
+        }
+    }
+
+    /// Finishes the last interrupted run's pending operations, if there is one.
+    async fn resume_interrupted(&self, lease: &RunLease) -> Result<Option<RunId>, CommandError> {
+        let Some(run) = self
+            .store
+            .last_interrupted_run()
+            .await
+            .map_err(CommandError::failed)?
+        else {
+            return Ok(None);
+        };
+        let span = tracing::info_span!("resume", run_id = %run.id);
+        let _enter = span.enter();
+        tracing::info!("resuming the interrupted run");
+        let creates = planned_groups(&run);
+        self.store
+            .set_run_status(run.id, RunStatus::Applying)
+            .await
+            .map_err(CommandError::failed)?;
+        let apply = Apply {
+            store: &self.store,
+            graph: &self.graph,
+            lease,
+            run: run.id,
+            creates: &creates,
+            stop: &self.stop,
+            progress: &self.progress,
+        };
+        let mut report: RunReport = run
+            .report
+            .as_ref()
+            .and_then(|r| serde_json::from_value(r.clone()).ok())
+            .unwrap_or_default();
+        let result = apply.run().await.map(|applied| {
+            report.resumed += 1;
+            report.applied = applied;
+        });
+        let report = self.finish(run.id, result, report).await?;
+        tracing::info!(done = report.applied.done, "interrupted run finished");
+        Ok(Some(run.id))
+    }
+
+    /// Plans, guards, journals and applies one run.
+    async fn reconcile(
+        &self,
+        run: RunId,
+        lease: &RunLease,
+        approvals: &Approvals,
+        full: bool,
+        report: &mut RunReport,
+    ) -> Result<(), Stop> {
+        let planned = self.prepare(approvals, true, full).await?;
+        *report = RunReport::planned(&planned);
+        if let Some(tripped) = planned.verdicts.tripped().next() {
+            return Err(Stop::stopped(anyhow::anyhow!(
+                "{}",
+                tripped_message(tripped, planned.plan.totals.removes)
+            )));
+        }
+        self.accept_snapshots(run, &planned.sources).await?;
+        for group in &planned.actual.adopted {
+            tracing::info!(list = %group.list, group = %group.group_id, "adopting the existing group");
+            self.store.upsert_group(group).await.map_err(Stop::store)?;
+        }
+        let ops = journal_ops(&planned);
+        let summary = serde_json::json!({
+            "totals": planned.plan.totals,
+            "verdicts": planned.verdicts,
+            "creates": planned.creates,
+            "operations": ops.len(),
+        });
+        self.store
+            .insert_plan(&lease.current(), run, &summary, &ops)
+            .await
+            .map_err(Stop::store)?;
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .set_run_status(run, RunStatus::Applying)
+            .await
+            .map_err(Stop::lost_store)?;
+        let apply = Apply {
+            store: &self.store,
+            graph: &self.graph,
+            lease,
+            run,
+            creates: &planned.creates,
+            stop: &self.stop,
+            progress: &self.progress,
+        };
+        let result = apply.run().await;
+        if let Ok(applied) = &result {
+            report.applied = *applied;
+        }
+        result.map(|_| ())
+    }
+
+    /// Records each source's snapshot as accepted: the plan went ahead on it.
+    async fn accept_snapshots(&self, run: RunId, sources: &[SourceSummary]) -> Result<(), Stop> {
+        for source in sources {
+            let id = self
+                .store
+                .record_snapshot(
+                    run,
+                    &NewSnapshot {
+                        source: source.name.clone(),
+                        rows: source.rows as i64,
+                        distinct: source.distinct as i64,
+                        checksum: source.checksum.clone(),
+                    },
+                )
+                .await
+                .map_err(Stop::store)?;
+            self.store.accept_snapshot(id).await.map_err(Stop::store)?;
+        }
+        Ok(())
+    }
+
+    /// Ends a run's record: the journal's per-list counts, the status and exit code.
+    async fn finish(
+        &self,
+        run: RunId,
+        result: Result<(), Stop>,
+        mut report: RunReport,
+    ) -> Result<RunReport, CommandError> {
+        report.graph = self.graph.stats().into();
+        if let Ok(journal) = self.store.journal(run).await {
+            report.count_journal(&journal);
+        }
+        match result {
+            Ok(()) => {
+                self.record_end(run, RunStatus::Succeeded, Exit::Success, &report)
+                    .await;
+                Ok(report)
+            }
+            Err(stop) => {
+                report.error = Some(format!("{:#}", stop.error));
+                self.record_end(run, stop.status, stop.exit, &report).await;
+                Err(stop.into())
+            }
+        }
+    }
+
+    /// Writes a run's end; when the state store is gone, says so in the log instead.
+    async fn record_end(&self, run: RunId, status: RunStatus, exit: Exit, report: &RunReport) {
+        let value = serde_json::to_value(report).unwrap_or_default();
+        if let Err(e) = self
+            .store
+            .finish_run(run, status, i32::from(exit.code()), &value)
+            .await
+        {
+            tracing::error!(run = %run, error = %e, "could not record the end of the run");
+        }
+    }
+}
+
+/// Each list's drift, from a plan made without approvals.
+fn verification(planned: &Planned) -> Verification {
+    let mut drift: Vec<Drift> = planned
+        .plan
+        .lists
+        .iter()
+        .filter_map(|list| {
+            let (missing, extra, group_missing) = match &list.change {
+                ListChange::Create { add, .. } => (add.len(), 0, true),
+                ListChange::Update { add, remove, .. } => (add.len(), remove.len(), false),
+                ListChange::Vanished { remove, .. } => (0, remove.len(), false),
+                ListChange::NotCreated { .. } => return None,
+            };
+            (group_missing || missing > 0 || extra > 0).then(|| Drift {
+                list: list.key.clone(),
+                missing: missing as u64,
+                extra: extra as u64,
+                group_missing,
+            })
+        })
+        .collect();
+    drift.extend(planned.actual.conflicts.iter().map(|c: &Conflict| Drift {
+        list: c.list.clone(),
+        missing: 0,
+        extra: 0,
+        group_missing: true,
+    }));
+    drift.sort_by(|a, b| a.list.cmp(&b.list));
+    Verification {
+        checked: planned.plan.totals.lists,
+        drift,
+        unresolved: planned.unresolved.values().map(|v| v.len() as u64).sum(),
+    }
+}
+
+/// The journal of a plan: tags for managed groups that lack one, then per list its create
+/// (followed by its tag), adds and removes.
+fn journal_ops(planned: &Planned) -> Vec<NewOp> {
+    let mut ops: Vec<NewOp> = planned
+        .actual
+        .managed
+        .values()
+        .filter(|g| !g.tagged)
+        .map(|g| NewOp {
+            list: g.list.clone(),
+            kind: OpKind::TagGroup,
+            member: None,
+        })
+        .collect();
+    for op in planned.plan.operations() {
+        let kind = match op.kind {
+            plan::OperationKind::CreateGroup => OpKind::CreateGroup,
+            plan::OperationKind::AddMember => OpKind::AddMember,
+            plan::OperationKind::RemoveMember => OpKind::RemoveMember,
+        };
+        let create = kind == OpKind::CreateGroup;
+        ops.push(NewOp {
+            list: op.list.clone(),
+            kind,
+            member: op.member.map(|m| m.to_string()),
+        });
+        if create {
+            ops.push(NewOp {
+                list: op.list,
+                kind: OpKind::TagGroup,
+                member: None,
+            });
+        }
+    }
+    ops
+}
+
+/// The groups an interrupted run planned to create, from its plan summary.
+fn planned_groups(run: &Run) -> HashMap<String, PlannedGroup> {
+    run.plan_summary
+        .as_ref()
+        .and_then(|s| s.get("creates"))
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// Refuses lists whose rendered names Microsoft 365 would reject, before anything is planned.
+fn check_names(snapshot: &source::Snapshot) -> Result<(), Stop> {
+    for list in snapshot.lists.values() {
+        if !crate::generate::is_valid_mail_nickname(&list.mail_nickname) {
+            return Err(Stop::stopped(anyhow::anyhow!(
+                "list `{}` (from {}) renders the mailNickname `{}`, which Microsoft 365 refuses: \
+                 1 to 64 ASCII characters without spaces or any of @()\\[]\";:<>, — fix the \
+                 source rows or the family's mail_nickname template",
+                list.key,
+                list.sources.join(", "),
+                list.mail_nickname
+            )));
+        }
+        if list.display_name.chars().count() > MAX_DISPLAY_NAME {
+            return Err(Stop::stopped(anyhow::anyhow!(
+                "list `{}` (from {}) renders a displayName of {} characters; Microsoft 365 takes \
+                 at most {MAX_DISPLAY_NAME}",
+                list.key,
+                list.sources.join(", "),
+                list.display_name.chars().count()
+            )));
+        }
+    }
+    Ok(())
+}

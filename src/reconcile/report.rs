@@ -1,0 +1,287 @@
+//! A run's report, as `show RUN` prints it and the state store keeps it.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+
+use serde::{Deserialize, Serialize};
+
+use super::actual::Conflict;
+use super::apply::Applied;
+use super::flow::Planned;
+use super::identity::Refresh;
+use crate::graph::GraphStats;
+use crate::plan::{Totals, Verdict};
+use crate::source::SourceSummary;
+use crate::store::{JournalOp, OpKind, OpStatus};
+
+/// How many unresolved member keys a list's report line names before it only counts them.
+const UNRESOLVED_SHOWN: usize = 20;
+
+/// What one run did, and why it ended as it did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunReport {
+    /// The sources as read.
+    pub sources: Vec<SourceSummary>,
+    /// The directory refresh.
+    pub directory: Option<Refresh>,
+    /// The plan's totals.
+    pub totals: Totals,
+    /// What the apply did.
+    pub applied: Applied,
+    /// Per list: what changed, what failed, who could not be resolved.
+    pub lists: Vec<ListReport>,
+    /// Lists whose nickname belongs to a group rollcall leaves alone.
+    pub conflicts: Vec<Conflict>,
+    /// Member keys no account answers to, across lists.
+    pub unresolved: u64,
+    /// Guards that tripped.
+    pub tripped: Vec<Verdict>,
+    /// Things operators should know.
+    pub warnings: Vec<String>,
+    /// Drifted lists (`verify`).
+    pub drift: Option<u64>,
+    /// Managed groups found (`rebuild --state-only`).
+    pub managed_groups: Option<u64>,
+    /// How many times an interrupted run was resumed.
+    pub resumed: u32,
+    /// Requests sent to Microsoft Graph.
+    pub graph: GraphLine,
+    /// Why the run did not succeed.
+    pub error: Option<String>,
+}
+
+/// One list's line in a report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ListReport {
+    /// The list key.
+    pub list: String,
+    /// Its group was created.
+    pub created: bool,
+    /// Its group was adopted.
+    pub adopted: bool,
+    /// Members added.
+    pub added: u64,
+    /// Members removed.
+    pub removed: u64,
+    /// Operations that failed for good.
+    pub failed: u64,
+    /// Operations still pending.
+    pub pending: u64,
+    /// Member keys no account answers to (the first few).
+    pub unresolved: Vec<String>,
+    /// How many member keys no account answers to.
+    pub unresolved_count: u64,
+}
+
+/// Microsoft Graph traffic of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GraphLine {
+    /// HTTP requests sent.
+    pub requests: u64,
+    /// Requests retried.
+    pub retries: u64,
+    /// 429s received.
+    pub throttled: u64,
+}
+
+impl From<GraphStats> for GraphLine {
+    fn from(stats: GraphStats) -> Self {
+        GraphLine {
+            requests: stats.requests,
+            retries: stats.retries,
+            throttled: stats.throttled,
+        }
+    }
+}
+
+impl RunReport {
+    /// The report of a plan, before anything is applied.
+    pub fn planned(planned: &Planned) -> RunReport {
+        let mut lists: BTreeMap<String, ListReport> = BTreeMap::new();
+        for (list, keys) in &planned.unresolved {
+            let line = lists.entry(list.clone()).or_default();
+            line.unresolved = keys.iter().take(UNRESOLVED_SHOWN).cloned().collect();
+            line.unresolved_count = keys.len() as u64;
+        }
+        for group in &planned.actual.adopted {
+            lists.entry(group.list.clone()).or_default().adopted = true;
+        }
+        let mut warnings = planned.warnings.clone();
+        warnings.extend(planned.actual.warnings.iter().cloned());
+        RunReport {
+            sources: planned.sources.clone(),
+            directory: Some(planned.directory),
+            totals: planned.plan.totals,
+            lists: lists
+                .into_iter()
+                .map(|(list, line)| ListReport { list, ..line })
+                .collect(),
+            conflicts: planned.actual.conflicts.clone(),
+            unresolved: planned.unresolved.values().map(|v| v.len() as u64).sum(),
+            tripped: planned.verdicts.tripped().cloned().collect(),
+            warnings,
+            ..RunReport::default()
+        }
+    }
+
+    /// Folds a run's journal into the per-list lines and the applied counts.
+    pub fn count_journal(&mut self, journal: &[JournalOp]) {
+        let mut lists: BTreeMap<String, ListReport> = self
+            .lists
+            .drain(..)
+            .map(|line| (line.list.clone(), line))
+            .collect();
+        let mut applied = Applied::default();
+        for op in journal {
+            let line = lists.entry(op.op.list.clone()).or_default();
+            match op.status {
+                OpStatus::Done => {
+                    applied.done += 1;
+                    match op.op.kind {
+                        OpKind::CreateGroup => line.created = true,
+                        OpKind::AddMember => line.added += 1,
+                        OpKind::RemoveMember => line.removed += 1,
+                        OpKind::TagGroup => {}
+                    }
+                }
+                OpStatus::Failed => {
+                    applied.failed += 1;
+                    line.failed += 1;
+                }
+                OpStatus::Pending => {
+                    applied.pending += 1;
+                    line.pending += 1;
+                }
+                OpStatus::Superseded => {}
+            }
+        }
+        if !journal.is_empty() {
+            self.applied = applied;
+        }
+        self.lists = lists
+            .into_iter()
+            .map(|(list, line)| ListReport { list, ..line })
+            .collect();
+    }
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for source in &self.sources {
+            writeln!(
+                f,
+                "source {}: {} rows, {} distinct (sha256 {})",
+                source.name,
+                source.rows,
+                source.distinct,
+                &source.checksum[..source.checksum.len().min(12)]
+            )?;
+        }
+        if let Some(directory) = &self.directory {
+            let how = if directory.full {
+                "full read"
+            } else {
+                "changes"
+            };
+            writeln!(f, "directory: {} users ({how})", directory.users)?;
+        }
+        let t = &self.totals;
+        writeln!(
+            f,
+            "plan: {} lists, {} unchanged, {} to create, {} to update; +{} −{} members; {} vanished, {} not created",
+            t.lists,
+            t.unchanged,
+            t.creates,
+            t.updates,
+            t.adds,
+            t.removes,
+            t.vanished,
+            t.not_created
+        )?;
+        let a = &self.applied;
+        writeln!(
+            f,
+            "applied: {} done, {} failed, {} pending",
+            a.done, a.failed, a.pending
+        )?;
+        for line in &self.lists {
+            let mut parts = Vec::new();
+            if line.created {
+                parts.push("created".to_owned());
+            }
+            if line.adopted {
+                parts.push("adopted".to_owned());
+            }
+            if line.added > 0 || line.removed > 0 {
+                parts.push(format!("+{} −{}", line.added, line.removed));
+            }
+            if line.failed > 0 {
+                parts.push(format!("{} failed", line.failed));
+            }
+            if line.pending > 0 {
+                parts.push(format!("{} pending", line.pending));
+            }
+            if line.unresolved_count > 0 {
+                let mut names = line.unresolved.join(", ");
+                if line.unresolved_count as usize > line.unresolved.len() {
+                    let _ = write!(names, ", …");
+                }
+                parts.push(format!("{} unresolved ({names})", line.unresolved_count));
+            }
+            if !parts.is_empty() {
+                writeln!(f, "  {}: {}", line.list, parts.join("; "))?;
+            }
+        }
+        for conflict in &self.conflicts {
+            writeln!(
+                f,
+                "conflict: list {} wants nickname {} held by group {}: {}",
+                conflict.list, conflict.mail_nickname, conflict.group_id, conflict.reason
+            )?;
+        }
+        if self.unresolved > 0 {
+            writeln!(
+                f,
+                "unresolved: {} member keys have no account yet; they are tried again next run",
+                self.unresolved
+            )?;
+        }
+        for verdict in &self.tripped {
+            writeln!(
+                f,
+                "guard tripped: {:?}{} observed {} over limit {}",
+                verdict.guard,
+                verdict
+                    .list
+                    .as_deref()
+                    .map_or_else(String::new, |l| format!(" on {l}")),
+                verdict.observed,
+                verdict.limit
+            )?;
+        }
+        for warning in &self.warnings {
+            writeln!(f, "warning: {warning}")?;
+        }
+        if let Some(drift) = self.drift {
+            writeln!(f, "drift: {drift} lists")?;
+        }
+        if let Some(groups) = self.managed_groups {
+            writeln!(f, "managed groups found: {groups}")?;
+        }
+        if self.resumed > 0 {
+            writeln!(f, "resumed: {} time(s)", self.resumed)?;
+        }
+        writeln!(
+            f,
+            "graph: {} requests, {} retried, {} throttled",
+            self.graph.requests, self.graph.retries, self.graph.throttled
+        )?;
+        if let Some(error) = &self.error {
+            writeln!(f, "error: {error}")?;
+        }
+        Ok(())
+    }
+}
