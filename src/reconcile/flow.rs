@@ -617,3 +617,212 @@ fn check_names(snapshot: &source::Snapshot) -> Result<(), Stop> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OnVanish;
+    use crate::plan::{Actual, ActualList, DesiredList, ObjectId, Policy};
+    use crate::store::{GroupOrigin, ManagedGroup};
+
+    fn id(n: u128) -> ObjectId {
+        ObjectId::from_u128(n)
+    }
+
+    fn want(key: &str, members: &[u128]) -> DesiredList {
+        DesiredList {
+            key: key.to_owned(),
+            family: "modules".to_owned(),
+            mail_nickname: key.to_owned(),
+            display_name: key.to_owned(),
+            description: None,
+            members: members.iter().copied().map(id).collect(),
+        }
+    }
+
+    fn have(key: &str, members: &[u128]) -> ActualList {
+        ActualList {
+            key: key.to_owned(),
+            family: "modules".to_owned(),
+            group_id: format!("g-{key}"),
+            members: members.iter().copied().map(id).collect(),
+        }
+    }
+
+    fn managed(key: &str, tagged: bool) -> ManagedGroup {
+        ManagedGroup {
+            list: key.to_owned(),
+            group_id: format!("g-{key}"),
+            family: "modules".to_owned(),
+            origin: GroupOrigin::Created,
+            mail_nickname: key.to_owned(),
+            tagged,
+        }
+    }
+
+    /// A plan over `desired` and `actual` with every `actual` list managed (tagged as given).
+    fn planned(
+        desired: Vec<DesiredList>,
+        actual: Vec<ActualList>,
+        on_vanish: OnVanish,
+        untagged: &[&str],
+    ) -> Planned {
+        let policies: Policies = [(
+            "modules".to_owned(),
+            Policy {
+                create: true,
+                on_vanish,
+            },
+        )]
+        .into_iter()
+        .collect();
+        let managed = actual
+            .iter()
+            .map(|l| {
+                (
+                    l.key.clone(),
+                    managed(&l.key, !untagged.contains(&l.key.as_str())),
+                )
+            })
+            .collect();
+        let plan = plan::diff(
+            &Desired::new(desired).unwrap(),
+            &Actual::new(actual.clone()).unwrap(),
+            &policies,
+        );
+        Planned {
+            sources: Vec::new(),
+            directory: Refresh::default(),
+            unresolved: BTreeMap::new(),
+            actual: ActualState {
+                actual: Actual::new(actual).unwrap(),
+                managed,
+                ..ActualState::default()
+            },
+            creates: HashMap::new(),
+            plan,
+            verdicts: Verdicts::default(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn kinds(ops: &[NewOp]) -> Vec<(String, OpKind)> {
+        ops.iter().map(|op| (op.list.clone(), op.kind)).collect()
+    }
+
+    #[test]
+    fn journal_tags_untagged_groups_first_and_every_create_right_after_it() {
+        let planned = planned(
+            vec![want("a", &[1]), want("b", &[2, 3])],
+            vec![have("b", &[3, 4])],
+            OnVanish::Keep,
+            &["b"],
+        );
+        let ops = journal_ops(&planned);
+        assert_eq!(
+            kinds(&ops),
+            vec![
+                ("b".to_owned(), OpKind::TagGroup),
+                ("a".to_owned(), OpKind::CreateGroup),
+                ("a".to_owned(), OpKind::TagGroup),
+                ("a".to_owned(), OpKind::AddMember),
+                ("b".to_owned(), OpKind::AddMember),
+                ("b".to_owned(), OpKind::RemoveMember),
+            ]
+        );
+        assert_eq!(ops[3].member.as_deref(), Some(id(1).to_string().as_str()));
+        assert_eq!(ops[5].member.as_deref(), Some(id(4).to_string().as_str()));
+    }
+
+    #[test]
+    fn a_converged_tenant_journals_nothing() {
+        let planned = planned(
+            vec![want("a", &[1, 2])],
+            vec![have("a", &[1, 2])],
+            OnVanish::Keep,
+            &[],
+        );
+        assert!(journal_ops(&planned).is_empty());
+        assert!(verification(&planned).drift.is_empty());
+    }
+
+    #[test]
+    fn verify_counts_missing_and_extra_members_and_missing_groups() {
+        let mut planned = planned(
+            vec![want("a", &[1, 2, 3]), want("new", &[5, 6])],
+            vec![have("a", &[1, 9])],
+            OnVanish::Keep,
+            &[],
+        );
+        planned.actual.conflicts.push(Conflict {
+            list: "taken".to_owned(),
+            mail_nickname: "taken".to_owned(),
+            group_id: "g-other".to_owned(),
+            reason: "not managed".to_owned(),
+        });
+        let found = verification(&planned);
+        assert_eq!(found.checked, 2);
+        assert_eq!(
+            found.drift,
+            vec![
+                Drift {
+                    list: "a".to_owned(),
+                    missing: 2,
+                    extra: 1,
+                    group_missing: false
+                },
+                Drift {
+                    list: "new".to_owned(),
+                    missing: 2,
+                    extra: 0,
+                    group_missing: true
+                },
+                Drift {
+                    list: "taken".to_owned(),
+                    missing: 0,
+                    extra: 0,
+                    group_missing: true
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_vanished_list_is_drift_only_when_its_family_empties_it() {
+        let keep = planned(Vec::new(), vec![have("old", &[1])], OnVanish::Keep, &[]);
+        assert!(verification(&keep).drift.is_empty());
+        let empty = planned(Vec::new(), vec![have("old", &[1])], OnVanish::Empty, &[]);
+        assert_eq!(verification(&empty).drift[0].extra, 1);
+    }
+
+    fn snapshot_with(nickname: &str, display_name: &str) -> source::Snapshot {
+        let list = source::DesiredList {
+            key: "mod-x".to_owned(),
+            family: "modules".to_owned(),
+            sources: vec!["enrolments".to_owned()],
+            members: BTreeSet::new(),
+            display_name: display_name.to_owned(),
+            mail_nickname: nickname.to_owned(),
+            description: None,
+        };
+        source::Snapshot {
+            sources: Vec::new(),
+            lists: [("mod-x".to_owned(), list)].into_iter().collect(),
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn names_microsoft_365_would_refuse_stop_the_run_naming_the_list() {
+        assert!(check_names(&snapshot_with("mod-x", "Module X")).is_ok());
+        let stop = check_names(&snapshot_with("mod x", "Module X")).unwrap_err();
+        assert_eq!(stop.exit, Exit::Stopped);
+        let message = format!("{:#}", stop.error);
+        assert!(
+            message.contains("mod-x") && message.contains("enrolments"),
+            "{message}"
+        );
+        let long = "x".repeat(MAX_DISPLAY_NAME + 1);
+        assert!(check_names(&snapshot_with("mod-x", &long)).is_err());
+    }
+}

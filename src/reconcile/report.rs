@@ -285,3 +285,81 @@ impl fmt::Display for RunReport {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewOp, RunId};
+
+    fn op(seq: i64, list: &str, kind: OpKind, status: OpStatus) -> JournalOp {
+        JournalOp {
+            run: RunId(1),
+            seq,
+            op: NewOp {
+                list: list.to_owned(),
+                kind,
+                member: None,
+            },
+            status,
+            attempts: 1,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn the_journal_folds_into_per_list_lines_and_totals() {
+        let mut report = RunReport {
+            lists: vec![ListReport {
+                list: "b".to_owned(),
+                unresolved: vec!["x@example.ac.uk".to_owned()],
+                unresolved_count: 1,
+                ..ListReport::default()
+            }],
+            ..RunReport::default()
+        };
+        report.count_journal(&[
+            op(1, "a", OpKind::CreateGroup, OpStatus::Done),
+            op(2, "a", OpKind::TagGroup, OpStatus::Done),
+            op(3, "a", OpKind::AddMember, OpStatus::Done),
+            op(4, "a", OpKind::AddMember, OpStatus::Failed),
+            op(5, "b", OpKind::RemoveMember, OpStatus::Done),
+            op(6, "b", OpKind::AddMember, OpStatus::Pending),
+            op(7, "b", OpKind::AddMember, OpStatus::Superseded),
+        ]);
+        assert_eq!(
+            report.applied,
+            Applied {
+                done: 4,
+                failed: 1,
+                pending: 1
+            }
+        );
+        let a = &report.lists[0];
+        assert_eq!(
+            (a.list.as_str(), a.created, a.added, a.failed),
+            ("a", true, 1, 1)
+        );
+        let b = &report.lists[1];
+        assert_eq!((b.removed, b.pending, b.unresolved_count), (1, 1, 1));
+        let text = report.to_string();
+        assert!(text.contains("  a: created; +1 −0; 1 failed"), "{text}");
+        assert!(
+            text.contains("  b: +0 −1; 1 pending; 1 unresolved (x@example.ac.uk)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_report_reads_back_from_its_json() {
+        let report = RunReport {
+            unresolved: 3,
+            error: Some("boom".to_owned()),
+            ..RunReport::default()
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(serde_json::from_value::<RunReport>(json).unwrap(), report);
+        // Reports written by an older rollcall lack newer fields; they still read.
+        let old: RunReport = serde_json::from_value(serde_json::json!({"unresolved": 2})).unwrap();
+        assert_eq!(old.unresolved, 2);
+    }
+}

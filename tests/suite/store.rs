@@ -84,6 +84,9 @@ on_every_backend!(
     mirror_follows_replace_and_apply,
     identity_cache_keeps_resolved_and_unresolved_keys,
     delta_links_are_kept_per_scope,
+    a_dead_holders_lease_is_taken_over_with_a_new_token,
+    a_full_directory_read_replaces_identities_and_deleted_users_are_forgotten,
+    the_whole_mirror_reads_back_per_list,
     doctor_finds_nothing_on_a_fresh_store,
     doctor_finds_orphaned_rows,
     doctor_finds_stuck_run_and_stale_lease,
@@ -832,4 +835,107 @@ fn doctor_reports_a_missing_sqlite_database_without_creating_it() {
         !dir.path().join("gone.db").exists(),
         "doctor created the database"
     );
+}
+
+async fn a_dead_holders_lease_is_taken_over_with_a_new_token(db: TestDatabase) {
+    let store = open(&db).await;
+    let dead = store.acquire("host:1", TTL).await.unwrap().unwrap();
+    let taken = store
+        .take_over("host:1", "host:2", TTL)
+        .await
+        .unwrap()
+        .expect("the dead holder's lease is taken over");
+    assert!(taken.token > dead.token);
+    assert_eq!(taken.holder, "host:2");
+    // The old holder is fenced out, and a take-over naming a holder that no longer has the
+    // lease takes nothing.
+    assert!(matches!(
+        store.renew(&dead, TTL).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert!(
+        store
+            .take_over("host:1", "host:3", TTL)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store
+        .renew(&taken, TTL)
+        .await
+        .expect("the new holder renews");
+}
+
+async fn a_full_directory_read_replaces_identities_and_deleted_users_are_forgotten(
+    db: TestDatabase,
+) {
+    let store = open(&db).await;
+    let identity = |value: &str, id: Option<&str>| Identity {
+        kind: MemberKey::Upn,
+        value: value.to_owned(),
+        object_id: id.map(str::to_owned),
+        checked_at: Utc::now(),
+    };
+    store
+        .upsert_identities(&[
+            identity("gone@x", Some("id-gone")),
+            identity("a@x", Some("id-a")),
+        ])
+        .await
+        .unwrap();
+    store
+        .replace_identities(&[identity("a@x", Some("id-a")), identity("b@x", Some("id-b"))])
+        .await
+        .unwrap();
+    let keys = |found: Vec<Identity>| {
+        found
+            .into_iter()
+            .map(|i| (i.value, i.object_id))
+            .collect::<Vec<_>>()
+    };
+    let all = ["a@x", "b@x", "gone@x"].map(str::to_owned);
+    assert_eq!(
+        keys(store.lookup_identities(MemberKey::Upn, &all).await.unwrap()),
+        vec![
+            ("a@x".to_owned(), Some("id-a".to_owned())),
+            ("b@x".to_owned(), Some("id-b".to_owned())),
+        ]
+    );
+    store.forget_objects(&["id-b".to_owned()]).await.unwrap();
+    assert_eq!(
+        keys(store.lookup_identities(MemberKey::Upn, &all).await.unwrap()),
+        vec![
+            ("a@x".to_owned(), Some("id-a".to_owned())),
+            ("b@x".to_owned(), None),
+        ]
+    );
+}
+
+async fn the_whole_mirror_reads_back_per_list(db: TestDatabase) {
+    let store = open(&db).await;
+    for list in ["a", "b"] {
+        store
+            .upsert_group(&ManagedGroup {
+                list: list.to_owned(),
+                group_id: format!("g-{list}"),
+                family: "modules".to_owned(),
+                origin: GroupOrigin::Created,
+                mail_nickname: list.to_owned(),
+                tagged: true,
+            })
+            .await
+            .unwrap();
+    }
+    store
+        .replace_members("a", &["m2".to_owned(), "m1".to_owned()])
+        .await
+        .unwrap();
+    store
+        .replace_members("b", &["m3".to_owned()])
+        .await
+        .unwrap();
+    let mirror = store.mirror().await.unwrap();
+    assert_eq!(mirror["a"], vec!["m1".to_owned(), "m2".to_owned()]);
+    assert_eq!(mirror["b"], vec!["m3".to_owned()]);
+    assert_eq!(mirror.len(), 2);
 }
