@@ -145,6 +145,14 @@ pub struct GraphConfig {
     /// Requests in flight at once, across all lists.
     #[serde(default = "default_max_concurrency")]
     pub max_concurrency: usize,
+    /// How long one request keeps being retried (throttling, 5xx, dropped connections) before
+    /// its operation is left pending for the next run.
+    #[serde(default = "default_max_retry_time", with = "humantime_serde")]
+    pub max_retry_time: Duration,
+}
+
+fn default_max_retry_time() -> Duration {
+    Duration::from_secs(300)
 }
 
 fn default_graph_endpoint() -> String {

@@ -89,6 +89,12 @@ impl Config {
             ] {
                 check_graph_url(value).map_err(|m| err(format!("graph.{key}"), m))?;
             }
+            if graph.max_retry_time.is_zero() {
+                return Err(err(
+                    "graph.max_retry_time".into(),
+                    "must be longer than zero (e.g. \"5m\")".to_owned(),
+                ));
+            }
             if graph.max_concurrency == 0 || graph.max_concurrency > 64 {
                 return Err(err(
                     "graph.max_concurrency".into(),
