@@ -4,3 +4,6 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod directory;
+pub mod graph;
+pub mod tenant;

@@ -1,0 +1,275 @@
+//! What a full build and a no-change run cost against the sandbox tenant, in wall time and
+//! Microsoft Graph round trips, with throttling off.
+//!
+//! `cargo bench --bench reconcile` builds the large university (40,000 students, 3,000 lists,
+//! 300,000 memberships) into an empty tenant with the release binary and an SQLite state file,
+//! then runs again with nothing to change. `ROLLCALL_BENCH_SMOKE=1 cargo bench --bench
+//! reconcile` (or `-- --smoke`) does the same with the small university in seconds, for CI;
+//! `ROLLCALL_BENCH_SMOKE=1 cargo test --bench reconcile` runs that in the test profile.
+//!
+//! Writes are the physical limit (GRAPH.md: ~20 write requests a second per app), so the
+//! table compares the build's write round trips (`POST /$batch` plus `POST /groups`) with the
+//! least a client can do: one batch of 20 PATCHes of 20 members per 400 adds, plus one
+//! create per group, ceil(adds / 400) + creations. The target is within 10 % of that.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use rollcall::generate::{GenerateOptions, Size, generate};
+use rollcall::sandbox::{Faults, Sandbox, SandboxHandle, SandboxOptions};
+use serde_json::Value;
+
+/// The environment variable the generated config names for the client secret.
+const SECRET_VAR: &str = "ROLLCALL_BENCH_GRAPH_SECRET";
+/// Members a client can add per `$batch`: 20 PATCHes of 20 `members@odata.bind` each.
+const ADDS_PER_BATCH: u64 = 400;
+/// How far write round trips may exceed the least possible.
+const TARGET: f64 = 1.10;
+
+fn main() -> anyhow::Result<()> {
+    let smoke = std::env::args().any(|a| a == "--smoke")
+        || std::env::var("ROLLCALL_BENCH_SMOKE").is_ok_and(|v| !v.is_empty() && v != "0");
+    let size = if smoke { Size::Small } else { Size::Large };
+    let mut table = Table::default();
+
+    let dir = tempfile::tempdir().context("a temporary folder")?;
+    let university = generate(&GenerateOptions::for_size(size, 42));
+    university
+        .write(dir.path())
+        .context("writing the university's sources")?;
+    let counts = university.counts();
+    table.row(
+        "university",
+        format!(
+            "{size:?}: {} people, {} lists, {} memberships",
+            counts.students + counts.staff,
+            counts.lists,
+            counts.memberships
+        ),
+    );
+
+    // The sandbox gets a runtime (and so a core) of its own; this thread waits on rollcall.
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("sandbox-server")
+        .enable_all()
+        .build()?;
+    let sandbox = server.block_on(Sandbox::start(SandboxOptions {
+        seed: university.sandbox_seed(),
+        faults: Faults {
+            throttling: false,
+            ..Faults::default()
+        },
+        ..SandboxOptions::default()
+    }))?;
+    drop(university);
+    let config = write_config(dir.path(), &sandbox)?;
+
+    let result = measure(&config, &sandbox, &mut table);
+    server.block_on(sandbox.shutdown());
+    result?;
+    table.print();
+    Ok(())
+}
+
+fn measure(config: &Path, sandbox: &SandboxHandle, table: &mut Table) -> anyhow::Result<()> {
+    let plan = rollcall(config, &["plan", "--output", "json"])?;
+    let plan: Value = serde_json::from_str(&plan.stdout).context("the plan's JSON")?;
+    let total = |name: &str| {
+        plan["plan"]["totals"][name]
+            .as_u64()
+            .with_context(|| format!("the plan has no total `{name}`"))
+    };
+    let (adds, creates) = (total("adds")?, total("creates")?);
+    table.row(
+        "plan",
+        format!("{creates} groups to create, {adds} members to add"),
+    );
+
+    let before = Counters::read(sandbox);
+    let build = rollcall(config, &["run"])?;
+    let built = Counters::read(sandbox);
+    let second = rollcall(config, &["run"])?;
+    let after = Counters::read(sandbox);
+
+    let build_counts = built.since(&before);
+    let least = adds.div_ceil(ADDS_PER_BATCH) + creates;
+    let ratio = build_counts.write_round_trips as f64 / least.max(1) as f64;
+    table.row(
+        "full build",
+        format!("{:.2} s", build.elapsed.as_secs_f64()),
+    );
+    table.row("  HTTP round trips", build_counts.round_trips.to_string());
+    table.row(
+        "  write round trips (POST /$batch + POST /groups)",
+        build_counts.write_round_trips.to_string(),
+    );
+    // The same, counted from the write requests: creates go alone, the rest 20 per batch.
+    let by_requests =
+        (build_counts.write_requests - build_counts.creates).div_ceil(20) + build_counts.creates;
+    table.row(
+        "  write requests (inner ones included)",
+        format!(
+            "{}, i.e. {by_requests} round trips at 20 per batch (ratio {:.3})",
+            build_counts.write_requests,
+            by_requests as f64 / least.max(1) as f64
+        ),
+    );
+    table.row(
+        "  writes accepted (members bound, groups, tags)",
+        build_counts.writes.to_string(),
+    );
+    table.row(
+        "  least write round trips: ceil(adds/400) + creations",
+        least.to_string(),
+    );
+    table.row(
+        "  ratio to the least",
+        format!(
+            "{ratio:.3} ({} the 10 % target)",
+            if ratio <= TARGET { "within" } else { "OUTSIDE" }
+        ),
+    );
+
+    let second_counts = after.since(&built);
+    table.row(
+        "no-change run",
+        format!("{:.2} s", second.elapsed.as_secs_f64()),
+    );
+    table.row("  HTTP round trips", second_counts.round_trips.to_string());
+    table.row("  write requests", second_counts.write_requests.to_string());
+    if second_counts.write_requests > 0 {
+        bail!(
+            "the second run sent {} write requests: the build did not converge",
+            second_counts.write_requests
+        );
+    }
+    Ok(())
+}
+
+/// Writes the config for the sources `University::write` put in `dir`, the sandbox, and an
+/// SQLite state file beside them.
+fn write_config(dir: &Path, sandbox: &SandboxHandle) -> anyhow::Result<std::path::PathBuf> {
+    let quote = |text: &str| toml::Value::String(text.to_owned()).to_string();
+    let sources = std::fs::read_to_string(dir.join("rollcall.toml"))
+        .context("the generated rollcall.toml")?;
+    let defaults = SandboxOptions::default();
+    let config = format!(
+        "[state]\n\
+         url = {}\n\
+         \n[graph]\n\
+         tenant_id = {}\n\
+         client_id = {}\n\
+         client_secret_env = {}\n\
+         endpoint = {}\n\
+         authority = {}\n\
+         \n{sources}",
+        quote(&format!("sqlite://{}", dir.join("state.db").display())),
+        quote(&defaults.tenant_id),
+        quote(&defaults.client_id),
+        quote(SECRET_VAR),
+        quote(&sandbox.graph_url()),
+        quote(&sandbox.authority()),
+    );
+    let path = dir.join("bench.toml");
+    std::fs::write(&path, config).context("writing the benchmark's config")?;
+    Ok(path)
+}
+
+/// One finished command.
+struct Ran {
+    stdout: String,
+    elapsed: Duration,
+}
+
+/// Runs `rollcall --config CONFIG ARGS…`; anything but exit 0 ends the benchmark, since its
+/// numbers would mean nothing.
+fn rollcall(config: &Path, args: &[&str]) -> anyhow::Result<Ran> {
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_rollcall"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env(SECRET_VAR, SandboxOptions::default().client_secret)
+        .env_remove("ROLLCALL_CONFIG")
+        .output()
+        .with_context(|| format!("starting `rollcall {}`", args.join(" ")))?;
+    let elapsed = started.elapsed();
+    if !output.status.success() {
+        bail!(
+            "`rollcall {}` failed ({}):\n{}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(Ran {
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        elapsed,
+    })
+}
+
+/// The sandbox counters the table reports.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    round_trips: u64,
+    write_round_trips: u64,
+    creates: u64,
+    write_requests: u64,
+    writes: u64,
+}
+
+impl Counters {
+    fn read(sandbox: &SandboxHandle) -> Counters {
+        let stats = sandbox.stats();
+        let counter = |name: &str| stats[name].as_u64().unwrap_or(0);
+        // Every reply to an outer request, whatever its status.
+        let served = |route: &str| -> u64 {
+            stats["requests"][route].as_object().map_or(0, |statuses| {
+                statuses.values().filter_map(Value::as_u64).sum()
+            })
+        };
+        Counters {
+            round_trips: counter("round_trips"),
+            write_round_trips: served("POST /$batch") + served("POST /groups"),
+            creates: served("POST /groups"),
+            write_requests: counter("write_requests"),
+            writes: counter("writes"),
+        }
+    }
+
+    fn since(&self, earlier: &Counters) -> Counters {
+        Counters {
+            round_trips: self.round_trips - earlier.round_trips,
+            write_round_trips: self.write_round_trips - earlier.write_round_trips,
+            creates: self.creates - earlier.creates,
+            write_requests: self.write_requests - earlier.write_requests,
+            writes: self.writes - earlier.writes,
+        }
+    }
+}
+
+/// A two-column table printed at the end.
+#[derive(Default)]
+struct Table(Vec<(String, String)>);
+
+impl Table {
+    fn row(&mut self, name: &str, value: String) {
+        self.0.push((name.to_owned(), value));
+    }
+
+    fn print(&self) {
+        let width = self
+            .0
+            .iter()
+            .map(|(n, _)| n.chars().count())
+            .max()
+            .unwrap_or(0);
+        println!("\nreconcile benchmark (sandbox tenant, throttling off, SQLite state)");
+        for (name, value) in &self.0 {
+            println!("  {name:<width$}  {value}");
+        }
+    }
+}

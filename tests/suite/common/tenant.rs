@@ -1,0 +1,382 @@
+//! One end-to-end scenario's world: a generated university written as source CSVs, the
+//! sandbox tenant seeded with its accounts, a state database, and a config that ties them
+//! together; plus the `rollcall` binary run against it, black-box.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use rollcall::config::DatabaseUrl;
+use rollcall::generate::{Churn, GenerateOptions, University, generate};
+use rollcall::sandbox::{Faults, Sandbox, SandboxHandle, SandboxOptions, Seed, SeedGroup};
+use rollcall::store::{RunId, Store};
+use serde_json::Value;
+
+use super::db::TestDatabase;
+use super::directory::{self, Desired};
+
+/// Students in a scenario's university: 30 lists and about 3,000 memberships, so that every
+/// run takes seconds.
+pub const STUDENTS: u32 = 400;
+
+/// The environment variable the config names for the client secret.
+const SECRET_VAR: &str = "ROLLCALL_TEST_GRAPH_SECRET";
+
+/// How long one command may take before the test gives up on it.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The nickname of a group another team runs, present in every scenario (the generator's own
+/// groups of other teams appear only in a drifted tenant).
+pub const OTHER_TEAMS_GROUP: &str = "lunchtime-chess-club";
+
+/// What a scenario's tenant starts as.
+#[derive(Debug, Clone)]
+pub struct TenantOptions {
+    /// The university (its seed, size and whether the tenant has drifted groups).
+    pub university: GenerateOptions,
+    /// The sandbox's knobs; throttling is off unless a scenario turns it on.
+    pub faults: Faults,
+    /// Overrides the generated families' `adopt_existing` (on for a drifted tenant).
+    pub adopt_existing: Option<bool>,
+}
+
+impl TenantOptions {
+    /// A small university, a tenant with its accounts and one group of another team, no
+    /// throttling and no faults.
+    pub fn new() -> TenantOptions {
+        TenantOptions {
+            university: GenerateOptions {
+                students: STUDENTS,
+                seed: 2026,
+                drift: false,
+            },
+            faults: calm(),
+            adopt_existing: None,
+        }
+    }
+
+    /// The tenant also holds groups left by an earlier updater under some lists' nicknames
+    /// (with drifted members) and groups of other teams.
+    pub fn drifted(mut self) -> TenantOptions {
+        self.university.drift = true;
+        self
+    }
+
+    /// Sets the families' `adopt_existing`.
+    pub fn adopt_existing(mut self, adopt: bool) -> TenantOptions {
+        self.adopt_existing = Some(adopt);
+        self
+    }
+
+    /// Sets the sandbox's knobs.
+    pub fn faults(mut self, faults: Faults) -> TenantOptions {
+        self.faults = faults;
+        self
+    }
+}
+
+/// Knobs for a well-behaved tenant: no throttling, no faults.
+pub fn calm() -> Faults {
+    Faults {
+        throttling: false,
+        ..Faults::default()
+    }
+}
+
+/// A running scenario.
+#[derive(Debug)]
+pub struct Tenant {
+    /// The sandbox tenant.
+    pub sandbox: SandboxHandle,
+    /// The university the sources describe (changes with [`Tenant::churn`]).
+    pub university: University,
+    /// What every list should hold, for the current sources.
+    pub desired: Desired,
+    /// The sandbox's state when the scenario started.
+    pub initial: Seed,
+    /// Groups rollcall must leave exactly as they were, by id.
+    pub untouchable: BTreeMap<String, SeedGroup>,
+    /// The config file.
+    pub config: PathBuf,
+    options: TenantOptions,
+    db: TestDatabase,
+    dir: tempfile::TempDir,
+}
+
+impl Tenant {
+    /// Generates the university, writes its sources and the config, and starts the sandbox
+    /// seeded with its accounts (and drifted groups, if asked) plus [`OTHER_TEAMS_GROUP`].
+    pub async fn start(db: TestDatabase, options: TenantOptions) -> Tenant {
+        let university = generate(&options.university);
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        university
+            .write(dir.path())
+            .expect("the university's sources are written");
+        let mut seed = university.sandbox_seed();
+        seed.groups.push(other_teams_group(&seed));
+        let sandbox = Sandbox::start(SandboxOptions {
+            seed,
+            faults: options.faults.clone(),
+            ..SandboxOptions::default()
+        })
+        .await
+        .expect("the sandbox starts");
+        let initial = sandbox.state();
+        let desired = Desired::of(&university, &initial);
+        let untouchable = directory::untouchable(&initial, &desired, &BTreeSet::new());
+        let tenant = Tenant {
+            sandbox,
+            university,
+            desired,
+            initial,
+            untouchable,
+            config: dir.path().join("e2e.toml"),
+            options,
+            db,
+            dir,
+        };
+        tenant.write_config();
+        tenant
+    }
+
+    /// Writes the config: the state database, the sandbox, and the university's families and
+    /// sources.
+    fn write_config(&self) {
+        let quote = |text: &str| toml::Value::String(text.to_owned()).to_string();
+        let mut sources = self.university.config_toml(self.dir.path());
+        if let Some(adopt) = self.options.adopt_existing {
+            let generated = format!("adopt_existing = {}", self.options.university.drift);
+            assert!(
+                sources.contains(&generated),
+                "the generated config has no `{generated}` line to override:\n{sources}"
+            );
+            sources = sources.replace(&generated, &format!("adopt_existing = {adopt}"));
+        }
+        let config = format!(
+            "[state]\n\
+             url = {}\n\
+             \n[graph]\n\
+             tenant_id = {}\n\
+             client_id = {}\n\
+             client_secret_env = {}\n\
+             endpoint = {}\n\
+             authority = {}\n\
+             \n{sources}",
+            quote(&self.db.url),
+            quote(&SandboxOptions::default().tenant_id),
+            quote(&SandboxOptions::default().client_id),
+            quote(SECRET_VAR),
+            quote(&self.sandbox.graph_url()),
+            quote(&self.sandbox.authority()),
+        );
+        std::fs::write(&self.config, config).expect("the config is written");
+    }
+
+    /// Changes about `fraction` of the enrolments and opens a module (a typical day), and
+    /// rewrites the sources and config to match.
+    pub fn churn(&mut self, fraction: f64, seed: u64) -> Churn {
+        let churn = self.university.apply_churn(fraction, seed);
+        self.university
+            .write(self.dir.path())
+            .expect("the changed sources are written");
+        self.write_config();
+        self.desired = Desired::of(&self.university, &self.sandbox.state());
+        churn
+    }
+
+    /// Runs `rollcall --config <config> ARGS…` to its end.
+    pub async fn rollcall(&self, args: &[&str]) -> Ran {
+        self.rollcall_within(args, COMMAND_TIMEOUT).await
+    }
+
+    /// Runs `rollcall --config <config> ARGS…`, killing it and failing the test after
+    /// `timeout`.
+    pub async fn rollcall_within(&self, args: &[&str], timeout: Duration) -> Ran {
+        let command = format!("rollcall {}", args.join(" "));
+        let output = tokio::time::timeout(timeout, self.command(args).output())
+            .await
+            .unwrap_or_else(|_| panic!("`{command}` did not end within {timeout:?}"))
+            .unwrap_or_else(|e| panic!("`{command}` could not be started: {e}"));
+        Ran {
+            command,
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// The command line for `rollcall --config <config> ARGS…`, as a tokio process so that
+    /// waiting for it never blocks the runtime the in-process sandbox serves on; the child
+    /// is killed if the test drops it.
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollcall"));
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env(SECRET_VAR, SandboxOptions::default().client_secret)
+            .env_remove("ROLLCALL_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+
+    /// A sandbox counter; panics if the sandbox does not report it.
+    #[track_caller]
+    pub fn stat(&self, name: &str) -> u64 {
+        let stats = self.sandbox.stats();
+        stats[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("the sandbox stats have no counter `{name}`: {stats}"))
+    }
+
+    /// The state store rollcall uses.
+    pub async fn store(&self) -> Store {
+        Store::open(&DatabaseUrl::new(self.db.url.clone()))
+            .await
+            .expect("the state database opens")
+    }
+
+    /// Pending journal operations across every run.
+    pub async fn pending_operations(&self) -> i64 {
+        let store = self.store().await;
+        let pending = store
+            .pending_everywhere()
+            .await
+            .expect("the journal can be counted");
+        store.close().await;
+        pending
+    }
+
+    /// The newest recorded run.
+    pub async fn last_run(&self) -> RunId {
+        let store = self.store().await;
+        let runs = store.recent_runs(1).await.expect("the runs can be listed");
+        store.close().await;
+        runs.first()
+            .unwrap_or_else(|| panic!("the state database records no run"))
+            .id
+    }
+
+    /// Panics unless every list holds exactly its desired members in one group, tagged as
+    /// managed, and nothing else changed (see [`Tenant::finish`]).
+    #[track_caller]
+    pub fn assert_converged(&self, when: &str) {
+        self.assert_converged_except(&BTreeSet::new(), when);
+    }
+
+    /// [`Tenant::assert_converged`] for every list outside `skip`.
+    #[track_caller]
+    pub fn assert_converged_except(&self, skip: &BTreeSet<String>, when: &str) {
+        let state = self.sandbox.state();
+        directory::assert_no_duplicate_groups(&state, when);
+        directory::assert_converged(&state, &self.desired, skip, when);
+        directory::assert_tagged(
+            &state,
+            &self.desired,
+            self.desired.lists.keys().filter(|l| !skip.contains(*l)),
+        );
+        directory::assert_untouched(&self.untouchable, &state, when);
+    }
+
+    /// What every scenario ends with: no duplicate groups, the groups rollcall does not
+    /// manage unchanged, and never a `DELETE …/members/{id}` without `/$ref`.
+    #[track_caller]
+    pub fn finish(&self) {
+        let state = self.sandbox.state();
+        directory::assert_no_duplicate_groups(&state, "at the end");
+        directory::assert_untouched(&self.untouchable, &state, "at the end");
+        assert_eq!(
+            self.stat("member_deletes_without_ref"),
+            0,
+            "rollcall sent DELETE …/members/{{id}} without /$ref, which deletes the user"
+        );
+    }
+
+    /// Adds the groups that held `nicknames` when the scenario started to those rollcall must
+    /// leave exactly as they were.
+    pub fn protect(&mut self, nicknames: &BTreeSet<String>) {
+        self.untouchable.extend(directory::untouchable(
+            &self.initial,
+            &self.desired,
+            nicknames,
+        ));
+    }
+
+    /// The id of the group holding `nickname`.
+    #[track_caller]
+    pub fn group_id(&self, nickname: &str) -> String {
+        self.sandbox
+            .state()
+            .groups
+            .into_iter()
+            .find(|g| g.mail_nickname == nickname)
+            .and_then(|g| g.id)
+            .unwrap_or_else(|| panic!("the sandbox has no group {nickname}"))
+    }
+}
+
+/// A group another team runs, holding a few people who are also on rollcall's lists.
+fn other_teams_group(seed: &Seed) -> SeedGroup {
+    SeedGroup {
+        id: Some("0ddba11c-0000-4000-8000-000000000001".to_owned()),
+        display_name: "Lunchtime Chess Club".to_owned(),
+        mail_nickname: OTHER_TEAMS_GROUP.to_owned(),
+        description: Some("Run by the chess society, not by rollcall".to_owned()),
+        group_types: vec!["Unified".to_owned()],
+        mail_enabled: true,
+        security_enabled: false,
+        members: seed.users.iter().take(7).map(|u| u.id.clone()).collect(),
+        extensions: Vec::new(),
+    }
+}
+
+/// A finished `rollcall` command.
+#[derive(Debug)]
+pub struct Ran {
+    /// The command line, for messages.
+    pub command: String,
+    /// The exit code (`None` when a signal ended it).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Ran {
+    /// Panics, showing the output, unless the command exited with `code`.
+    #[track_caller]
+    pub fn expect(&self, code: i32) -> &Ran {
+        assert!(
+            self.code == Some(code),
+            "`{}` exited with {:?}, expected {code}\n--- stdout (end) ---\n{}\n--- stderr (end) ---\n{}",
+            self.command,
+            self.code,
+            tail(&self.stdout),
+            tail(&self.stderr)
+        );
+        self
+    }
+
+    /// Standard output as JSON.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "`{}` printed no JSON ({e}):\n{}",
+                self.command,
+                tail(&self.stdout)
+            )
+        })
+    }
+}
+
+/// The last 40 lines of `text`.
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
