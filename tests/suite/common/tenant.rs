@@ -162,6 +162,7 @@ impl Tenant {
              client_secret_env = {}\n\
              endpoint = {}\n\
              authority = {}\n\
+             max_retry_time = \"15s\"\n\
              \n{sources}",
             quote(&self.db.url),
             quote(&SandboxOptions::default().tenant_id),
