@@ -1,36 +1,33 @@
 //! Microsoft Graph, as rollcall uses it: the directory behind a small client.
 //!
-//! INTERFACE SKELETON: the engine (`src/reconcile/`) is written against exactly these
-//! signatures; the graph branch replaces every body.
+//! Requests travel through graph-rs-sdk; everything GRAPH.md says graph-rs-sdk does not do
+//! is rollcall's own and lives here: signing in against the configured authority
+//! (`auth`), one retry policy and the shared throttle (`retry`), bounded concurrency and
+//! the retry loop (`transport`), `$batch` packing with per-request retries (`batch`),
+//! paging (`pages`), and the membership writes (`write`).
+
+mod auth;
+mod batch;
+mod error;
+mod groups;
+mod pages;
+mod retry;
+mod transport;
+mod users;
+mod write;
+
+use std::sync::Arc;
+
+pub use error::GraphError;
+pub use retry::RetryPolicy;
 
 use crate::config::{GraphConfig, MemberKey};
 use crate::plan::ObjectId;
+use auth::{Credentials, SignIn};
+use transport::Transport;
 
 /// The name of the open extension that marks a group as managed by rollcall.
 pub const MANAGED_EXTENSION: &str = "org.rollcall.managed";
-
-/// A failure talking to Microsoft Graph.
-#[derive(Debug, thiserror::Error)]
-pub enum GraphError {
-    /// Placeholder.
-    #[error("{0}")]
-    Other(String),
-    /// The stored delta link expired: start over with a full read.
-    #[error("delta link expired")]
-    DeltaExpired,
-}
-
-impl GraphError {
-    /// Whether trying again later may succeed.
-    pub fn is_transient(&self) -> bool {
-        unimplemented!()
-    }
-
-    /// Whether Graph said the group (or member) does not exist.
-    pub fn is_not_found(&self) -> bool {
-        unimplemented!()
-    }
-}
 
 /// The `org.rollcall.managed` extension's custom properties.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,11 +71,11 @@ pub struct GroupSpec {
 pub struct DirectoryUser {
     /// Object id.
     pub id: ObjectId,
-    /// userPrincipalName.
+    /// userPrincipalName, lower-case (as `MemberKey::normalize` makes it).
     pub user_principal_name: Option<String>,
-    /// mail.
+    /// mail, lower-case.
     pub mail: Option<String>,
-    /// employeeId.
+    /// employeeId, trimmed.
     pub employee_id: Option<String>,
     /// Delta only: the user was deleted (or left the scope).
     pub removed: bool,
@@ -133,71 +130,96 @@ pub enum Write {
 /// Counters of what the client sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GraphStats {
-    /// HTTP requests sent.
+    /// HTTP requests sent (a `$batch` counts once; token requests included).
     pub requests: u64,
-    /// Requests retried.
+    /// Requests retried (outer and batch-inner ones).
     pub retries: u64,
-    /// 429s received.
+    /// 429s received (outer and batch-inner ones).
     pub throttled: u64,
+    /// Requests carried inside `$batch`es.
+    pub batched: u64,
+    /// Token requests sent to the authority.
+    pub token_requests: u64,
 }
 
-/// The Microsoft Graph client.
+/// The Microsoft Graph client. Clones share one connection pool, token, throttle and
+/// concurrency limit.
 #[derive(Debug, Clone)]
-pub struct GraphClient;
+pub struct GraphClient {
+    transport: Arc<Transport>,
+}
 
 impl GraphClient {
     /// Connects: checks endpoint and authority, reads the secret, fetches a first token.
-    pub async fn connect(_config: &GraphConfig) -> Result<GraphClient, GraphError> {
-        unimplemented!()
+    pub async fn connect(config: &GraphConfig) -> Result<GraphClient, GraphError> {
+        let policy = RetryPolicy {
+            max_elapsed: config.max_retry_time,
+            ..RetryPolicy::default()
+        };
+        GraphClient::connect_with(config, policy).await
+    }
+
+    /// Connects with a retry policy other than the production default (tests, rehearsals).
+    pub async fn connect_with(
+        config: &GraphConfig,
+        policy: RetryPolicy,
+    ) -> Result<GraphClient, GraphError> {
+        let credentials = Credentials::from_config(config)?;
+        let sign_in = SignIn::new(credentials, &policy)?;
+        let transport = Transport::new(sign_in, policy, config.max_concurrency);
+        transport.sign_in().await?;
+        Ok(GraphClient {
+            transport: Arc::new(transport),
+        })
     }
 
     /// What the client sent so far.
     pub fn stats(&self) -> GraphStats {
-        unimplemented!()
+        self.transport.counters.snapshot()
     }
 
     /// One `/users/delta` round: from `link`, or a full read when `None`.
-    pub async fn users_delta(&self, _link: Option<&str>) -> Result<UsersDelta, GraphError> {
-        unimplemented!()
+    pub async fn users_delta(&self, link: Option<&str>) -> Result<UsersDelta, GraphError> {
+        users::users_delta(&self.transport, link).await
     }
 
     /// Looks people up one key at a time (batched); keys with no account are absent.
     pub async fn find_users(
         &self,
-        _kind: MemberKey,
-        _values: &[String],
+        kind: MemberKey,
+        values: &[String],
     ) -> Result<Vec<DirectoryUser>, GraphError> {
-        unimplemented!()
+        users::find_users(&self.transport, kind, values).await
     }
 
     /// Every group in the tenant with its tag.
     pub async fn groups(&self) -> Result<Vec<DirectoryGroup>, GraphError> {
-        unimplemented!()
+        groups::groups(&self.transport).await
     }
 
     /// The group with this mailNickname, if any.
     pub async fn find_group(
         &self,
-        _mail_nickname: &str,
+        mail_nickname: &str,
     ) -> Result<Option<DirectoryGroup>, GraphError> {
-        unimplemented!()
+        groups::find_group(&self.transport, mail_nickname).await
     }
 
     /// Finds the group by nickname, or creates it.
     pub async fn ensure_group(
         &self,
-        _spec: &GroupSpec,
+        spec: &GroupSpec,
     ) -> Result<(DirectoryGroup, Ensured), GraphError> {
-        unimplemented!()
+        groups::ensure_group(&self.transport, spec).await
     }
 
     /// Every user member of each group, every page read; one result per group, same order.
-    pub async fn members_of(&self, _groups: &[String]) -> Vec<Result<Vec<ObjectId>, GraphError>> {
-        unimplemented!()
+    pub async fn members_of(&self, groups: &[String]) -> Vec<Result<Vec<ObjectId>, GraphError>> {
+        groups::members_of(&self.transport, groups).await
     }
 
     /// Sends writes packed into `$batch`; one outcome per write, in input order.
-    pub async fn write(&self, _writes: &[Write]) -> Vec<Result<(), GraphError>> {
-        unimplemented!()
+    pub async fn write(&self, writes: &[Write]) -> Vec<Result<(), GraphError>> {
+        write::write(&self.transport, writes).await
     }
 }

@@ -44,6 +44,10 @@ pub struct Counters {
     pub member_deletes_without_ref: u64,
     /// Resource units charged, throttled requests included.
     pub resource_units: u64,
+    /// Requests that arrived while a `Retry-After` the sandbox gave was still running (and
+    /// too long after that 429 went out to have been in flight already): a client bug that
+    /// must stay at 0.
+    pub early_requests: u64,
 }
 
 /// The counters behind a lock held only to bump a few numbers.

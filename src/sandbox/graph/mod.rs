@@ -68,6 +68,47 @@ pub enum Outcome {
     Drop,
 }
 
+/// How long after a 429 went out a request may still arrive without counting as early.
+///
+/// The sandbox cannot see when a client sent a request, only when it arrived. A request the
+/// client sent before it could read the 429 (in flight on another connection, or queued
+/// behind the throttled one while the sandbox was busy with it) arrives shortly after the
+/// 429 was answered and is no fault of the client's; anything later was sent by a client
+/// that knew, or should have known, that the scope was throttled. 50 ms is far more than a
+/// loopback hop and a queued request or two take, and far less than the `Retry-After`
+/// values a throttled bucket gives at time scales that tests use to check this.
+const IN_FLIGHT_GRACE: Duration = Duration::from_millis(50);
+
+/// The `Retry-After` currently running for the app+tenant scope.
+#[derive(Debug, Clone, Copy)]
+struct RetryWindow {
+    /// When the latest reply carrying a 429 went out.
+    answered: Instant,
+    /// When the longest `Retry-After` given runs out.
+    until: Instant,
+}
+
+/// The longest `Retry-After` of the 429s in a reply: its own, or its batch responses'.
+fn longest_retry_after(reply: &Reply) -> Option<Duration> {
+    let seconds = |value: &str| value.parse::<f64>().ok().map(Duration::from_secs_f64);
+    if reply.status == 429 {
+        return reply
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
+            .and_then(|(_, value)| seconds(value));
+    }
+    let Some(request::ReplyBody::Json(body)) = &reply.body else {
+        return None;
+    };
+    body["responses"]
+        .as_array()?
+        .iter()
+        .filter(|response| response["status"] == 429)
+        .filter_map(|response| response["headers"]["Retry-After"].as_str().and_then(seconds))
+        .max()
+}
+
 /// What the gate decided for one request.
 enum Gate {
     Pass { cost: u32, near_limit: Option<u32> },
@@ -90,6 +131,8 @@ pub struct Tenant {
     accepted_writes: AtomicU64,
     /// The accepted-write count after which every request is dropped.
     drop_after: Mutex<Option<u64>>,
+    /// The `Retry-After` running now, for counting early requests.
+    retry_window: Mutex<Option<RetryWindow>>,
 }
 
 impl Tenant {
@@ -105,6 +148,7 @@ impl Tenant {
             stats: Stats::default(),
             accepted_writes: AtomicU64::new(0),
             drop_after: Mutex::new(None),
+            retry_window: Mutex::new(None),
         };
         tenant.set_faults(faults);
         tenant
@@ -121,6 +165,7 @@ impl Tenant {
         *self.dice.lock().expect("dice lock") = Dice::new(faults.seed);
         *self.throttle.lock().expect("throttle lock") =
             Throttle::new(faults.tenant_size, faults.time_scale);
+        *self.retry_window.lock().expect("retry window lock") = None;
         *self.drop_after.lock().expect("drop lock") = faults
             .drop_after_writes
             .map(|n| self.accepted_writes.load(Ordering::SeqCst) + n);
@@ -165,6 +210,40 @@ impl Tenant {
             });
             return Outcome::Reply(reply);
         }
+        self.note_arrival(Instant::now());
+        let outcome = self.serve_graph(request).await;
+        if let Outcome::Reply(reply) = &outcome
+            && let Some(retry_after) = longest_retry_after(reply)
+        {
+            self.note_answered(retry_after);
+        }
+        outcome
+    }
+
+    /// Counts a request that arrived while a `Retry-After` was running, past the grace.
+    fn note_arrival(&self, arrived: Instant) {
+        let window = *self.retry_window.lock().expect("retry window lock");
+        if let Some(window) = window
+            && arrived > window.answered + IN_FLIGHT_GRACE
+            && arrived < window.until
+        {
+            self.stats.update(|s| s.early_requests += 1);
+        }
+    }
+
+    /// Records a reply carrying 429s (outer or inside a batch) going out now: the scope is
+    /// closed until the longest of their `Retry-After`s has run, counted from now.
+    fn note_answered(&self, retry_after: Duration) {
+        let now = Instant::now();
+        let mut window = self.retry_window.lock().expect("retry window lock");
+        let until = now + retry_after;
+        *window = Some(RetryWindow {
+            answered: now,
+            until: window.map_or(until, |w| w.until.max(until)),
+        });
+    }
+
+    async fn serve_graph(&self, request: IncomingRequest) -> Outcome {
         if self.interrupted() {
             self.stats.update(|s| s.faults.dropped += 1);
             return Outcome::Drop;

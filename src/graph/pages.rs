@@ -1,0 +1,83 @@
+//! rollcall's own paging loop: every page retried on its own, links followed as given, and a
+//! listing that ends early an error, never "fewer items" (GRAPH.md, graph-rs-sdk section).
+
+use serde_json::Value;
+
+use super::error::{GraphError, is_delta_expired};
+use super::transport::{Reply, Request, Transport};
+
+/// The largest page Graph serves (`$top`).
+pub(crate) const MAX_PAGE: &str = "999";
+
+/// Reads every page after `first` (whose reply is already in hand), handing each page's
+/// items to `take`; returns the round's `@odata.deltaLink`, if the listing has one.
+pub(crate) async fn follow(
+    transport: &Transport,
+    first: Request,
+    reply: Reply,
+    mut take: impl FnMut(Vec<Value>) -> Result<(), GraphError>,
+) -> Result<Option<String>, GraphError> {
+    let mut request = first;
+    let mut reply = reply;
+    loop {
+        let (items, next, delta) = page(transport, &request, reply)?;
+        take(items)?;
+        match next {
+            None => return Ok(delta),
+            Some(next) => {
+                request = next;
+                reply = transport.send(&request).await?;
+            }
+        }
+    }
+}
+
+/// Every item of a listing, from its first request.
+pub(crate) async fn list_all(transport: &Transport, first: Request) -> Result<Vec<Value>, GraphError> {
+    let reply = transport.send(&first).await?;
+    let mut all = Vec::new();
+    follow(transport, first, reply, |items| {
+        all.extend(items);
+        Ok(())
+    })
+    .await?;
+    Ok(all)
+}
+
+/// One page: its items, the request for the next page, and the delta link.
+fn page(
+    transport: &Transport,
+    request: &Request,
+    mut reply: Reply,
+) -> Result<(Vec<Value>, Option<Request>, Option<String>), GraphError> {
+    if is_delta(request) && is_delta_expired(reply.status, &reply.body) {
+        return Err(GraphError::DeltaExpired);
+    }
+    if !reply.is_success() {
+        return Err(reply.error(request));
+    }
+    let Value::Array(items) = reply.body["value"].take() else {
+        return Err(GraphError::Other(format!(
+            "{}: a page without a `value` array; the listing is incomplete, so nothing is \
+             concluded from it",
+            request.describe()
+        )));
+    };
+    let next = match reply.body["@odata.nextLink"].as_str() {
+        None => None,
+        Some(link) => Some(Request::get(transport.link(link).ok_or_else(|| {
+            GraphError::Other(format!(
+                "{}: the next-page link does not point at `graph.endpoint`; rollcall does not \
+                 send its token elsewhere",
+                request.describe()
+            ))
+        })?)),
+    };
+    let delta = reply.body["@odata.deltaLink"].as_str().map(str::to_owned);
+    Ok((items, next, delta))
+}
+
+fn is_delta(request: &Request) -> bool {
+    let path = request.url.path();
+    path.ends_with("/delta") || path.ends_with("/delta()")
+}

@@ -1,0 +1,335 @@
+//! The retry policy, in one place: which failures are tried again, how long to wait first,
+//! when to give up, and the throttle every request passes (GRAPH.md "Throttling").
+//!
+//! Throttling is expected, not an error: a 429 closes the [`Throttle`] for the whole client
+//! (the app+tenant is one scope) until its `Retry-After` has passed, and only the total-time
+//! cap ends a throttled request's retries. Faults (503/504, dropped connections, timeouts,
+//! a group Graph has not replicated yet) count against the attempts cap as well.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+use tokio::time::Instant;
+
+/// How often and how long rollcall retries a Graph request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Most attempts per request when it keeps failing (throttling aside).
+    pub max_attempts: u32,
+    /// Most time from a request's first attempt to its last, throttling included.
+    pub max_elapsed: Duration,
+    /// The backoff cap after the first failure; it doubles with every further failure.
+    pub base_delay: Duration,
+    /// The largest backoff cap.
+    pub max_delay: Duration,
+    /// How long one HTTP attempt may take before it counts as a dropped connection.
+    pub request_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// Production values: 8 attempts within 10 minutes, backoff from 0.5 s up to 30 s.
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            max_elapsed: Duration::from_secs(600),
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(100),
+        }
+    }
+}
+
+/// Why an attempt did not succeed, as far as retrying is concerned.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Fault {
+    /// 429, with its `Retry-After` if it had one.
+    Throttled(Option<Duration>),
+    /// 503/504, with a `Retry-After` if it had one.
+    Unavailable(Option<Duration>),
+    /// No reply: connection refused or dropped, or the attempt timed out.
+    NoReply,
+    /// A write to a group Graph has not finished replicating (GRAPH.md "Changing members").
+    NotReplicated,
+}
+
+/// One request's retry history.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Attempts {
+    started: Instant,
+    failures: u32,
+    throttles: u32,
+}
+
+impl Attempts {
+    /// A request about to be sent for the first time.
+    pub(crate) fn start() -> Self {
+        Self {
+            started: Instant::now(),
+            failures: 0,
+            throttles: 0,
+        }
+    }
+
+    /// Attempts that failed so far, throttled ones included.
+    pub(crate) fn retries(&self) -> u32 {
+        self.failures + self.throttles
+    }
+}
+
+impl RetryPolicy {
+    /// How long to wait before trying again after `fault`, or `None` to give up. For a
+    /// throttled request the wait is the throttle's: the caller closes the [`Throttle`].
+    pub(crate) fn next_delay(&self, attempts: &mut Attempts, fault: Fault) -> Option<Duration> {
+        self.next_delay_with(attempts, fault, &mut rand::thread_rng())
+    }
+
+    fn next_delay_with(
+        &self,
+        attempts: &mut Attempts,
+        fault: Fault,
+        rng: &mut impl Rng,
+    ) -> Option<Duration> {
+        let delay = match fault {
+            Fault::Throttled(retry_after) => {
+                attempts.throttles += 1;
+                retry_after.unwrap_or_else(|| self.backoff(attempts.throttles, rng))
+            }
+            Fault::Unavailable(_) | Fault::NoReply | Fault::NotReplicated => {
+                attempts.failures += 1;
+                if attempts.failures >= self.max_attempts {
+                    return None;
+                }
+                match fault {
+                    Fault::Unavailable(Some(retry_after)) => retry_after,
+                    _ => self.backoff(attempts.failures, rng),
+                }
+            }
+        };
+        (attempts.started.elapsed() + delay <= self.max_elapsed).then_some(delay)
+    }
+
+    /// Exponential backoff with full jitter: anywhere from zero up to the `failures`-th cap.
+    fn backoff(&self, failures: u32, rng: &mut impl Rng) -> Duration {
+        let cap = self.backoff_cap(failures);
+        Duration::from_secs_f64(rng.gen_range(0.0..=cap.as_secs_f64()))
+    }
+
+    /// `base_delay` doubled for every failure after the first, at most `max_delay`.
+    fn backoff_cap(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(30);
+        self.base_delay
+            .saturating_mul(1 << doublings)
+            .min(self.max_delay)
+    }
+}
+
+/// Reads a `Retry-After` value: seconds, fractional ones included (`2.128`), or an HTTP date.
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let at = SystemTime::from(at.with_timezone(&chrono::Utc));
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The shared throttle: a gate no request passes while a `Retry-After` runs, and a window
+/// that limits how many batched requests go out per round after Graph pushed back.
+///
+/// Graph charges throttled requests too (GRAPH.md), so sending a full load the moment the
+/// gate opens would be throttled again at once and dig the debt deeper; the window halves
+/// after a throttled round and doubles after a clean one, so a throttled run settles near
+/// the rate Graph grants instead of one success per `Retry-After`.
+#[derive(Debug, Default)]
+pub(crate) struct Throttle {
+    state: Mutex<ThrottleState>,
+}
+
+#[derive(Debug, Default)]
+struct ThrottleState {
+    open_at: Option<Instant>,
+    window: Option<usize>,
+}
+
+impl Throttle {
+    /// Closes the gate for `wait` from now (never shortening an earlier closing).
+    pub(crate) fn close_for(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut state = self.state.lock().expect("throttle lock");
+        if state.open_at.is_none_or(|at| at < until) {
+            state.open_at = Some(until);
+        }
+    }
+
+    /// Waits until the gate is open.
+    pub(crate) async fn wait_open(&self) {
+        loop {
+            let open_at = self.state.lock().expect("throttle lock").open_at;
+            match open_at {
+                Some(at) if at > Instant::now() => tokio::time::sleep_until(at).await,
+                _ => return,
+            }
+        }
+    }
+
+    /// How many batched requests the next round may send.
+    pub(crate) fn window(&self) -> usize {
+        self.state
+            .lock()
+            .expect("throttle lock")
+            .window
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Narrows the window after a round with a 429 in it, widens it after a clean one.
+    pub(crate) fn after_round(&self, sent: usize, throttled: bool) {
+        let mut state = self.state.lock().expect("throttle lock");
+        state.window = if throttled {
+            Some((sent / 2).max(1))
+        } else {
+            state.window.map(|w| w.saturating_mul(2))
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 4,
+            max_elapsed: Duration::from_secs(60),
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn retry_after_takes_fractional_seconds_and_http_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_470);
+        assert_eq!(
+            parse_retry_after("2.128", now),
+            Some(Duration::from_millis(2_128))
+        );
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        // 2015-10-21 07:28:00 UTC is 10 s after `now`.
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("-1", now), None);
+        assert_eq!(parse_retry_after("NaN", now), None);
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn backoff_caps_double_from_base_to_max() {
+        let policy = policy();
+        let caps: Vec<u64> = (1..=6)
+            .map(|n| policy.backoff_cap(n).as_millis() as u64)
+            .collect();
+        assert_eq!(caps, vec![100, 200, 400, 800, 1_000, 1_000]);
+        assert_eq!(policy.backoff_cap(u32::MAX), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn full_jitter_stays_within_its_cap_and_spreads_over_it() {
+        let policy = policy();
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let delays: Vec<Duration> = (0..1_000).map(|_| policy.backoff(3, &mut rng)).collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_millis(400)));
+        assert!(delays.iter().any(|d| *d < Duration::from_millis(40)));
+        assert!(delays.iter().any(|d| *d > Duration::from_millis(360)));
+    }
+
+    #[test]
+    fn faults_give_up_after_max_attempts() {
+        let policy = policy();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut attempts = Attempts::start();
+        let delays: Vec<Option<Duration>> = (0..4)
+            .map(|_| policy.next_delay_with(&mut attempts, Fault::NoReply, &mut rng))
+            .collect();
+        assert!(delays[..3].iter().all(Option::is_some));
+        assert_eq!(delays[3], None, "the fourth failure is the last attempt");
+        assert_eq!(attempts.retries(), 4);
+    }
+
+    #[test]
+    fn retry_after_is_waited_as_given() {
+        let policy = policy();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut attempts = Attempts::start();
+        let wait = Duration::from_millis(2_128);
+        assert_eq!(
+            policy.next_delay_with(&mut attempts, Fault::Unavailable(Some(wait)), &mut rng),
+            Some(wait)
+        );
+        assert_eq!(
+            policy.next_delay_with(&mut attempts, Fault::Throttled(Some(wait)), &mut rng),
+            Some(wait)
+        );
+    }
+
+    #[test]
+    fn throttling_is_bounded_by_total_time_not_attempts() {
+        let policy = policy();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut attempts = Attempts::start();
+        for _ in 0..50 {
+            let delay = policy.next_delay_with(
+                &mut attempts,
+                Fault::Throttled(Some(Duration::from_millis(10))),
+                &mut rng,
+            );
+            assert!(delay.is_some());
+        }
+        let beyond = policy.next_delay_with(
+            &mut attempts,
+            Fault::Throttled(Some(Duration::from_secs(61))),
+            &mut rng,
+        );
+        assert_eq!(beyond, None, "a Retry-After past the total-time cap ends the retries");
+    }
+
+    #[tokio::test]
+    async fn closed_gate_holds_requests_until_retry_after_has_passed() {
+        let throttle = Throttle::default();
+        throttle.wait_open().await;
+        let closed = Instant::now();
+        throttle.close_for(Duration::from_millis(80));
+        throttle.close_for(Duration::from_millis(10));
+        throttle.wait_open().await;
+        assert!(closed.elapsed() >= Duration::from_millis(80));
+    }
+
+    #[test]
+    fn window_halves_when_throttled_and_doubles_when_clean() {
+        let throttle = Throttle::default();
+        assert_eq!(throttle.window(), usize::MAX);
+        throttle.after_round(40, false);
+        assert_eq!(throttle.window(), usize::MAX, "no throttling, no window");
+        throttle.after_round(40, true);
+        assert_eq!(throttle.window(), 20);
+        throttle.after_round(20, true);
+        throttle.after_round(10, true);
+        throttle.after_round(5, true);
+        throttle.after_round(2, true);
+        throttle.after_round(1, true);
+        assert_eq!(throttle.window(), 1, "never below one");
+        throttle.after_round(1, false);
+        throttle.after_round(2, false);
+        assert_eq!(throttle.window(), 4);
+    }
+}
