@@ -72,7 +72,7 @@ async fn tour(dir: &Path) -> anyhow::Result<Exit> {
     let (run, report) = reconcile(&engine).await?;
     let writes = writes(&sandbox);
     println!(
-        "3. full build (run {run}): created {} groups, adopted {}, added {} and removed {} members in {} write requests; {} people have no account yet (reported, retried next run)",
+        "3. full build (run {run}): created {} groups, adopted {}, added {} and removed {} members in {} write requests; {} memberships name people with no account yet (reported, retried next run)",
         report.lists.iter().filter(|l| l.created).count(),
         report.lists.iter().filter(|l| l.adopted).count(),
         added(&report),
@@ -92,7 +92,7 @@ async fn tour(dir: &Path) -> anyhow::Result<Exit> {
 
     let (run, report) = reconcile(&engine).await?;
     println!(
-        "5. second run (run {run}): created {} groups, added {}, removed {} members in {} write requests",
+        "5. second run (run {run}): created {} group(s), added {}, removed {} members in {} write requests",
         report.lists.iter().filter(|l| l.created).count(),
         added(&report),
         removed(&report),
