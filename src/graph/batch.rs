@@ -38,7 +38,11 @@ pub(crate) async fn send_all(
     let mut due: Vec<(usize, Instant)> = (0..requests.len()).map(|i| (i, Instant::now())).collect();
     while !due.is_empty() {
         let now = Instant::now();
-        let mut ready: Vec<usize> = due.iter().filter(|(_, at)| *at <= now).map(|(i, _)| *i).collect();
+        let mut ready: Vec<usize> = due
+            .iter()
+            .filter(|(_, at)| *at <= now)
+            .map(|(i, _)| *i)
+            .collect();
         if ready.is_empty() {
             let next = due.iter().map(|(_, at)| *at).min().expect("not empty");
             tokio::time::sleep_until(next).await;

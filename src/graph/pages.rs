@@ -33,7 +33,10 @@ pub(crate) async fn follow(
 }
 
 /// Every item of a listing, from its first request.
-pub(crate) async fn list_all(transport: &Transport, first: Request) -> Result<Vec<Value>, GraphError> {
+pub(crate) async fn list_all(
+    transport: &Transport,
+    first: Request,
+) -> Result<Vec<Value>, GraphError> {
     let reply = transport.send(&first).await?;
     let mut all = Vec::new();
     follow(transport, first, reply, |items| {

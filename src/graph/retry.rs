@@ -300,7 +300,10 @@ mod tests {
             Fault::Throttled(Some(Duration::from_secs(61))),
             &mut rng,
         );
-        assert_eq!(beyond, None, "a Retry-After past the total-time cap ends the retries");
+        assert_eq!(
+            beyond, None,
+            "a Retry-After past the total-time cap ends the retries"
+        );
     }
 
     #[tokio::test]

@@ -225,7 +225,11 @@ impl Transport {
         self.send_with(request, false).await
     }
 
-    async fn send_with(&self, request: &Request, repeat_unknown: bool) -> Result<Reply, GraphError> {
+    async fn send_with(
+        &self,
+        request: &Request,
+        repeat_unknown: bool,
+    ) -> Result<Reply, GraphError> {
         let mut attempts = Attempts::start();
         let mut renewed = false;
         loop {
@@ -390,7 +394,9 @@ pub(crate) fn inner_retry_after(response: &Value) -> Option<Duration> {
         .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
         .and_then(|(_, value)| match value {
             Value::String(s) => parse_retry_after(s, SystemTime::now()),
-            Value::Number(n) => n.as_f64().and_then(|s| parse_retry_after(&s.to_string(), SystemTime::now())),
+            Value::Number(n) => n
+                .as_f64()
+                .and_then(|s| parse_retry_after(&s.to_string(), SystemTime::now())),
             _ => None,
         })
 }
@@ -429,7 +435,10 @@ mod tests {
             request.relative_url(&endpoint),
             "/groups/g/members/microsoft.graph.user?%24select=id&%24top=999"
         );
-        assert_eq!(request.describe(), "GET /v1.0/groups/g/members/microsoft.graph.user");
+        assert_eq!(
+            request.describe(),
+            "GET /v1.0/groups/g/members/microsoft.graph.user"
+        );
     }
 
     #[test]

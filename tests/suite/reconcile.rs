@@ -32,6 +32,8 @@ on_every_backend!(
     transient_faults_and_replication_lag_still_converge_without_duplicates,
     run_cut_off_mid_build_leaves_pending_operations_that_the_next_run_finishes,
     killed_run_is_taken_over_and_finished_without_duplicates,
+    lost_state_is_found_again_by_tag_and_rebuilt_without_a_write,
+    a_paused_rollcall_skips_runs_until_unpaused,
 );
 
 fn nothing() -> BTreeSet<String> {
@@ -464,19 +466,7 @@ async fn run_cut_off_mid_build_leaves_pending_operations_that_the_next_run_finis
     );
     tenant.rollcall(&["status"]).await.expect(0);
 
-    tenant.sandbox.set_faults(calm());
-    tenant.rollcall(&["run"]).await.expect(0);
-    tenant.assert_converged("after the run that followed the cut-off");
-    assert_eq!(
-        tenant.pending_operations().await,
-        0,
-        "the journal still holds pending operations"
-    );
-    tenant
-        .rollcall(&["verify", "--output", "json"])
-        .await
-        .expect(0);
-    tenant.finish();
+    next_run_converges(&tenant, "after the run that followed the cut-off").await;
 }
 
 async fn killed_run_is_taken_over_and_finished_without_duplicates(db: TestDatabase) {
@@ -512,18 +502,92 @@ async fn killed_run_is_taken_over_and_finished_without_duplicates(db: TestDataba
         "the run had finished before it was killed, so this test proved nothing: raise the latency"
     );
 
-    tenant.sandbox.set_faults(calm());
     // Not 6: the lease's holder is a dead process on this host, so it is taken over at once.
+    next_run_converges(&tenant, "after the run that followed the killed one").await;
+}
+
+/// With the faults cleared, one more `run` converges, leaves no pending operation, and
+/// `verify` agrees.
+async fn next_run_converges(tenant: &Tenant, when: &str) {
+    tenant.sandbox.set_faults(calm());
     tenant.rollcall(&["run"]).await.expect(0);
-    tenant.assert_converged("after the run that followed the killed one");
+    tenant.assert_converged(when);
     assert_eq!(
         tenant.pending_operations().await,
         0,
-        "the journal still holds pending operations"
+        "the journal still holds pending operations {when}"
     );
     tenant
         .rollcall(&["verify", "--output", "json"])
         .await
         .expect(0);
+    tenant.finish();
+}
+
+async fn lost_state_is_found_again_by_tag_and_rebuilt_without_a_write(db: TestDatabase) {
+    let tenant = Tenant::start(db, TenantOptions::new()).await;
+    tenant.rollcall(&["run"]).await.expect(0);
+    tenant.assert_converged("after the first run");
+    let managed = tenant.managed_groups().await;
+    assert_eq!(
+        managed,
+        tenant.desired.lists.len(),
+        "every list has a managed group"
+    );
+    let writes = || (tenant.stat("writes"), tenant.stat("write_requests"));
+    let built = writes();
+
+    // A plain run after the loss finds every group again by its tag: nothing is created twice.
+    tenant.lose_state().await;
+    tenant.rollcall(&["run"]).await.expect(0);
+    assert_eq!(
+        writes(),
+        built,
+        "a run after the state was lost sent writes"
+    );
+    assert_eq!(tenant.managed_groups().await, managed);
+
+    tenant.lose_state().await;
+    let rebuilt = tenant.rollcall(&["rebuild", "--state-only"]).await;
+    rebuilt.expect(0);
+    assert!(
+        rebuilt
+            .stdout
+            .contains(&format!("managed groups found: {managed}")),
+        "rebuild --state-only did not report the groups it found:\n{}",
+        rebuilt.stdout
+    );
+    assert_eq!(tenant.managed_groups().await, managed);
+    assert_eq!(writes(), built, "rebuild --state-only changed membership");
+
+    tenant.rollcall(&["rebuild"]).await.expect(0);
+    assert_eq!(
+        writes(),
+        built,
+        "a rebuild of a converged tenant sent writes"
+    );
+    next_run_converges(&tenant, "after the rebuilds").await;
+}
+
+async fn a_paused_rollcall_skips_runs_until_unpaused(db: TestDatabase) {
+    let tenant = Tenant::start(db, TenantOptions::new()).await;
+    tenant
+        .rollcall(&["pause", "--reason", "database maintenance"])
+        .await
+        .expect(0);
+    let skipped = tenant.rollcall(&["run"]).await;
+    skipped.expect(6);
+    assert!(
+        skipped.stderr.contains("database maintenance"),
+        "a skipped run does not say why:\n{}",
+        skipped.stderr
+    );
+    assert_eq!(tenant.stat("writes"), 0, "a paused rollcall wrote");
+    let status = tenant.rollcall(&["status"]).await;
+    status.expect(0);
+    assert!(status.stdout.contains("paused: yes"), "{}", status.stdout);
+    tenant.rollcall(&["unpause"]).await.expect(0);
+    tenant.rollcall(&["run"]).await.expect(0);
+    tenant.assert_converged("after the pause was lifted");
     tenant.finish();
 }

@@ -241,6 +241,35 @@ impl Tenant {
             .expect("the state database opens")
     }
 
+    /// Deletes what a crashed state database loses: the managed groups (and with them the
+    /// mirror), the identities and the delta links. Runs and the journal stay.
+    pub async fn lose_state(&self) {
+        sqlx::any::install_default_drivers();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.db.url)
+            .await
+            .expect("the state database accepts a raw connection");
+        for table in ["mirror", "managed_groups", "identities", "delta_links"] {
+            sqlx::query(&format!("DELETE FROM {table}"))
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("DELETE FROM {table}: {e}"));
+        }
+        sqlx::Connection::close(conn)
+            .await
+            .expect("the raw connection closes");
+    }
+
+    /// How many groups the state database records as managed.
+    pub async fn managed_groups(&self) -> usize {
+        let store = self.store().await;
+        let groups = store
+            .groups()
+            .await
+            .expect("the managed groups can be read");
+        store.close().await;
+        groups.len()
+    }
+
     /// Pending journal operations across every run.
     pub async fn pending_operations(&self) -> i64 {
         let store = self.store().await;
