@@ -92,10 +92,12 @@ impl Credentials {
                 message: "give the directory (tenant) id or a verified domain".to_owned(),
             });
         }
-        let secret = config.client_secret().map_err(|message| GraphError::Config {
-            key: "client_secret_env".to_owned(),
-            message,
-        })?;
+        let secret = config
+            .client_secret()
+            .map_err(|message| GraphError::Config {
+                key: "client_secret_env".to_owned(),
+                message,
+            })?;
         let mut token_url = authority;
         token_url
             .path_segments_mut()
@@ -149,7 +151,10 @@ impl Credentials {
     }
 
     /// One token request; a failure says whether it is worth another try.
-    async fn fetch_once(&self, http: &reqwest::Client) -> Result<Token, (GraphError, Option<Fault>)> {
+    async fn fetch_once(
+        &self,
+        http: &reqwest::Client,
+    ) -> Result<Token, (GraphError, Option<Fault>)> {
         let sign_in = |status: Option<u16>, reason: String, next_step: &str| GraphError::SignIn {
             token_url: self.token_url.to_string(),
             status,
@@ -210,7 +215,10 @@ impl Credentials {
             500..=599 => Some(Fault::Unavailable(retry_after)),
             _ => None,
         };
-        Err((sign_in(Some(status), reason, next_step(status, error, description)), fault))
+        Err((
+            sign_in(Some(status), reason, next_step(status, error, description)),
+            fault,
+        ))
     }
 }
 
@@ -270,12 +278,17 @@ pub(crate) struct SignIn {
 
 impl SignIn {
     /// Ready to sign in with these credentials; nothing is sent yet.
-    pub(crate) fn new(credentials: Credentials, policy: &RetryPolicy) -> Result<SignIn, GraphError> {
+    pub(crate) fn new(
+        credentials: Credentials,
+        policy: &RetryPolicy,
+    ) -> Result<SignIn, GraphError> {
         let http = reqwest::Client::builder()
             .https_only(!is_loopback(&credentials.token_url))
             .timeout(policy.request_timeout)
             .build()
-            .map_err(|e| GraphError::Other(format!("cannot build the HTTP client for signing in: {e}")))?;
+            .map_err(|e| {
+                GraphError::Other(format!("cannot build the HTTP client for signing in: {e}"))
+            })?;
         Ok(SignIn {
             credentials,
             http,
@@ -322,7 +335,10 @@ impl SignIn {
         let received = Instant::now();
         let token = self.credentials.fetch(&self.http, policy, counters).await?;
         let session = Arc::new(self.session_for(token, received, policy));
-        tracing::debug!(generation = session.generation, "signed in to Microsoft Graph");
+        tracing::debug!(
+            generation = session.generation,
+            "signed in to Microsoft Graph"
+        );
         *self.current.write().expect("session lock") = Some(session.clone());
         Ok(session)
     }
@@ -374,7 +390,8 @@ mod tests {
         ))
         .unwrap_err();
         assert!(
-            err.to_string().starts_with("`graph.endpoint`: `http://graph.example.org/v1.0` is plain http"),
+            err.to_string()
+                .starts_with("`graph.endpoint`: `http://graph.example.org/v1.0` is plain http"),
             "{err}"
         );
         let err = Credentials::from_config(&config(
@@ -405,7 +422,10 @@ mod tests {
             "https://login.microsoftonline.com",
         ))
         .unwrap_err();
-        assert!(err.to_string().contains("not a Microsoft Graph host"), "{err}");
+        assert!(
+            err.to_string().contains("not a Microsoft Graph host"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@ use serde_json::Value;
 /// The phrase Graph uses when an added member is already there (GRAPH.md "Changing members").
 const ALREADY_EXISTS: &str = "object references already exist";
 /// The phrase Graph uses for adds to a group it has not finished replicating.
-const NOT_REPLICATED: &str = "source resource object or one of the objects being referenced do not exist";
+const NOT_REPLICATED: &str =
+    "source resource object or one of the objects being referenced do not exist";
 
 /// A failure talking to Microsoft Graph.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -80,11 +81,11 @@ impl GraphError {
         match self {
             GraphError::Status {
                 status, message, ..
-            } => is_transient_status(*status) || (*status == 400 && message.contains(NOT_REPLICATED)),
-            GraphError::Transport { .. } => true,
-            GraphError::SignIn { status, .. } => {
-                status.is_none_or(|s| s == 429 || s >= 500)
+            } => {
+                is_transient_status(*status) || (*status == 400 && message.contains(NOT_REPLICATED))
             }
+            GraphError::Transport { .. } => true,
+            GraphError::SignIn { status, .. } => status.is_none_or(|s| s == 429 || s >= 500),
             GraphError::Other(_) | GraphError::DeltaExpired | GraphError::Config { .. } => false,
         }
     }
@@ -203,7 +204,14 @@ mod tests {
 
     #[test]
     fn not_found_is_404_only() {
-        assert!(error(404, "Request_ResourceNotFound", "Resource 'x' does not exist").is_not_found());
+        assert!(
+            error(
+                404,
+                "Request_ResourceNotFound",
+                "Resource 'x' does not exist"
+            )
+            .is_not_found()
+        );
         assert!(!error(400, "Request_BadRequest", "x").is_not_found());
         assert!(!GraphError::DeltaExpired.is_not_found());
     }
@@ -259,9 +267,16 @@ mod tests {
             &json!({"unexpected": "x".repeat(1_000)}),
         );
         let text = err.to_string();
-        assert!(text.starts_with("GET /v1.0/groups: Microsoft Graph answered 502"), "{text}");
+        assert!(
+            text.starts_with("GET /v1.0/groups: Microsoft Graph answered 502"),
+            "{text}"
+        );
         assert!(text.len() < 500, "{text}");
-        let denied = error(403, "Authorization_RequestDenied", "Insufficient privileges");
+        let denied = error(
+            403,
+            "Authorization_RequestDenied",
+            "Insufficient privileges",
+        );
         assert!(denied.to_string().contains("GroupMember.ReadWrite.All"));
     }
 }

@@ -123,7 +123,10 @@ async fn settled_lookup(
         if let Some(group) = find_group(transport, mail_nickname).await? {
             return Ok(Some(group));
         }
-        let Some(delay) = transport.policy.next_delay(&mut attempts, Fault::NotReplicated) else {
+        let Some(delay) = transport
+            .policy
+            .next_delay(&mut attempts, Fault::NotReplicated)
+        else {
             return Ok(None);
         };
         tokio::time::sleep(delay).await;
@@ -146,27 +149,31 @@ pub(crate) async fn members_of(
         })
         .collect();
     let replies = batch::send_all(transport, &firsts, AlsoRetry::Nothing).await;
-    let listings = firsts.into_iter().zip(replies).map(|(first, reply)| async move {
-        let reply = reply?;
-        let request = first.describe();
-        let mut members = Vec::new();
-        follow(transport, first, reply, |items| {
-            members.reserve(items.len());
-            for item in &items {
-                members.push(object_id(item, &request)?);
-            }
-            Ok(())
-        })
-        .await?;
-        Ok(members)
-    });
+    let listings = firsts
+        .into_iter()
+        .zip(replies)
+        .map(|(first, reply)| async move {
+            let reply = reply?;
+            let request = first.describe();
+            let mut members = Vec::new();
+            follow(transport, first, reply, |items| {
+                members.reserve(items.len());
+                for item in &items {
+                    members.push(object_id(item, &request)?);
+                }
+                Ok(())
+            })
+            .await?;
+            Ok(members)
+        });
     futures::future::join_all(listings).await
 }
 
 /// The `id` of a directory object in a reply.
 pub(crate) fn object_id(value: &Value, request: &str) -> Result<ObjectId, GraphError> {
     let id = value["id"].as_str().unwrap_or_default();
-    id.parse().map_err(|e| GraphError::Other(format!("{request}: {e}")))
+    id.parse()
+        .map_err(|e| GraphError::Other(format!("{request}: {e}")))
 }
 
 /// A group as Graph shows it.
@@ -192,9 +199,10 @@ fn parse_group(value: &Value, request: &str) -> Result<DirectoryGroup, GraphErro
 /// The `org.rollcall.managed` extension among a group's expanded extensions. One that lacks
 /// a property is no tag: rollcall then leaves the group alone rather than guess.
 pub(crate) fn parse_tag(extensions: &Value) -> Option<ManagedTag> {
-    let extension = extensions.as_array()?.iter().find(|e| {
-        e["extensionName"] == MANAGED_EXTENSION || e["id"] == MANAGED_EXTENSION
-    })?;
+    let extension = extensions
+        .as_array()?
+        .iter()
+        .find(|e| e["extensionName"] == MANAGED_EXTENSION || e["id"] == MANAGED_EXTENSION)?;
     let property = |name: &str| extension[name].as_str().map(str::to_owned);
     match (property("list"), property("family"), property("since")) {
         (Some(list), Some(family), Some(since)) => Some(ManagedTag {
@@ -239,11 +247,15 @@ mod tests {
         assert_eq!(parse_tag(&json!([])), None);
         assert_eq!(parse_tag(&Value::Null), None);
         assert_eq!(
-            parse_tag(&json!([{"extensionName": "org.rollcall.managed", "list": "a", "family": "b"}])),
+            parse_tag(
+                &json!([{"extensionName": "org.rollcall.managed", "list": "a", "family": "b"}])
+            ),
             None
         );
         assert_eq!(
-            parse_tag(&json!([{"extensionName": "org.rollcall.managed", "list": "a", "family": "b", "since": 7}])),
+            parse_tag(
+                &json!([{"extensionName": "org.rollcall.managed", "list": "a", "family": "b", "since": 7}])
+            ),
             None
         );
     }

@@ -160,6 +160,7 @@ pub(crate) struct Transport {
     /// What was sent.
     pub(crate) counters: Counters,
     permits: Semaphore,
+    max_concurrency: usize,
 }
 
 impl Transport {
@@ -171,7 +172,13 @@ impl Transport {
             throttle: Throttle::default(),
             counters: Counters::default(),
             permits: Semaphore::new(max_concurrency.max(1)),
+            max_concurrency: max_concurrency.max(1),
         }
+    }
+
+    /// Most requests in flight at once.
+    pub(crate) fn max_concurrency(&self) -> usize {
+        self.max_concurrency
     }
 
     /// Signs in now, so that bad credentials fail before any work starts.
@@ -225,7 +232,11 @@ impl Transport {
         self.send_with(request, false).await
     }
 
-    async fn send_with(&self, request: &Request, repeat_unknown: bool) -> Result<Reply, GraphError> {
+    async fn send_with(
+        &self,
+        request: &Request,
+        repeat_unknown: bool,
+    ) -> Result<Reply, GraphError> {
         let mut attempts = Attempts::start();
         let mut renewed = false;
         loop {
@@ -390,7 +401,9 @@ pub(crate) fn inner_retry_after(response: &Value) -> Option<Duration> {
         .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
         .and_then(|(_, value)| match value {
             Value::String(s) => parse_retry_after(s, SystemTime::now()),
-            Value::Number(n) => n.as_f64().and_then(|s| parse_retry_after(&s.to_string(), SystemTime::now())),
+            Value::Number(n) => n
+                .as_f64()
+                .and_then(|s| parse_retry_after(&s.to_string(), SystemTime::now())),
             _ => None,
         })
 }
@@ -429,7 +442,10 @@ mod tests {
             request.relative_url(&endpoint),
             "/groups/g/members/microsoft.graph.user?%24select=id&%24top=999"
         );
-        assert_eq!(request.describe(), "GET /v1.0/groups/g/members/microsoft.graph.user");
+        assert_eq!(
+            request.describe(),
+            "GET /v1.0/groups/g/members/microsoft.graph.user"
+        );
     }
 
     #[test]

@@ -74,7 +74,10 @@ pub(crate) async fn find_users(
                 .map(|ids| {
                     Request::with_body(
                         Method::POST,
-                        transport.url(&["directoryObjects", "getByIds"], &[("$select", USER_SELECT)]),
+                        transport.url(
+                            &["directoryObjects", "getByIds"],
+                            &[("$select", USER_SELECT)],
+                        ),
                         json!({ "ids": ids, "types": ["user"] }),
                     )
                 })

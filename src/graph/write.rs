@@ -64,10 +64,13 @@ pub(crate) struct Packed {
     pub(crate) settles: Vec<Vec<usize>>,
 }
 
+/// One group's adds: each member, with the writes that ask for it.
+type GroupAdds<'a> = (&'a str, Vec<(ObjectId, Vec<usize>)>);
+
 /// Turns writes into requests: each group's adds in PATCHes of 20 (groups in order of first
 /// appearance), then removes, then tags. A write that repeats another shares its request.
 pub(crate) fn pack(writes: &[Write]) -> Vec<Packed> {
-    let mut adds: Vec<(&str, Vec<(ObjectId, Vec<usize>)>)> = Vec::new();
+    let mut adds: Vec<GroupAdds<'_>> = Vec::new();
     let mut add_group: HashMap<&str, usize> = HashMap::new();
     let mut add_member: HashMap<(&str, ObjectId), (usize, usize)> = HashMap::new();
     let mut removes: Vec<Packed> = Vec::new();
@@ -184,7 +187,10 @@ pub(crate) fn request(transport: &Transport, op: &Op) -> Request {
         ),
         Op::Remove { group, member } => Request {
             method: Method::DELETE,
-            url: transport.url(&["groups", group, "members", &member.to_string(), "$ref"], &[]),
+            url: transport.url(
+                &["groups", group, "members", &member.to_string(), "$ref"],
+                &[],
+            ),
             body: None,
         },
         Op::Tag { group, tag } => Request::with_body(
@@ -384,10 +390,22 @@ mod tests {
             "Resource 'x' does not exist or one of its queried reference-property objects are not present.",
         );
         let r = some_request();
-        assert!(matches!(judge(&many, &r, reply(204, Value::Null)), Verdict::Done));
-        assert!(matches!(judge(&many, &r, reply(400, already.clone())), Verdict::OneByOne));
-        assert!(matches!(judge(&many, &r, reply(404, missing.clone())), Verdict::OneByOne));
-        assert!(matches!(judge(&one, &r, reply(400, already.clone())), Verdict::Done));
+        assert!(matches!(
+            judge(&many, &r, reply(204, Value::Null)),
+            Verdict::Done
+        ));
+        assert!(matches!(
+            judge(&many, &r, reply(400, already.clone())),
+            Verdict::OneByOne
+        ));
+        assert!(matches!(
+            judge(&many, &r, reply(404, missing.clone())),
+            Verdict::OneByOne
+        ));
+        assert!(matches!(
+            judge(&one, &r, reply(400, already.clone())),
+            Verdict::Done
+        ));
         assert!(matches!(
             judge(&one, &r, reply(404, missing.clone())),
             Verdict::Failed(e) if e.is_not_found()
@@ -410,7 +428,14 @@ mod tests {
             member: oid(1),
         };
         assert!(matches!(
-            judge(&gone, &r, reply(404, graph_error("Request_ResourceNotFound", "Resource 'g' does not exist"))),
+            judge(
+                &gone,
+                &r,
+                reply(
+                    404,
+                    graph_error("Request_ResourceNotFound", "Resource 'g' does not exist")
+                )
+            ),
             Verdict::Done
         ));
         let tag = Op::Tag {
@@ -422,11 +447,25 @@ mod tests {
             },
         };
         assert!(matches!(
-            judge(&tag, &r, reply(409, graph_error("NameAlreadyExists", "An extension already exists with given id."))),
+            judge(
+                &tag,
+                &r,
+                reply(
+                    409,
+                    graph_error(
+                        "NameAlreadyExists",
+                        "An extension already exists with given id."
+                    )
+                )
+            ),
             Verdict::Done
         ));
         assert!(matches!(
-            judge(&tag, &r, reply(403, graph_error("Authorization_RequestDenied", "no"))),
+            judge(
+                &tag,
+                &r,
+                reply(403, graph_error("Authorization_RequestDenied", "no"))
+            ),
             Verdict::Failed(_)
         ));
     }
@@ -442,7 +481,10 @@ mod tests {
             "Request_BadRequest",
             "Cannot Update a mail-enabled security groups and or distribution list.",
         );
-        assert!(matches!(judge(&many, &r, reply(400, read_only)), Verdict::Failed(_)));
+        assert!(matches!(
+            judge(&many, &r, reply(400, read_only)),
+            Verdict::Failed(_)
+        ));
         let dropped = GraphError::Transport {
             request: "POST /v1.0/$batch".to_owned(),
             reason: "connection closed".to_owned(),

@@ -105,7 +105,11 @@ fn longest_retry_after(reply: &Reply) -> Option<Duration> {
         .as_array()?
         .iter()
         .filter(|response| response["status"] == 429)
-        .filter_map(|response| response["headers"]["Retry-After"].as_str().and_then(seconds))
+        .filter_map(|response| {
+            response["headers"]["Retry-After"]
+                .as_str()
+                .and_then(seconds)
+        })
         .max()
 }
 
