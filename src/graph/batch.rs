@@ -37,7 +37,8 @@ pub(crate) async fn send_all(
 ) -> Vec<Result<Reply, GraphError>> {
     let mut outcomes: Vec<Option<Result<Reply, GraphError>>> =
         (0..requests.len()).map(|_| None).collect();
-    let mut attempts: Vec<Attempts> = requests.iter().map(|_| Attempts::start()).collect();
+    // Started when a request is first sent: time spent queued behind others is no retrying.
+    let mut attempts: Vec<Option<Attempts>> = requests.iter().map(|_| None).collect();
     let mut due: Vec<(usize, Instant)> = (0..requests.len()).map(|i| (i, Instant::now())).collect();
     while !due.is_empty() {
         let now = Instant::now();
@@ -60,6 +61,9 @@ pub(crate) async fn send_all(
         due.retain(|(i, _)| ready.binary_search(i).is_err());
         if let Some(start) = transport.throttle.pace(ready.len()) {
             tokio::time::sleep_until(start).await;
+        }
+        for &i in &ready {
+            attempts[i].get_or_insert_with(Attempts::start);
         }
         let answers = futures::future::join_all(
             ready
@@ -116,14 +120,15 @@ pub(crate) async fn send_all(
                         }
                     },
                 };
-                let Some(delay) = transport.policy.next_delay(&mut attempts[i], fault) else {
+                let history = attempts[i].get_or_insert_with(Attempts::start);
+                let Some(delay) = transport.policy.next_delay(history, fault) else {
                     outcomes[i] = Some(outcome);
                     continue;
                 };
                 tracing::debug!(
                     request = %request.describe(),
                     failure = ?fault,
-                    retries = attempts[i].retries(),
+                    retries = history.retries(),
                     delay_ms = delay.as_millis() as u64,
                     "retrying a request inside a batch"
                 );

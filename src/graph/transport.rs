@@ -155,7 +155,7 @@ pub(crate) struct Transport {
     sign_in: SignIn,
     /// The retry policy every request follows.
     pub(crate) policy: RetryPolicy,
-    /// The gate and window shared by every request.
+    /// The gate, window and pace shared by every request.
     pub(crate) throttle: Throttle,
     /// What was sent.
     pub(crate) counters: Counters,
