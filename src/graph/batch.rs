@@ -1,10 +1,13 @@
 //! `$batch`: up to 20 requests per round trip, replies correlated by id, and each inner
 //! request retried on its own (GRAPH.md "JSON batching": nobody retries inner 429s for you).
 //!
-//! Requests go out in rounds. A round sends every request that is due, up to the throttle's
-//! window, packed 20 to a batch in the order given, the batches in flight together (the
-//! transport's semaphore bounds how many). Throttled requests wait for the shared gate,
-//! failed ones for their backoff, and come back in a later round.
+//! Requests go out in rounds. A round sends the requests that are due, two batches per
+//! concurrent request at most and no more than the throttle's window, packed 20 to a batch
+//! in the order given, the batches in flight together (the transport's semaphore bounds how
+//! many). Throttled requests wait for the shared gate, failed ones for their backoff, and
+//! come back in a later round.
+
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -34,7 +37,8 @@ pub(crate) async fn send_all(
 ) -> Vec<Result<Reply, GraphError>> {
     let mut outcomes: Vec<Option<Result<Reply, GraphError>>> =
         (0..requests.len()).map(|_| None).collect();
-    let mut attempts: Vec<Attempts> = requests.iter().map(|_| Attempts::start()).collect();
+    // Started when a request is first sent: time spent queued behind others is no retrying.
+    let mut attempts: Vec<Option<Attempts>> = requests.iter().map(|_| None).collect();
     let mut due: Vec<(usize, Instant)> = (0..requests.len()).map(|i| (i, Instant::now())).collect();
     while !due.is_empty() {
         let now = Instant::now();
@@ -50,8 +54,17 @@ pub(crate) async fn send_all(
         }
         // Keep the caller's order: it decides how requests share batches.
         ready.sort_unstable();
-        ready.truncate(transport.throttle.window());
+        // Two batches per permit keep every permit busy while the one before is answered,
+        // and keep rounds short enough that throttling is noticed after a few batches.
+        let round = MAX_BATCH * 2 * transport.max_concurrency();
+        ready.truncate(transport.throttle.window().min(round));
         due.retain(|(i, _)| ready.binary_search(i).is_err());
+        if let Some(start) = transport.throttle.pace(ready.len()) {
+            tokio::time::sleep_until(start).await;
+        }
+        for &i in &ready {
+            attempts[i].get_or_insert_with(Attempts::start);
+        }
         let answers = futures::future::join_all(
             ready
                 .chunks(MAX_BATCH)
@@ -69,14 +82,21 @@ pub(crate) async fn send_all(
                     continue;
                 }
             };
+            let retry_afters: Vec<Duration> = answers
+                .iter()
+                .flatten()
+                .filter(|reply| reply.status == 429)
+                .filter_map(|reply| reply.retry_after)
+                .collect();
+            transport.throttle.learn_spacing(&retry_afters);
             for (&i, answer) in chunk.iter().zip(answers) {
                 let request = &requests[i];
                 let (outcome, fault) = match answer {
                     None => (
-                        Err(GraphError::Other(format!(
-                            "{}: the $batch reply had no response for this request",
-                            request.describe()
-                        ))),
+                        Err(GraphError::Transport {
+                            request: request.describe(),
+                            reason: "the $batch reply had no response for it".to_owned(),
+                        }),
                         Fault::NoReply,
                     ),
                     Some(reply) => match reply.status {
@@ -100,14 +120,15 @@ pub(crate) async fn send_all(
                         }
                     },
                 };
-                let Some(delay) = transport.policy.next_delay(&mut attempts[i], fault) else {
+                let history = attempts[i].get_or_insert_with(Attempts::start);
+                let Some(delay) = transport.policy.next_delay(history, fault) else {
                     outcomes[i] = Some(outcome);
                     continue;
                 };
                 tracing::debug!(
                     request = %request.describe(),
                     failure = ?fault,
-                    retries = attempts[i].retries(),
+                    retries = history.retries(),
                     delay_ms = delay.as_millis() as u64,
                     "retrying a request inside a batch"
                 );

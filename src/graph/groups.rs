@@ -15,7 +15,8 @@ use crate::plan::ObjectId;
 /// The group properties rollcall reads.
 const GROUP_SELECT: &str = "id,mailNickname,displayName,groupTypes";
 
-/// Every group in the tenant, with its tag.
+/// Every group in the tenant, with its tag. (With `$expand`, Graph serves at most 100
+/// directory objects a page whatever `$top` says; the paging loop follows the links.)
 pub(crate) async fn groups(transport: &Transport) -> Result<Vec<DirectoryGroup>, GraphError> {
     let first = Request::get(transport.url(
         &["groups"],

@@ -20,7 +20,7 @@ pub(crate) async fn follow(
     let mut request = first;
     let mut reply = reply;
     loop {
-        let (items, next, delta) = page(transport, &request, reply)?;
+        let Page { items, next, delta } = page(transport, &request, reply)?;
         take(items)?;
         match next {
             None => return Ok(delta),
@@ -47,12 +47,18 @@ pub(crate) async fn list_all(
     Ok(all)
 }
 
-/// One page: its items, the request for the next page, and the delta link.
-fn page(
-    transport: &Transport,
-    request: &Request,
-    mut reply: Reply,
-) -> Result<(Vec<Value>, Option<Request>, Option<String>), GraphError> {
+/// One page of a listing.
+struct Page {
+    /// Its items.
+    items: Vec<Value>,
+    /// The request for the next page.
+    next: Option<Request>,
+    /// The link for the next delta round, on a delta listing's last page.
+    delta: Option<String>,
+}
+
+/// Reads one page's reply.
+fn page(transport: &Transport, request: &Request, mut reply: Reply) -> Result<Page, GraphError> {
     if is_delta(request) && is_delta_expired(reply.status, &reply.body) {
         return Err(GraphError::DeltaExpired);
     }
@@ -77,7 +83,7 @@ fn page(
         })?)),
     };
     let delta = reply.body["@odata.deltaLink"].as_str().map(str::to_owned);
-    Ok((items, next, delta))
+    Ok(Page { items, next, delta })
 }
 
 fn is_delta(request: &Request) -> bool {

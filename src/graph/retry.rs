@@ -135,13 +135,15 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// The shared throttle: a gate no request passes while a `Retry-After` runs, and a window
-/// that limits how many batched requests go out per round after Graph pushed back.
+/// The shared throttle: a gate no request passes while a `Retry-After` runs, and, once Graph
+/// has pushed back, a window and a pace for the batched requests.
 ///
 /// Graph charges throttled requests too (GRAPH.md), so sending a full load the moment the
-/// gate opens would be throttled again at once and dig the debt deeper; the window halves
-/// after a throttled round and doubles after a clean one, so a throttled run settles near
-/// the rate Graph grants instead of one success per `Retry-After`.
+/// gate opens is throttled again at once and digs the debt deeper. The window (requests per
+/// round) halves after a throttled round and doubles after a clean one. The pace spaces
+/// rounds by the time Graph takes to grant one request, learnt from a batch's inner 429s:
+/// their `Retry-After`s grow by that much from one throttled request to the next. It eases
+/// off after every clean round, so a run that is no longer throttled speeds up again.
 #[derive(Debug, Default)]
 pub(crate) struct Throttle {
     state: Mutex<ThrottleState>,
@@ -151,7 +153,14 @@ pub(crate) struct Throttle {
 struct ThrottleState {
     open_at: Option<Instant>,
     window: Option<usize>,
+    spacing: Option<Duration>,
+    paced_until: Option<Instant>,
 }
+
+/// Below this, pacing is not worth a timer.
+const MIN_SPACING: Duration = Duration::from_micros(100);
+/// A learnt spacing beyond this is a misreading; Retry-After itself still applies.
+const MAX_SPACING: Duration = Duration::from_secs(10);
 
 impl Throttle {
     /// Closes the gate for `wait` from now (never shortening an earlier closing).
@@ -183,15 +192,51 @@ impl Throttle {
             .unwrap_or(usize::MAX)
     }
 
-    /// Narrows the window after a round with a 429 in it, widens it after a clean one.
+    /// Narrows the window after a round with a 429 in it; widens it, and eases the pace,
+    /// after a clean one.
     pub(crate) fn after_round(&self, sent: usize, throttled: bool) {
         let mut state = self.state.lock().expect("throttle lock");
-        state.window = if throttled {
-            Some((sent / 2).max(1))
+        if throttled {
+            state.window = Some((sent / 2).max(1));
         } else {
-            state.window.map(|w| w.saturating_mul(2))
-        };
+            state.window = state.window.map(|w| w.saturating_mul(2));
+            state.spacing = state
+                .spacing
+                .map(|s| s.mul_f64(0.9))
+                .filter(|s| *s >= MIN_SPACING);
+        }
     }
+
+    /// Learns the pace from the `Retry-After`s of one batch's throttled requests.
+    pub(crate) fn learn_spacing(&self, retry_afters: &[Duration]) {
+        if let Some(spacing) = spacing_from(retry_afters) {
+            self.state.lock().expect("throttle lock").spacing = Some(spacing);
+        }
+    }
+
+    /// When a round of `requests` may go out, if Graph's pace is known: after the previous
+    /// round's, plus the time Graph takes to grant this many requests.
+    pub(crate) fn pace(&self, requests: usize) -> Option<Instant> {
+        let mut state = self.state.lock().expect("throttle lock");
+        let spacing = state.spacing?;
+        let from = state
+            .paced_until
+            .map_or_else(Instant::now, |at| at.max(Instant::now()));
+        let start = from + spacing.saturating_mul(u32::try_from(requests).unwrap_or(u32::MAX));
+        state.paced_until = Some(start);
+        Some(start)
+    }
+}
+
+/// The time Graph grants one more request: successive throttled requests in one batch are
+/// each charged, so each one's `Retry-After` is that much longer than the one before.
+fn spacing_from(retry_afters: &[Duration]) -> Option<Duration> {
+    let (min, max) = (retry_afters.iter().min()?, retry_afters.iter().max()?);
+    let steps = u32::try_from(retry_afters.len().checked_sub(1)?).ok()?;
+    let spacing = max.checked_sub(*min)?.checked_div(steps)?;
+    (MIN_SPACING..=MAX_SPACING)
+        .contains(&spacing)
+        .then_some(spacing)
 }
 
 #[cfg(test)]
@@ -315,6 +360,39 @@ mod tests {
         throttle.close_for(Duration::from_millis(10));
         throttle.wait_open().await;
         assert!(closed.elapsed() >= Duration::from_millis(80));
+    }
+
+    #[test]
+    fn spacing_is_the_step_between_a_batchs_retry_afters() {
+        let ms = Duration::from_millis;
+        assert_eq!(spacing_from(&[ms(100), ms(130), ms(115)]), Some(ms(15)));
+        assert_eq!(
+            spacing_from(&[ms(100)]),
+            None,
+            "one 429 says nothing about the pace"
+        );
+        assert_eq!(spacing_from(&[ms(100), ms(100)]), None);
+        assert_eq!(spacing_from(&[]), None);
+        assert_eq!(spacing_from(&[ms(0), Duration::from_secs(60)]), None);
+    }
+
+    #[tokio::test]
+    async fn rounds_are_paced_once_the_spacing_is_known_and_ease_off_when_clean() {
+        let throttle = Throttle::default();
+        assert_eq!(throttle.pace(10), None, "no pace before Graph pushed back");
+        let ms = Duration::from_millis;
+        throttle.learn_spacing(&[ms(10), ms(20), ms(30)]);
+        let first = throttle.pace(4).unwrap();
+        let second = throttle.pace(2).unwrap();
+        assert_eq!(
+            second - first,
+            ms(20),
+            "each round waits for its own requests"
+        );
+        assert!(first >= Instant::now() + ms(30));
+        throttle.after_round(2, false);
+        let eased = throttle.pace(1).unwrap();
+        assert_eq!(eased - second, ms(9));
     }
 
     #[test]

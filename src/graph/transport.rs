@@ -155,11 +155,12 @@ pub(crate) struct Transport {
     sign_in: SignIn,
     /// The retry policy every request follows.
     pub(crate) policy: RetryPolicy,
-    /// The gate and window shared by every request.
+    /// The gate, window and pace shared by every request.
     pub(crate) throttle: Throttle,
     /// What was sent.
     pub(crate) counters: Counters,
     permits: Semaphore,
+    max_concurrency: usize,
 }
 
 impl Transport {
@@ -171,7 +172,13 @@ impl Transport {
             throttle: Throttle::default(),
             counters: Counters::default(),
             permits: Semaphore::new(max_concurrency.max(1)),
+            max_concurrency: max_concurrency.max(1),
         }
+    }
+
+    /// Most requests in flight at once.
+    pub(crate) fn max_concurrency(&self) -> usize {
+        self.max_concurrency
     }
 
     /// Signs in now, so that bad credentials fail before any work starts.

@@ -64,10 +64,13 @@ pub(crate) struct Packed {
     pub(crate) settles: Vec<Vec<usize>>,
 }
 
+/// One group's adds: each member, with the writes that ask for it.
+type GroupAdds<'a> = (&'a str, Vec<(ObjectId, Vec<usize>)>);
+
 /// Turns writes into requests: each group's adds in PATCHes of 20 (groups in order of first
 /// appearance), then removes, then tags. A write that repeats another shares its request.
 pub(crate) fn pack(writes: &[Write]) -> Vec<Packed> {
-    let mut adds: Vec<(&str, Vec<(ObjectId, Vec<usize>)>)> = Vec::new();
+    let mut adds: Vec<GroupAdds<'_>> = Vec::new();
     let mut add_group: HashMap<&str, usize> = HashMap::new();
     let mut add_member: HashMap<(&str, ObjectId), (usize, usize)> = HashMap::new();
     let mut removes: Vec<Packed> = Vec::new();

@@ -4,6 +4,7 @@ mod common;
 mod config;
 mod csv_source;
 mod generate;
+mod graph;
 mod reconcile;
 mod sandbox;
 mod sql_source;

@@ -940,6 +940,49 @@ async fn inner_batch_requests_are_throttled_on_their_own() {
     assert_eq!(response["body"]["error"]["code"], "TooManyRequests");
 }
 
+#[tokio::test]
+async fn requests_sent_before_retry_after_runs_out_count_as_early() {
+    // A slow refill (7 units/s) makes Retry-After long enough to tell early from patient.
+    let tenant = Tenant::start(
+        seed(1, &[&[0]]),
+        Faults {
+            tenant_size: rollcall::sandbox::TenantSize::Small,
+            time_scale: 0.02,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let path = format!("/groups/{}/members", group_id(0));
+    let mut throttled = None;
+    for _ in 0..1_300 {
+        let reply = tenant.get(&path).await;
+        if reply.status == 429 {
+            throttled = Some(reply);
+            break;
+        }
+    }
+    let throttled = throttled.expect("3,500 units at 3 per request run out");
+    let retry_after: f64 = throttled.header("Retry-After").unwrap().parse().unwrap();
+    assert!(retry_after > 0.4, "{retry_after}");
+    assert_eq!(
+        tenant.stat(&["early_requests"]),
+        0,
+        "spending the bucket is not early"
+    );
+
+    // Sent well after the 429 was read and well before its Retry-After ran out.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let early = tenant.get(&path).await;
+    assert_eq!(early.status, 429);
+    assert_eq!(tenant.stat(&["early_requests"]), 1);
+
+    // Waiting out the latest Retry-After is never early.
+    let wait: f64 = early.header("Retry-After").unwrap().parse().unwrap();
+    tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+    assert_eq!(tenant.get(&path).await.status, 200);
+    assert_eq!(tenant.stat(&["early_requests"]), 1);
+}
+
 // ---- faults ----
 
 #[tokio::test]
