@@ -503,7 +503,17 @@ async fn killed_run_is_taken_over_and_finished_without_duplicates(db: TestDataba
     );
 
     // Not 6: the lease's holder is a dead process on this host, so it is taken over at once.
-    next_run_converges(&tenant, "after the run that followed the killed one").await;
+    // The killed run planned everything, so finishing its journal alone converges.
+    tenant.sandbox.set_faults(calm());
+    let resumed = tenant.rollcall(&["resume"]).await;
+    resumed.expect(0);
+    assert!(
+        resumed.stdout.contains("every pending operation is done"),
+        "resume did not finish the killed run:\n{}",
+        resumed.stdout
+    );
+    tenant.assert_converged("after resuming the killed run");
+    next_run_converges(&tenant, "after the run that followed the resume").await;
 }
 
 /// With the faults cleared, one more `run` converges, leaves no pending operation, and
