@@ -1,10 +1,12 @@
 //! `plan`, `run`, `resume`, `verify` and `rebuild`: the commands that reconcile.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use clap::{Args, ValueEnum};
 
 use super::Context;
+use crate::config::Config;
 use crate::exit::{CommandError, Exit};
 use crate::plan::{Approvals, render_plan};
 use crate::reconcile::{Engine, Planned, Progress, StopSignal, Verification};
@@ -38,6 +40,11 @@ pub struct ApprovalArgs {
     /// Approve up to N additions across all lists in this run.
     #[arg(long, value_name = "N")]
     pub accept_additions: Option<u64>,
+    /// Let this source go ahead although it shrank by more than
+    /// `[guard].max_source_shrink_percent` since its last accepted snapshot (repeatable);
+    /// check the source first.
+    #[arg(long, value_name = "SOURCE")]
+    pub accept_shrink: Vec<String>,
     /// Why (recorded in the run's history).
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
@@ -57,6 +64,7 @@ impl ApprovalArgs {
             "reason": self.reason,
             "accept_removals": self.accept_removals,
             "accept_additions": self.accept_additions,
+            "accept_shrink": self.accept_shrink,
         })
     }
 }
@@ -73,8 +81,29 @@ pub struct RebuildArgs {
     pub approvals: ApprovalArgs,
 }
 
-async fn engine(context: &Context, progress: bool) -> Result<Engine, CommandError> {
+/// The sources named by `--accept-shrink`; a name no `[[source]]` has is a usage error,
+/// so a typo never passes for an approval.
+fn accepted_shrinks(config: &Config, names: &[String]) -> Result<BTreeSet<String>, CommandError> {
+    for name in names {
+        if !config.sources.iter().any(|s| &s.name == name) {
+            let known: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+            return Err(CommandError::usage(anyhow::anyhow!(
+                "--accept-shrink {name}: {} has no [[source]] named `{name}`; the sources are: {}",
+                config.path.display(),
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(names.iter().cloned().collect())
+}
+
+async fn engine(
+    context: &Context,
+    progress: bool,
+    accept_shrink: &[String],
+) -> Result<Engine, CommandError> {
     let config = context.config()?;
+    let accepted_shrinks = accepted_shrinks(&config, accept_shrink)?;
     let progress = if progress {
         Progress::new(context.human_logs)
     } else {
@@ -82,6 +111,7 @@ async fn engine(context: &Context, progress: bool) -> Result<Engine, CommandErro
     };
     let mut engine = Engine::open(config, progress).await?;
     engine.stop = StopSignal::install();
+    engine.accepted_shrinks = accepted_shrinks;
     Ok(engine)
 }
 
@@ -91,7 +121,7 @@ pub async fn plan(
     args: ApprovalArgs,
     output: Output,
 ) -> Result<Exit, CommandError> {
-    let engine = engine(context, false).await?;
+    let engine = engine(context, false, &args.accept_shrink).await?;
     let planned = engine.prepare(&args.approvals(), false, false).await?;
     match output {
         Output::Json => println!("{}", plan_json(&planned)),
@@ -156,7 +186,7 @@ pub async fn run(
     kind: RunKind,
     args: ApprovalArgs,
 ) -> Result<Exit, CommandError> {
-    let engine = engine(context, true).await?;
+    let engine = engine(context, true, &args.accept_shrink).await?;
     let (run, report) = engine.run(kind, &args.approvals(), &args.record()).await?;
     println!("run {run} ({kind}) succeeded");
     print!("{report}");
@@ -168,8 +198,8 @@ pub async fn rebuild(context: &Context, args: RebuildArgs) -> Result<Exit, Comma
     if !args.state_only {
         return run(context, RunKind::Rebuild, args.approvals).await;
     }
-    let engine = engine(context, true).await?;
-    let (run, report) = engine.rebuild_state().await?;
+    let engine = engine(context, true, &args.approvals.accept_shrink).await?;
+    let (run, report) = engine.rebuild_state(&args.approvals.record()).await?;
     println!("run {run} (state-rebuild) succeeded: the state database matches Microsoft 365");
     print!("{report}");
     Ok(Exit::Success)
@@ -177,7 +207,7 @@ pub async fn rebuild(context: &Context, args: RebuildArgs) -> Result<Exit, Comma
 
 /// `rollcall resume`.
 pub async fn resume(context: &Context) -> Result<Exit, CommandError> {
-    let engine = engine(context, true).await?;
+    let engine = engine(context, true, &[]).await?;
     match engine.resume().await? {
         Some(run) => println!("run {run}: every pending operation is done"),
         None => println!("no interrupted run: nothing to resume"),
@@ -187,7 +217,7 @@ pub async fn resume(context: &Context) -> Result<Exit, CommandError> {
 
 /// `rollcall verify`: exit 5 on drift.
 pub async fn verify(context: &Context, output: Output) -> Result<Exit, CommandError> {
-    let engine = engine(context, false).await?;
+    let engine = engine(context, false, &[]).await?;
     let (run, verification) = engine.verify().await?;
     match output {
         Output::Json => println!(

@@ -9,7 +9,7 @@ use super::apply::{Apply, PlannedGroup};
 use super::identity::{self, Refresh};
 use super::lease::{LeaseError, RunLease};
 use super::progress::Progress;
-use super::report::RunReport;
+use super::report::{FailedCheck, RunReport};
 use super::{Stop, StopSignal};
 use crate::config::Config;
 use crate::exit::{CommandError, Exit};
@@ -17,7 +17,7 @@ use crate::graph::GraphClient;
 use crate::plan::{
     self, Approvals, Desired, ListChange, Members, Plan, Policies, Verdicts, tripped_message,
 };
-use crate::source::{self, SourceSummary};
+use crate::source::{self, SourceError, SourceSummary, completeness};
 use crate::store::{NewOp, NewSnapshot, OpKind, Run, RunId, RunKind, RunStatus, Store};
 
 /// Longest displayName Microsoft 365 accepts.
@@ -36,6 +36,8 @@ pub struct Engine {
     pub stop: StopSignal,
     /// Progress shown to the operator.
     pub progress: Progress,
+    /// Sources whose shrink the operator accepted for this command (`--accept-shrink`).
+    pub accepted_shrinks: BTreeSet<String>,
 }
 
 /// Everything a run decides before its first change.
@@ -102,6 +104,7 @@ impl Engine {
             graph,
             stop: StopSignal::default(),
             progress,
+            accepted_shrinks: BTreeSet::new(),
         })
     }
 
@@ -114,7 +117,7 @@ impl Engine {
         repair: bool,
         full_directory: bool,
     ) -> Result<Planned, Stop> {
-        let snapshot = source::read_all(&self.config).await.map_err(Stop::source)?;
+        let snapshot = self.read_complete_sources().await?;
         check_names(&snapshot)?;
         let directory = identity::refresh(&self.store, &self.graph, full_directory).await?;
         let keys: BTreeSet<&source::Member> =
@@ -255,6 +258,7 @@ impl Engine {
             Err(stop) => {
                 let report = RunReport {
                     error: Some(format!("{:#}", stop.error)),
+                    failed_check: failed_check(&stop),
                     ..RunReport::default()
                 };
                 self.record_end(run, stop.status, stop.exit, &report).await;
@@ -275,25 +279,36 @@ impl Engine {
     }
 
     /// `rebuild --state-only`: group ids, mirror and identities rebuilt from Microsoft 365 and
-    /// the last accepted snapshots from the sources; membership is not changed.
-    pub async fn rebuild_state(&self) -> Result<(RunId, RunReport), CommandError> {
-        let lease = self.take_lease(RunKind::StateRebuild, None).await?;
+    /// the last accepted snapshots from the sources (after the completeness checks);
+    /// membership is not changed.
+    pub async fn rebuild_state(
+        &self,
+        approvals_record: &serde_json::Value,
+    ) -> Result<(RunId, RunReport), CommandError> {
+        let lease = self
+            .take_lease(RunKind::StateRebuild, Some(approvals_record))
+            .await?;
         let outcome = async {
             let run = self
                 .store
-                .begin_run(RunKind::StateRebuild, Some(&lease.current()), None)
+                .begin_run(
+                    RunKind::StateRebuild,
+                    Some(&lease.current()),
+                    Some(approvals_record),
+                )
                 .await
                 .map_err(CommandError::failed)?;
             let mut report = RunReport::default();
             let result = async {
-                let snapshot = source::read_all(&self.config).await.map_err(Stop::source)?;
+                let snapshot = self.read_complete_sources().await?;
                 self.store.clear_delta_links().await.map_err(Stop::store)?;
                 let directory = identity::refresh(&self.store, &self.graph, true).await?;
                 let state = actual::read(&self.config, &self.store, &self.graph, &[], true).await?;
                 self.accept_snapshots(run, &snapshot.sources).await?;
                 report.sources = snapshot.sources;
                 report.directory = Some(directory);
-                report.warnings = state.warnings;
+                report.warnings = snapshot.warnings;
+                report.warnings.extend(state.warnings);
                 report.managed_groups = Some(state.managed.len() as u64);
                 Ok(())
             }
@@ -304,6 +319,33 @@ impl Engine {
         .await;
         lease.release().await;
         outcome
+    }
+
+    /// Reads every source and checks each for completeness against its last accepted
+    /// snapshot, before the directory or Microsoft 365 is touched. Shrinks the operator
+    /// accepted go ahead with a warning in the snapshot.
+    async fn read_complete_sources(&self) -> Result<source::Snapshot, Stop> {
+        let mut snapshot = source::read_all(&self.config).await.map_err(Stop::source)?;
+        let accepted_rows: BTreeMap<String, u64> = self
+            .store
+            .last_accepted_snapshots()
+            .await
+            .map_err(Stop::store)?
+            .into_iter()
+            .map(|s| (s.summary.source, u64::try_from(s.summary.rows).unwrap_or(0)))
+            .collect();
+        let warnings = completeness::check_all(
+            &self.config,
+            &snapshot.sources,
+            &accepted_rows,
+            &self.accepted_shrinks,
+        )
+        .map_err(Stop::source)?;
+        for warning in &warnings {
+            tracing::warn!(%warning, "source shrink accepted");
+        }
+        snapshot.warnings.extend(warnings);
+        Ok(snapshot)
     }
 
     /// Takes the lease; a paused rollcall or a held lease is a skipped run (exit 6).
@@ -492,6 +534,7 @@ impl Engine {
             }
             Err(stop) => {
                 report.error = Some(format!("{:#}", stop.error));
+                report.failed_check = failed_check(&stop);
                 self.record_end(run, stop.status, stop.exit, &report).await;
                 Err(stop.into())
             }
@@ -509,6 +552,16 @@ impl Engine {
             tracing::error!(run = %run, error = %e, "could not record the end of the run");
         }
     }
+}
+
+/// The source and check that stopped a run, when a source did.
+fn failed_check(stop: &Stop) -> Option<FailedCheck> {
+    stop.error
+        .downcast_ref::<SourceError>()
+        .map(|e| FailedCheck {
+            source: e.source_name().to_owned(),
+            check: e.check().to_owned(),
+        })
 }
 
 /// Each list's drift, from a plan made without approvals.

@@ -21,7 +21,7 @@ pub use flow::{Drift, Engine, Planned, Verification};
 pub use identity::Refresh;
 pub use lease::{LEASE_TTL, RunLease, holder_name};
 pub use progress::Progress;
-pub use report::{ListReport, RunReport};
+pub use report::{FailedCheck, ListReport, RunReport};
 
 use crate::exit::{CommandError, Exit};
 use crate::graph::GraphError;

@@ -49,6 +49,18 @@ pub struct RunReport {
     pub graph: GraphLine,
     /// Why the run did not succeed.
     pub error: Option<String>,
+    /// The source and check that stopped the run before planning, if one did.
+    pub failed_check: Option<FailedCheck>,
+}
+
+/// A source check that stopped a run: which source, and the check's stable id (`empty`,
+/// `min-rows`, `shrink`, `control-rows`, `unreachable`, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedCheck {
+    /// The source's name.
+    pub source: String,
+    /// The check's id, as `SourceError::check` names it.
+    pub check: String,
 }
 
 /// One list's line in a report.
@@ -279,6 +291,13 @@ impl fmt::Display for RunReport {
             "graph: {} requests, {} retried, {} throttled",
             self.graph.requests, self.graph.retries, self.graph.throttled
         )?;
+        if let Some(failed) = &self.failed_check {
+            writeln!(
+                f,
+                "source check failed: `{}` on source {}",
+                failed.check, failed.source
+            )?;
+        }
         if let Some(error) = &self.error {
             writeln!(f, "error: {error}")?;
         }
@@ -354,8 +373,18 @@ mod tests {
         let report = RunReport {
             unresolved: 3,
             error: Some("boom".to_owned()),
+            failed_check: Some(FailedCheck {
+                source: "enrolments".to_owned(),
+                check: "shrink".to_owned(),
+            }),
             ..RunReport::default()
         };
+        assert!(
+            report
+                .to_string()
+                .contains("source check failed: `shrink` on source enrolments"),
+            "{report}"
+        );
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(serde_json::from_value::<RunReport>(json).unwrap(), report);
         // Reports written by an older rollcall lack newer fields; they still read.

@@ -223,6 +223,43 @@ pub enum SourceError {
         /// What is wrong and how to write it.
         message: String,
     },
+    /// The source returned no rows and `allow_empty` is not set.
+    #[error(
+        "source `{source_name}`: it returned zero rows; check that the export or query ran against the complete data, or set `allow_empty = true` if this source may truly be empty"
+    )]
+    Empty {
+        /// The source.
+        source_name: String,
+    },
+    /// The source returned fewer rows than its `min_rows`.
+    #[error(
+        "source `{source_name}`: it returned {rows} rows, fewer than min_rows = {min_rows}, so it looks incomplete; check the export or query, or lower `min_rows` if the source truly shrank"
+    )]
+    MinRows {
+        /// The source.
+        source_name: String,
+        /// Data rows read.
+        rows: u64,
+        /// The configured minimum.
+        min_rows: u64,
+    },
+    /// The source shrank against its last accepted snapshot by more than
+    /// `[guard].max_source_shrink_percent`.
+    #[error(
+        "source `{source_name}`: it returned {rows} rows, {percent:.1}% fewer than the {accepted} rows of its last accepted snapshot (the limit is [guard].max_source_shrink_percent = {limit}%); check that the source is complete, and if the shrink is real, run again with `--accept-shrink {source_name}`"
+    )]
+    Shrink {
+        /// The source.
+        source_name: String,
+        /// Data rows read now.
+        rows: u64,
+        /// Data rows of the last accepted snapshot.
+        accepted: u64,
+        /// How much smaller, in percent.
+        percent: f64,
+        /// The configured limit, in percent.
+        limit: u8,
+    },
     /// A failure inside rollcall itself (a reading task died).
     #[error("source `{source_name}`: {error:#}")]
     Unexpected {
@@ -253,6 +290,9 @@ impl SourceError {
             | SourceError::Sql { source_name, .. }
             | SourceError::Timeout { source_name, .. }
             | SourceError::Override { source_name, .. }
+            | SourceError::Empty { source_name }
+            | SourceError::MinRows { source_name, .. }
+            | SourceError::Shrink { source_name, .. }
             | SourceError::Unexpected { source_name, .. } => source_name,
             SourceError::DuplicateList { second_source, .. } => second_source,
         }
@@ -278,6 +318,9 @@ impl SourceError {
             SourceError::Timeout { .. } => "timeout",
             SourceError::DuplicateList { .. } => "duplicate-list",
             SourceError::Override { .. } => "override",
+            SourceError::Empty { .. } => "empty",
+            SourceError::MinRows { .. } => "min-rows",
+            SourceError::Shrink { .. } => "shrink",
             SourceError::Unexpected { .. } => "internal",
         }
     }

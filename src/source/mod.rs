@@ -4,6 +4,7 @@
 //! A source is either read completely and consistently, or it is an error: a half-read
 //! source must never be planned from, because missing rows would become removals.
 
+pub mod completeness;
 mod csv;
 mod error;
 mod rows;

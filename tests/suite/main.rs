@@ -5,6 +5,7 @@ mod config;
 mod csv_source;
 mod generate;
 mod graph;
+mod incidents;
 mod reconcile;
 mod sandbox;
 mod sql_source;

@@ -3,7 +3,7 @@
 //! together; plus the `rollcall` binary run against it, black-box.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -100,6 +100,10 @@ pub struct Tenant {
     /// The config file.
     pub config: PathBuf,
     options: TenantOptions,
+    /// TOML appended after the generated families and sources (see [`Tenant::add_config`]).
+    extra_config: String,
+    /// `(source, key, value)` settings laid over the sources (see [`Tenant::set_source`]).
+    source_settings: Vec<(String, String, toml::Value)>,
     db: TestDatabase,
     dir: tempfile::TempDir,
 }
@@ -133,6 +137,8 @@ impl Tenant {
             untouchable,
             config: dir.path().join("e2e.toml"),
             options,
+            extra_config: String::new(),
+            source_settings: Vec::new(),
             db,
             dir,
         };
@@ -153,6 +159,10 @@ impl Tenant {
             );
             sources = sources.replace(&generated, &format!("adopt_existing = {adopt}"));
         }
+        sources.push_str(&self.extra_config);
+        if !self.source_settings.is_empty() {
+            sources = self.apply_source_settings(&sources);
+        }
         let config = format!(
             "[state]\n\
              url = {}\n\
@@ -172,6 +182,47 @@ impl Tenant {
             quote(&self.sandbox.authority()),
         );
         std::fs::write(&self.config, config).expect("the config is written");
+    }
+
+    /// `sources` with every [`Tenant::set_source`] setting laid over its `[[source]]`.
+    fn apply_source_settings(&self, sources: &str) -> String {
+        let mut table: toml::Table = toml::from_str(sources)
+            .unwrap_or_else(|e| panic!("the sources' TOML does not parse: {e}\n{sources}"));
+        let entries = table
+            .get_mut("source")
+            .and_then(toml::Value::as_array_mut)
+            .expect("the config has [[source]] entries");
+        for (source, key, value) in &self.source_settings {
+            let entry = entries
+                .iter_mut()
+                .filter_map(toml::Value::as_table_mut)
+                .find(|t| t.get("name").and_then(toml::Value::as_str) == Some(source))
+                .unwrap_or_else(|| panic!("the config has no [[source]] named `{source}`"));
+            entry.insert(key.clone(), value.clone());
+        }
+        toml::to_string(&table).expect("the sources serialise back to TOML")
+    }
+
+    /// The folder holding the generated sources (`modules.csv`, `departments.csv` and their
+    /// control files) and the config.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Appends TOML (e.g. `[[family]]` and `[[source]]` entries) to the config and rewrites
+    /// it; kept across [`Tenant::churn`].
+    pub fn add_config(&mut self, toml: &str) {
+        self.extra_config.push('\n');
+        self.extra_config.push_str(toml);
+        self.write_config();
+    }
+
+    /// Sets `key = value` in the `[[source]]` named `source` (generated or added) and rewrites
+    /// the config; a later setting of the same key wins. Kept across [`Tenant::churn`].
+    pub fn set_source(&mut self, source: &str, key: &str, value: impl Into<toml::Value>) {
+        self.source_settings
+            .push((source.to_owned(), key.to_owned(), value.into()));
+        self.write_config();
     }
 
     /// Changes about `fraction` of the enrolments and opens a module (a typical day), and
