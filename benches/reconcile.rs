@@ -12,6 +12,9 @@
 //! least a client can do: one batch of 20 PATCHes of 20 members per 400 adds, plus one
 //! create per group, ceil(adds / 400) + creations. The target is within 10 % of that.
 
+#[path = "common/table.rs"]
+mod table;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -20,6 +23,7 @@ use anyhow::{Context as _, bail};
 use rollcall::generate::{GenerateOptions, Size, generate};
 use rollcall::sandbox::{Faults, Sandbox, SandboxHandle, SandboxOptions};
 use serde_json::Value;
+use table::Table;
 
 /// The environment variable the generated config names for the client secret.
 const SECRET_VAR: &str = "ROLLCALL_BENCH_GRAPH_SECRET";
@@ -70,7 +74,7 @@ fn main() -> anyhow::Result<()> {
     let result = measure(&config, &sandbox, &mut table);
     server.block_on(sandbox.shutdown());
     result?;
-    table.print();
+    table.print("reconcile benchmark (sandbox tenant, throttling off, SQLite state)");
     Ok(())
 }
 
@@ -247,29 +251,6 @@ impl Counters {
             creates: self.creates - earlier.creates,
             write_requests: self.write_requests - earlier.write_requests,
             writes: self.writes - earlier.writes,
-        }
-    }
-}
-
-/// A two-column table printed at the end.
-#[derive(Default)]
-struct Table(Vec<(String, String)>);
-
-impl Table {
-    fn row(&mut self, name: &str, value: String) {
-        self.0.push((name.to_owned(), value));
-    }
-
-    fn print(&self) {
-        let width = self
-            .0
-            .iter()
-            .map(|(n, _)| n.chars().count())
-            .max()
-            .unwrap_or(0);
-        println!("\nreconcile benchmark (sandbox tenant, throttling off, SQLite state)");
-        for (name, value) in &self.0 {
-            println!("  {name:<width$}  {value}");
         }
     }
 }

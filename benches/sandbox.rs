@@ -10,6 +10,9 @@
 //! latency, and the CPU time each side spent per request (from /proc/self/task), which says
 //! where the time goes.
 
+#[path = "common/table.rs"]
+mod table;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +21,7 @@ use anyhow::{Context as _, bail};
 use rollcall::generate::{GenerateOptions, Size, University, generate};
 use rollcall::sandbox::{Faults, Sandbox, SandboxHandle, SandboxOptions, Seed, SeedGroup};
 use serde_json::{Value, json};
+use table::Table;
 
 /// Connections the client keeps busy at once.
 const CONNECTIONS: usize = 16;
@@ -124,7 +128,9 @@ fn main() -> anyhow::Result<()> {
     let result = client.block_on(load(&sandbox, &lists, &plan, &mut table));
     server.block_on(sandbox.shutdown());
     result?;
-    table.print();
+    table.print(&format!(
+        "sandbox benchmark ({CONNECTIONS} connections, throttling off)"
+    ));
     Ok(())
 }
 
@@ -536,27 +542,4 @@ fn resident_mib() -> anyhow::Result<f64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .context("/proc/self/status has no VmRSS line")?;
     Ok(kib / 1024.0)
-}
-
-/// A two-column table printed at the end.
-#[derive(Default)]
-struct Table(Vec<(String, String)>);
-
-impl Table {
-    fn row(&mut self, name: &str, value: String) {
-        self.0.push((name.to_owned(), value));
-    }
-
-    fn print(&self) {
-        let width = self
-            .0
-            .iter()
-            .map(|(n, _)| n.chars().count())
-            .max()
-            .unwrap_or(0);
-        println!("\nsandbox benchmark ({CONNECTIONS} connections, throttling off)");
-        for (name, value) in &self.0 {
-            println!("  {name:<width$}  {value}");
-        }
-    }
 }

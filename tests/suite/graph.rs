@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::numbered::{group_id, seed, user_id};
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -15,51 +16,11 @@ use rollcall::graph::{
     Ensured, GraphClient, GraphError, GroupSpec, MANAGED_EXTENSION, ManagedTag, RetryPolicy, Write,
 };
 use rollcall::plan::ObjectId;
-use rollcall::sandbox::{
-    Faults, Sandbox, SandboxHandle, SandboxOptions, Seed, SeedGroup, SeedUser, TenantSize,
-};
+use rollcall::sandbox::{Faults, Sandbox, SandboxHandle, SandboxOptions, Seed, TenantSize};
 use serde_json::json;
-
-fn user_id(n: usize) -> String {
-    format!("00000000-0000-0000-0000-{n:012}")
-}
-
-fn group_id(n: usize) -> String {
-    format!("11111111-0000-0000-0000-{n:012}")
-}
 
 fn oid(n: usize) -> ObjectId {
     user_id(n).parse().unwrap()
-}
-
-/// `users` users, and one Microsoft 365 group per entry with the given member numbers.
-fn seed(users: usize, groups: &[&[usize]]) -> Seed {
-    Seed {
-        users: (0..users)
-            .map(|n| SeedUser {
-                id: user_id(n),
-                user_principal_name: format!("user{n}@example.ac.uk"),
-                mail: Some(format!("User{n}@Example.ac.uk")),
-                employee_id: Some(format!("E{n:05}")),
-                display_name: format!("User {n}"),
-            })
-            .collect(),
-        groups: groups
-            .iter()
-            .enumerate()
-            .map(|(g, members)| SeedGroup {
-                id: Some(group_id(g)),
-                display_name: format!("List {g}"),
-                mail_nickname: format!("list-{g}"),
-                description: None,
-                group_types: vec!["Unified".to_owned()],
-                mail_enabled: true,
-                security_enabled: false,
-                members: members.iter().map(|&n| user_id(n)).collect(),
-                extensions: Vec::new(),
-            })
-            .collect(),
-    }
 }
 
 /// Quick retries, so that fault tests take seconds.

@@ -3,56 +3,17 @@
 
 use std::time::Duration;
 
+use crate::common::numbered::{group_id, seed, user_id};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
-use rollcall::sandbox::{
-    Faults, Sandbox, SandboxHandle, SandboxOptions, Seed, SeedGroup, SeedUser,
-};
+use rollcall::sandbox::{Faults, Sandbox, SandboxHandle, SandboxOptions, Seed};
 use serde_json::{Value, json};
-
-fn user_id(n: usize) -> String {
-    format!("00000000-0000-0000-0000-{n:012}")
-}
-
-fn group_id(n: usize) -> String {
-    format!("11111111-0000-0000-0000-{n:012}")
-}
 
 fn bind(n: usize) -> String {
     format!(
         "https://graph.microsoft.com/v1.0/directoryObjects/{}",
         user_id(n)
     )
-}
-
-/// `users` users, and one Microsoft 365 group per entry with the given member numbers.
-fn seed(users: usize, groups: &[&[usize]]) -> Seed {
-    Seed {
-        users: (0..users)
-            .map(|n| SeedUser {
-                id: user_id(n),
-                user_principal_name: format!("user{n}@example.ac.uk"),
-                mail: Some(format!("User{n}@Example.ac.uk")),
-                employee_id: Some(format!("E{n:05}")),
-                display_name: format!("User {n}"),
-            })
-            .collect(),
-        groups: groups
-            .iter()
-            .enumerate()
-            .map(|(g, members)| SeedGroup {
-                id: Some(group_id(g)),
-                display_name: format!("List {g}"),
-                mail_nickname: format!("list-{g}"),
-                description: None,
-                group_types: vec!["Unified".to_owned()],
-                mail_enabled: true,
-                security_enabled: false,
-                members: members.iter().map(|&n| user_id(n)).collect(),
-                extensions: Vec::new(),
-            })
-            .collect(),
-    }
 }
 
 struct Reply {

@@ -6,4 +6,5 @@
 pub mod db;
 pub mod directory;
 pub mod graph;
+pub mod numbered;
 pub mod tenant;
