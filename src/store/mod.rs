@@ -89,6 +89,9 @@ pub struct MigrationReport {
     pub applied: Vec<(i64, String)>,
 }
 
+/// How long opening a MySQL/MariaDB database waits for another process's migration.
+const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(60);
+
 /// The state store.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -166,8 +169,42 @@ impl Store {
         })
     }
 
-    /// Applies the embedded migrations that are not applied yet.
+    /// Applies the embedded migrations that are not applied yet; on MySQL/MariaDB under a
+    /// named lock, so that two processes opening a fresh database at once apply them once.
     pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        if self.backend != Backend::Mysql {
+            return self.migrate_unlocked().await;
+        }
+        // sqlx's own lock there is `GET_LOCK(name, -1)`, which MariaDB answers with NULL
+        // instead of waiting: both processes would apply the schema, and the second would
+        // find the first's migration half done ("partially applied") and fail.
+        let action = || {
+            StoreError::query(
+                "take the migration lock (another rollcall may be migrating this database; wait and try again)",
+            )
+        };
+        let mut holder = self.pool.acquire().await.map_err(action())?;
+        holder.close_on_drop();
+        let answer: Option<i64> = sqlx::query_scalar(
+            "SELECT GET_LOCK(LEFT(CONCAT('rollcall-migrate:', DATABASE()), 64), ?)",
+        )
+        .bind(MIGRATION_LOCK_WAIT.as_secs() as i64)
+        .fetch_one(&mut *holder)
+        .await
+        .map_err(action())?;
+        if answer != Some(1) {
+            return Err(action()(sqlx::Error::Protocol(format!(
+                "GET_LOCK answered {answer:?} after waiting up to {MIGRATION_LOCK_WAIT:?}"
+            ))));
+        }
+        let report = self.migrate_unlocked().await;
+        // Ending the session releases the lock, whatever became of the migration; a close
+        // that fails ends it too.
+        let _ = holder.close().await;
+        report
+    }
+
+    async fn migrate_unlocked(&self) -> Result<MigrationReport, StoreError> {
         let before = self.applied_migrations().await?;
         self.backend
             .migrator()
