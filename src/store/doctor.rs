@@ -122,6 +122,10 @@ impl Store {
                 Err(e) => findings.push(Finding::unchecked("orphans", &e)),
             }
         }
+        match self.check_lost_rows().await {
+            Ok(found) => findings.extend(found),
+            Err(e) => findings.push(Finding::unchecked("lost-rows", &e)),
+        }
         match self.check_runs_and_lease().await {
             Ok(found) => findings.extend(found),
             Err(e) => findings.push(Finding::unchecked("runs", &e)),
@@ -136,7 +140,7 @@ impl Store {
             let message = if self.table_exists("runs").await? {
                 "rollcall's tables exist but their migration record (_sqlx_migrations) is missing, so `rollcall migrate` would fail; restore the database from a backup, or point [state] at a fresh database and run `rollcall rebuild --state-only`"
             } else {
-                "the state database has no rollcall schema yet; run `rollcall migrate`"
+                "the state database has no rollcall schema yet; run `rollcall migrate` for a new installation, or, if the database was lost, `rollcall rebuild --state-only` to restore it from Microsoft 365 and the sources"
             };
             return Ok(Some(Finding::error("schema", message)));
         }
@@ -273,6 +277,34 @@ impl Store {
                 column = r.column,
             ),
         )])
+    }
+
+    /// Tables emptied behind rows that say they were filled: a crash that lost recent rows
+    /// leaves no orphan to find, only a mirror or a directory mirror gone blank.
+    async fn check_lost_rows(&self) -> Result<Vec<Finding>, StoreError> {
+        let count = |table: &'static str| async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(StoreError::query(format!("count the rows of {table}")))
+        };
+        let mut findings = Vec::new();
+        if count("delta_links").await? > 0 && count("identities").await? == 0 {
+            findings.push(Finding::error(
+                "lost-rows",
+                "the directory mirror (identities) is empty although a delta link says it is up to date, so runs would look up every member one by one: its rows were lost; run `rollcall rebuild --state-only` to read the directory again",
+            ));
+        }
+        let groups = count("managed_groups").await?;
+        if groups > 0 && count("mirror").await? == 0 {
+            findings.push(Finding::error(
+                "lost-rows",
+                format!(
+                    "the mirror holds no member of the {groups} managed group(s): its rows were lost, unless every group is empty in Microsoft 365; run `rollcall rebuild --state-only` to read the members again"
+                ),
+            ));
+        }
+        Ok(findings)
     }
 
     async fn check_runs_and_lease(&self) -> Result<Vec<Finding>, StoreError> {
