@@ -2,6 +2,7 @@
 
 mod common;
 mod config;
+mod crash;
 mod csv_source;
 mod generate;
 mod graph;

@@ -106,6 +106,40 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Loses the database outright, as a crash that takes the disk with it would: SQLite's
+    /// file (and its WAL and shared-memory files) deleted, or the server's database dropped
+    /// and created again empty.
+    pub async fn destroy(&self) {
+        match (&self.admin_url, self.backend) {
+            (None, _) => {
+                let file = self
+                    .url
+                    .strip_prefix("sqlite://")
+                    .expect("an SQLite test URL starts with sqlite://");
+                std::fs::remove_file(file)
+                    .unwrap_or_else(|e| panic!("the SQLite file {file} cannot be deleted: {e}"));
+                for suffix in ["-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{file}{suffix}"));
+                }
+            }
+            (Some(admin_url), backend) => {
+                let drop = match backend {
+                    Backend::Postgres => format!("DROP DATABASE {} WITH (FORCE)", self.name),
+                    _ => format!("DROP DATABASE {}", self.name),
+                };
+                execute_admin(backend, admin_url, &drop).await;
+                execute_admin(
+                    backend,
+                    admin_url,
+                    &format!("CREATE DATABASE {}", self.name),
+                )
+                .await;
+            }
+        }
+    }
+}
+
 async fn execute_admin(backend: Backend, admin_url: &str, sql: &str) {
     match backend {
         Backend::Postgres => {

@@ -13,7 +13,7 @@ use rollcall::sandbox::{Faults, Sandbox, SandboxHandle, SandboxOptions, Seed, Se
 use rollcall::store::{RunId, Store};
 use serde_json::Value;
 
-use super::db::TestDatabase;
+use super::db::{Backend, TestDatabase};
 use super::directory::{self, Desired};
 
 /// Students in a scenario's university: 30 lists and about 3,000 memberships, so that every
@@ -305,6 +305,33 @@ impl Tenant {
                 .await
                 .unwrap_or_else(|e| panic!("DELETE FROM {table}: {e}"));
         }
+        sqlx::Connection::close(conn)
+            .await
+            .expect("the raw connection closes");
+    }
+
+    /// The state database.
+    pub fn db(&self) -> &TestDatabase {
+        &self.db
+    }
+
+    /// Runs `sql` on the state database over a raw connection; without `foreign_keys` the
+    /// backend's foreign-key checks are off for that session only, so rows may break them.
+    pub async fn raw_sql(&self, sql: &str, foreign_keys: bool) {
+        let off = match (foreign_keys, self.db.backend) {
+            (true, _) => "",
+            (false, Backend::Sqlite) => "PRAGMA foreign_keys = OFF; ",
+            (false, Backend::Postgres) => "SET session_replication_role = replica; ",
+            (false, Backend::Mysql) => "SET FOREIGN_KEY_CHECKS = 0; ",
+        };
+        sqlx::any::install_default_drivers();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.db.url)
+            .await
+            .expect("the state database accepts a raw connection");
+        sqlx::raw_sql(&format!("{off}{sql}"))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
         sqlx::Connection::close(conn)
             .await
             .expect("the raw connection closes");
