@@ -197,11 +197,45 @@ impl Store {
                 "GET_LOCK answered {answer:?} after waiting up to {MIGRATION_LOCK_WAIT:?}"
             ))));
         }
-        let report = self.migrate_unlocked().await;
+        let report = match self.forget_unfinished_migrations().await {
+            Ok(()) => self.migrate_unlocked().await,
+            Err(e) => Err(e),
+        };
         // Ending the session releases the lock, whatever became of the migration; a close
         // that fails ends it too.
         let _ = holder.close().await;
         report
+    }
+
+    /// MySQL cannot roll DDL back, so sqlx records a migration there as unfinished before it
+    /// runs it and as finished after; a process killed in between (a first run killed early)
+    /// leaves it "partially applied", and sqlx then refuses to go on. The MySQL migrations are
+    /// written to run again safely (`IF NOT EXISTS`), so the unfinished record is dropped and
+    /// the migration simply runs again.
+    async fn forget_unfinished_migrations(&self) -> Result<(), StoreError> {
+        let action = || StoreError::query("look for migrations cut off halfway");
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_name = '_sqlx_migrations'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(action())?;
+        if tables == 0 {
+            return Ok(());
+        }
+        let forgotten = sqlx::query("DELETE FROM _sqlx_migrations WHERE success = 0")
+            .execute(&self.pool)
+            .await
+            .map_err(action())?
+            .rows_affected();
+        if forgotten > 0 {
+            tracing::warn!(
+                migrations = forgotten,
+                "a migration was cut off halfway (a process killed while migrating); running it again"
+            );
+        }
+        Ok(())
     }
 
     async fn migrate_unlocked(&self) -> Result<MigrationReport, StoreError> {

@@ -939,3 +939,32 @@ async fn the_whole_mirror_reads_back_per_list(db: TestDatabase) {
     assert_eq!(mirror["b"], vec!["m3".to_owned()]);
     assert_eq!(mirror.len(), 2);
 }
+
+/// MySQL cannot roll DDL back: a first run killed while migrating leaves the schema half made
+/// and the migration recorded as unfinished. The next open finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_cut_off_halfway_on_mysql_runs_again() {
+    let Some(db) = TestDatabase::create(Backend::Mysql).await else {
+        return;
+    };
+    open(&db).await.close().await;
+    raw(
+        &db,
+        "UPDATE _sqlx_migrations SET success = 0; DROP TABLE delta_links; DROP TABLE pause;",
+    )
+    .await;
+    let store = open(&db).await;
+    assert_eq!(
+        store
+            .delta_link("users")
+            .await
+            .expect("the dropped table is back"),
+        None
+    );
+    assert!(!store.pause_state().await.unwrap().paused);
+    let findings = store.doctor().await;
+    assert!(
+        findings.is_empty(),
+        "doctor finds the finished migration sound: {findings:?}"
+    );
+}
