@@ -130,7 +130,7 @@ fn verdict_text(verdict: &Verdict) -> String {
         .as_deref()
         .map_or_else(String::new, |l| format!(" on {l}"));
     format!(
-        "{key}{list} ({} over the limit of {})",
+        "{key}{list} ({}, at most {} allowed)",
         verdict.observed, verdict.limit
     )
 }

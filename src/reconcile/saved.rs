@@ -141,12 +141,16 @@ pub enum Change {
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Change::Expired { age, ttl } => write!(
-                f,
-                "it is {} old, older than [guard].plan_ttl = {}",
-                humantime::format_duration(*age),
-                humantime::format_duration(*ttl)
-            ),
+            Change::Expired { age, ttl } => {
+                // Whole seconds, rounded up so that an expired plan never reads as on time.
+                let shown = Duration::from_secs(age.as_secs() + u64::from(age.subsec_nanos() > 0));
+                write!(
+                    f,
+                    "it is {} old, older than [guard].plan_ttl = {}",
+                    humantime::format_duration(shown),
+                    humantime::format_duration(*ttl)
+                )
+            }
             Change::SourceChanged {
                 source,
                 saved_rows,
