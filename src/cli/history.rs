@@ -6,6 +6,7 @@ use clap::Args;
 use super::Context;
 use super::reconcile::Output;
 use crate::exit::{CommandError, Exit};
+use crate::plan::Verdict;
 use crate::reconcile::{RunReport, holder_name};
 use crate::store::{Run, RunId, RunKind, Store};
 
@@ -86,10 +87,52 @@ pub async fn status(context: &Context) -> Result<Exit, CommandError> {
             verify.started_at.format("%F %T")
         );
     }
+    if let Some(line) = runs
+        .iter()
+        .find(|r| {
+            matches!(r.kind, RunKind::Run | RunKind::Rebuild | RunKind::Apply)
+                && r.exit_code.is_some()
+        })
+        .and_then(tripped_line)
+    {
+        println!("{line}");
+    }
     println!("last runs:");
     print_runs(runs.iter().take(5));
     store.close().await;
     Ok(Exit::Success)
+}
+
+/// The guards that stopped `run`, if any: one line naming each with its numbers.
+fn tripped_line(run: &Run) -> Option<String> {
+    let tripped = report(run).tripped;
+    if tripped.is_empty() {
+        return None;
+    }
+    let guards: Vec<String> = tripped.iter().map(verdict_text).collect();
+    Some(format!(
+        "guards: the last run ({}) was stopped by {}; `rollcall show {}` has the plan's \
+         verdicts, `rollcall plan` shows them now",
+        run.id,
+        guards.join(", "),
+        run.id
+    ))
+}
+
+/// A verdict in a few words: its `[guard]` key, the list, and observed against the limit.
+fn verdict_text(verdict: &Verdict) -> String {
+    let key = serde_json::to_value(verdict.guard)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let list = verdict
+        .list
+        .as_deref()
+        .map_or_else(String::new, |l| format!(" on {l}"));
+    format!(
+        "{key}{list} ({}, at most {} allowed)",
+        verdict.observed, verdict.limit
+    )
 }
 
 /// `rollcall runs`: run history, newest first.

@@ -49,7 +49,13 @@ pub enum Command {
         /// Readable text or one JSON document.
         #[command(flatten)]
         output: reconcile::OutputArgs,
+        /// Also save the plan to FILE (JSON, owner-only), for `rollcall apply FILE`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
+    /// Applies exactly a saved plan (`plan --out FILE`), approving its guards, if the sources
+    /// and Microsoft 365 are unchanged since and it is younger than `[guard].plan_ttl`.
+    Apply(reconcile::ApplyArgs),
     /// One reconcile: resumes an interrupted run first, then plans and applies. What cron calls.
     Run(reconcile::ApprovalArgs),
     /// Finishes the pending operations of the last interrupted run, then stops.
@@ -149,9 +155,12 @@ async fn dispatch(command: Command, context: &Context) -> Result<Exit, CommandEr
             Ok(Exit::Success)
         }
         Command::Demo => crate::demo::run().await,
-        Command::Plan { approvals, output } => {
-            reconcile::plan(context, approvals, output.output).await
-        }
+        Command::Plan {
+            approvals,
+            output,
+            out,
+        } => reconcile::plan(context, approvals, output.output, out.as_deref()).await,
+        Command::Apply(args) => reconcile::apply(context, args).await,
         Command::Run(approvals) => reconcile::run(context, RunKind::Run, approvals).await,
         Command::Resume => reconcile::resume(context).await,
         Command::Rebuild(args) => reconcile::rebuild(context, args).await,

@@ -1,15 +1,17 @@
-//! `plan`, `run`, `resume`, `verify` and `rebuild`: the commands that reconcile.
+//! `plan`, `run`, `apply`, `resume`, `verify` and `rebuild`: the commands that reconcile.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
+use chrono::Utc;
 use clap::{Args, ValueEnum};
 
 use super::Context;
 use crate::config::Config;
 use crate::exit::{CommandError, Exit};
 use crate::plan::{Approvals, render_plan};
-use crate::reconcile::{Engine, Planned, Progress, StopSignal, Verification};
+use crate::reconcile::{Engine, Planned, Progress, SavedPlan, StopSignal, Verification};
 use crate::store::RunKind;
 
 /// How a command prints its result.
@@ -60,13 +62,31 @@ impl ApprovalArgs {
 
     fn record(&self) -> serde_json::Value {
         serde_json::json!({
-            "operator": std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).ok(),
+            "operator": operator(),
             "reason": self.reason,
             "accept_removals": self.accept_removals,
             "accept_additions": self.accept_additions,
             "accept_shrink": self.accept_shrink,
         })
     }
+}
+
+/// Who runs the command, as the run's history records it.
+fn operator() -> Option<String> {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .ok()
+}
+
+/// `rollcall apply`.
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
+    /// The saved plan, as `rollcall plan --out FILE` wrote it.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Why the plan is approved (recorded in the run's history).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
 }
 
 /// `rollcall rebuild`.
@@ -115,11 +135,13 @@ async fn engine(
     Ok(engine)
 }
 
-/// `rollcall plan`: everything a run does except applying.
+/// `rollcall plan`: everything a run does except applying; with `out`, the plan is also
+/// saved there for `rollcall apply`.
 pub async fn plan(
     context: &Context,
     args: ApprovalArgs,
     output: Output,
+    out: Option<&Path>,
 ) -> Result<Exit, CommandError> {
     let engine = engine(context, false, &args.accept_shrink).await?;
     let planned = engine.prepare(&args.approvals(), false, false).await?;
@@ -127,11 +149,62 @@ pub async fn plan(
         Output::Json => println!("{}", plan_json(&planned)),
         Output::Human => print!("{}", plan_text(&planned)),
     }
+    if let Some(out) = out {
+        let config =
+            std::path::absolute(&engine.config.path).unwrap_or_else(|_| engine.config.path.clone());
+        SavedPlan::of(&planned, &config, args.accept_shrink.clone(), Utc::now())
+            .write(out)
+            .map_err(CommandError::failed)?;
+        let ttl = humantime::format_duration(engine.config.guard.plan_ttl);
+        let note = format!(
+            "saved the plan to {}; `rollcall apply {} --reason TEXT` applies it within {ttl} \
+             if the sources and Microsoft 365 are unchanged by then",
+            out.display(),
+            out.display()
+        );
+        match output {
+            // stdout holds one JSON document; the note goes with the logs.
+            Output::Json => tracing::info!(file = %out.display(), "{note}"),
+            Output::Human => println!("\n{note}"),
+        }
+    }
     Ok(if planned.verdicts.any_tripped() {
         Exit::Stopped
     } else {
         Exit::Success
     })
+}
+
+/// `rollcall apply FILE --reason TEXT`: applies a saved plan, its guards approved by the
+/// operator, if the sources and Microsoft 365 are as they were when it was made.
+pub async fn apply(context: &Context, args: ApplyArgs) -> Result<Exit, CommandError> {
+    if args.reason.trim().is_empty() {
+        return Err(CommandError::usage(anyhow::anyhow!(
+            "apply {}: --reason is empty; say why the plan is approved (it is recorded in the \
+             run's history)",
+            args.file.display()
+        )));
+    }
+    let file = SavedPlan::read(&args.file).map_err(CommandError::usage)?;
+    let saved = &file.plan;
+    let engine = engine(context, true, &saved.accept_shrink).await?;
+    let record = serde_json::json!({
+        "operator": operator(),
+        "reason": args.reason,
+        "plan_file": std::path::absolute(&file.path).unwrap_or_else(|_| file.path.clone()),
+        "plan_sha256": file.sha256,
+        "plan_created_at": saved.created_at,
+        "accept_removals": saved.plan.totals.removes,
+        "accept_additions": saved.plan.totals.adds,
+        "accept_shrink": saved.accept_shrink,
+    });
+    let (run, report) = engine.apply(saved, &record).await?;
+    println!(
+        "run {run} (apply) succeeded: the saved plan {} is applied",
+        file.path.display()
+    );
+    print!("{report}");
+    Ok(Exit::Success)
 }
 
 fn plan_json(planned: &Planned) -> serde_json::Value {

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::actual::{self, ActualState, Conflict};
@@ -10,6 +11,7 @@ use super::identity::{self, Refresh};
 use super::lease::{LeaseError, RunLease};
 use super::progress::Progress;
 use super::report::{FailedCheck, RunReport};
+use super::saved::{Change, SavedPlan};
 use super::{Stop, StopSignal};
 use crate::config::Config;
 use crate::exit::{CommandError, Exit};
@@ -59,6 +61,21 @@ pub struct Planned {
     pub verdicts: Verdicts,
     /// Snapshot warnings.
     pub warnings: Vec<String>,
+}
+
+/// Where a run's plan comes from.
+#[derive(Debug, Clone, Copy)]
+enum PlanSource<'a> {
+    /// Planned afresh; the guards judge it with the operator's approvals.
+    Fresh(&'a Approvals),
+    /// A saved plan the operator approved (`apply FILE`): planned again, and applied only if
+    /// nothing it was computed from changed since it was saved.
+    Saved {
+        /// The saved plan.
+        saved: &'a SavedPlan,
+        /// When the run started, the moment the plan's age is taken at.
+        now: DateTime<Utc>,
+    },
 }
 
 /// One list's drift, as `verify` reports it.
@@ -202,6 +219,35 @@ impl Engine {
         approvals: &Approvals,
         approvals_record: &serde_json::Value,
     ) -> Result<(RunId, RunReport), CommandError> {
+        self.locked_run(kind, PlanSource::Fresh(approvals), approvals_record)
+            .await
+    }
+
+    /// `apply FILE`: resumes an interrupted run first, then plans again and applies the
+    /// saved plan, its guards approved, if nothing it was computed from changed since.
+    pub async fn apply(
+        &self,
+        saved: &SavedPlan,
+        approvals_record: &serde_json::Value,
+    ) -> Result<(RunId, RunReport), CommandError> {
+        self.locked_run(
+            RunKind::Apply,
+            PlanSource::Saved {
+                saved,
+                now: Utc::now(),
+            },
+            approvals_record,
+        )
+        .await
+    }
+
+    /// A run under the lease: resumes an interrupted run, then reconciles from `source`.
+    async fn locked_run(
+        &self,
+        kind: RunKind,
+        source: PlanSource<'_>,
+        approvals_record: &serde_json::Value,
+    ) -> Result<(RunId, RunReport), CommandError> {
         let lease = self.take_lease(kind, Some(approvals_record)).await?;
         let outcome = async {
             if let Some(resumed) = self.resume_interrupted(&lease).await? {
@@ -222,13 +268,7 @@ impl Engine {
             let _enter = span.enter();
             let mut report = RunReport::default();
             let result = self
-                .reconcile(
-                    run,
-                    &lease,
-                    approvals,
-                    kind == RunKind::Rebuild,
-                    &mut report,
-                )
+                .reconcile(run, &lease, source, kind == RunKind::Rebuild, &mut report)
                 .await;
             let report = self.finish(run, result, report).await?;
             Ok((run, report))
@@ -438,17 +478,31 @@ impl Engine {
         Ok(Some(run.id))
     }
 
-    /// Plans, guards, journals and applies one run.
+    /// Plans (or checks a saved plan against what it was computed from), guards, journals
+    /// and applies one run.
     async fn reconcile(
         &self,
         run: RunId,
         lease: &RunLease,
-        approvals: &Approvals,
+        source: PlanSource<'_>,
         full: bool,
         report: &mut RunReport,
     ) -> Result<(), Stop> {
-        let planned = self.prepare(approvals, true, full).await?;
+        let (approvals, saved) = match source {
+            PlanSource::Fresh(approvals) => (*approvals, None),
+            PlanSource::Saved { saved, now } => {
+                (Approvals::whole_plan(&saved.plan), Some((saved, now)))
+            }
+        };
+        let planned = self.prepare(&approvals, true, full).await?;
         *report = RunReport::planned(&planned);
+        if let Some((saved, now)) = saved {
+            let current = SavedPlan::of(&planned, &self.config.path, Vec::new(), now);
+            let changes = saved.changes_since(&current, now, self.config.guard.plan_ttl);
+            if !changes.is_empty() {
+                return Err(Stop::stopped(stale_plan(&changes)));
+            }
+        }
         if let Some(tripped) = planned.verdicts.tripped().next() {
             return Err(Stop::stopped(anyhow::anyhow!(
                 "{}",
@@ -552,6 +606,16 @@ impl Engine {
             tracing::error!(run = %run, error = %e, "could not record the end of the run");
         }
     }
+}
+
+/// Why a saved plan is not applied, and what to do instead.
+fn stale_plan(changes: &[Change]) -> anyhow::Error {
+    let reasons: Vec<String> = changes.iter().map(ToString::to_string).collect();
+    anyhow::anyhow!(
+        "the saved plan was not applied: {}. Nothing was changed. Make a new plan with \
+         `rollcall plan --out FILE`, review it, and apply that one",
+        reasons.join("; ")
+    )
 }
 
 /// The source and check that stopped a run, when a source did.

@@ -11,6 +11,7 @@ mod identity;
 mod lease;
 mod progress;
 mod report;
+mod saved;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,9 @@ pub use identity::Refresh;
 pub use lease::{LEASE_TTL, RunLease, holder_name};
 pub use progress::Progress;
 pub use report::{FailedCheck, ListReport, RunReport};
+pub use saved::{
+    Change, SAVED_PLAN_VERSION, SavedPlan, SavedPlanError, SavedPlanFile, fingerprint,
+};
 
 use crate::exit::{CommandError, Exit};
 use crate::graph::GraphError;

@@ -1,5 +1,6 @@
 //! rollcall's end-to-end suite: one test binary, one module per area.
 
+mod approvals;
 mod common;
 mod config;
 mod crash;

@@ -104,6 +104,10 @@ pub struct Tenant {
     extra_config: String,
     /// `(source, key, value)` settings laid over the sources (see [`Tenant::set_source`]).
     source_settings: Vec<(String, String, toml::Value)>,
+    /// `(family, key, value)` settings laid over the families (see [`Tenant::set_family`]).
+    family_settings: Vec<(String, String, toml::Value)>,
+    /// `[guard]` settings (see [`Tenant::set_guard`]).
+    guard_settings: Vec<(String, toml::Value)>,
     db: TestDatabase,
     dir: tempfile::TempDir,
 }
@@ -139,6 +143,8 @@ impl Tenant {
             options,
             extra_config: String::new(),
             source_settings: Vec::new(),
+            family_settings: Vec::new(),
+            guard_settings: Vec::new(),
             db,
             dir,
         };
@@ -162,6 +168,9 @@ impl Tenant {
         sources.push_str(&self.extra_config);
         if !self.source_settings.is_empty() {
             sources = self.apply_source_settings(&sources);
+        }
+        if !self.family_settings.is_empty() || !self.guard_settings.is_empty() {
+            sources = self.apply_family_and_guard_settings(&sources);
         }
         let config = format!(
             "[state]\n\
@@ -203,6 +212,36 @@ impl Tenant {
         toml::to_string(&table).expect("the sources serialise back to TOML")
     }
 
+    /// `sources` with every [`Tenant::set_family`] setting laid over its `[[family]]` and
+    /// every [`Tenant::set_guard`] setting in `[guard]`.
+    fn apply_family_and_guard_settings(&self, sources: &str) -> String {
+        let mut table: toml::Table = toml::from_str(sources)
+            .unwrap_or_else(|e| panic!("the sources' TOML does not parse: {e}\n{sources}"));
+        let families = table
+            .get_mut("family")
+            .and_then(toml::Value::as_array_mut)
+            .expect("the config has [[family]] entries");
+        for (family, key, value) in &self.family_settings {
+            let entry = families
+                .iter_mut()
+                .filter_map(toml::Value::as_table_mut)
+                .find(|t| t.get("name").and_then(toml::Value::as_str) == Some(family))
+                .unwrap_or_else(|| panic!("the config has no [[family]] named `{family}`"));
+            entry.insert(key.clone(), value.clone());
+        }
+        if !self.guard_settings.is_empty() {
+            let guard = table
+                .entry("guard")
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .expect("[guard] is a table");
+            for (key, value) in &self.guard_settings {
+                guard.insert(key.clone(), value.clone());
+            }
+        }
+        toml::to_string(&table).expect("the sources serialise back to TOML")
+    }
+
     /// The folder holding the generated sources (`modules.csv`, `departments.csv` and their
     /// control files) and the config.
     pub fn dir(&self) -> &Path {
@@ -223,6 +262,33 @@ impl Tenant {
         self.source_settings
             .push((source.to_owned(), key.to_owned(), value.into()));
         self.write_config();
+    }
+
+    /// Sets `key = value` in the `[[family]]` named `family` and rewrites the config; a later
+    /// setting of the same key wins. Kept across [`Tenant::churn`].
+    pub fn set_family(&mut self, family: &str, key: &str, value: impl Into<toml::Value>) {
+        self.family_settings
+            .push((family.to_owned(), key.to_owned(), value.into()));
+        self.write_config();
+    }
+
+    /// Sets `key = value` in `[guard]` and rewrites the config; a later setting of the same
+    /// key wins. Kept across [`Tenant::churn`].
+    pub fn set_guard(&mut self, key: &str, value: impl Into<toml::Value>) {
+        self.guard_settings.push((key.to_owned(), value.into()));
+        self.write_config();
+    }
+
+    /// Changes the university with `edit` (e.g. withdraws students from a module, or closes
+    /// one), and rewrites the sources, their control files and the config to match, as a
+    /// complete export of the changed records would.
+    pub fn edit_university(&mut self, edit: impl FnOnce(&mut University)) {
+        edit(&mut self.university);
+        self.university
+            .write(self.dir.path())
+            .expect("the changed sources are written");
+        self.write_config();
+        self.desired = Desired::of(&self.university, &self.sandbox.state());
     }
 
     /// Changes about `fraction` of the enrolments and opens a module (a typical day), and
