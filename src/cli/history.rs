@@ -121,10 +121,7 @@ fn tripped_line(run: &Run) -> Option<String> {
 
 /// A verdict in a few words: its `[guard]` key, the list, and observed against the limit.
 fn verdict_text(verdict: &Verdict) -> String {
-    let key = serde_json::to_value(verdict.guard)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let key = verdict.guard.key();
     let list = verdict
         .list
         .as_deref()

@@ -45,6 +45,17 @@ pub enum GuardKind {
     MaxAdditionsPerRun,
 }
 
+impl GuardKind {
+    /// The guard's `[guard]` key.
+    pub fn key(self) -> &'static str {
+        match self {
+            GuardKind::MaxRemovalsPerRun => "max_removals_per_run",
+            GuardKind::MaxRemovalPercentPerList => "max_removal_percent_per_list",
+            GuardKind::MaxAdditionsPerRun => "max_additions_per_run",
+        }
+    }
+}
+
 /// How a guard judged the plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]

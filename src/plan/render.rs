@@ -116,19 +116,11 @@ impl fmt::Display for VerdictLine<'_> {
             _ => write!(
                 f,
                 "{outcome} {}: {} removals, at most {} allowed",
-                guard_key(v.guard),
+                v.guard.key(),
                 v.observed,
                 v.limit
             ),
         }
-    }
-}
-
-fn guard_key(guard: GuardKind) -> &'static str {
-    match guard {
-        GuardKind::MaxRemovalsPerRun => "max_removals_per_run",
-        GuardKind::MaxRemovalPercentPerList => "max_removal_percent_per_list",
-        GuardKind::MaxAdditionsPerRun => "max_additions_per_run",
     }
 }
 

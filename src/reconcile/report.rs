@@ -264,8 +264,8 @@ impl fmt::Display for RunReport {
         for verdict in &self.tripped {
             writeln!(
                 f,
-                "guard tripped: {:?}{} observed {} over limit {}",
-                verdict.guard,
+                "guard tripped: {}{} observed {} over limit {}",
+                verdict.guard.key(),
                 verdict
                     .list
                     .as_deref()
