@@ -89,6 +89,9 @@ pub struct MigrationReport {
     pub applied: Vec<(i64, String)>,
 }
 
+/// How often an SQLite migration is tried when another process may be running it too.
+const SQLITE_MIGRATE_ATTEMPTS: u32 = 5;
+
 /// How long opening a MySQL/MariaDB database waits for another process's migration.
 const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(60);
 
@@ -172,6 +175,9 @@ impl Store {
     /// Applies the embedded migrations that are not applied yet; on MySQL/MariaDB under a
     /// named lock, so that two processes opening a fresh database at once apply them once.
     pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        if self.backend == Backend::Sqlite {
+            return self.migrate_sqlite().await;
+        }
         if self.backend != Backend::Mysql {
             return self.migrate_unlocked().await;
         }
@@ -205,6 +211,24 @@ impl Store {
         // that fails ends it too.
         let _ = holder.close().await;
         report
+    }
+
+    /// sqlx takes no lock to migrate SQLite: two processes opening a fresh file at once both
+    /// see no migration applied, one commits the schema, and the other's `CREATE TABLE` then
+    /// fails. The migration runs in a transaction, so nothing is half done: looking again
+    /// finds it applied.
+    async fn migrate_sqlite(&self) -> Result<MigrationReport, StoreError> {
+        let mut attempt = 1;
+        loop {
+            match self.migrate_unlocked().await {
+                Err(e) if attempt < SQLITE_MIGRATE_ATTEMPTS => {
+                    tracing::debug!(error = %e, attempt, "migrating SQLite failed; another process may be migrating it, looking again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     /// MySQL cannot roll DDL back, so sqlx records a migration there as unfinished before it

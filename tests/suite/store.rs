@@ -968,3 +968,23 @@ async fn a_migration_cut_off_halfway_on_mysql_runs_again() {
         "doctor finds the finished migration sound: {findings:?}"
     );
 }
+
+/// sqlx takes no lock to migrate SQLite; processes opening one fresh file at once must all
+/// end up with the schema instead of one failing on "table already exists".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stores_opening_a_fresh_sqlite_file_at_once_all_migrate_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::new(format!(
+        "sqlite://{}",
+        dir.path().join("state.db").display()
+    ));
+    let opens = (0..4).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move { Store::open(&url).await })
+    });
+    for open in futures::future::join_all(opens).await {
+        let store = open.unwrap().expect("every store opens and migrates");
+        assert!(store.doctor().await.is_empty());
+        store.close().await;
+    }
+}
