@@ -6,6 +6,7 @@ mod csv_source;
 mod generate;
 mod graph;
 mod incidents;
+mod maintenance;
 mod reconcile;
 mod sandbox;
 mod sql_source;

@@ -104,7 +104,10 @@ pub struct Tenant {
     extra_config: String,
     /// `(source, key, value)` settings laid over the sources (see [`Tenant::set_source`]).
     source_settings: Vec<(String, String, toml::Value)>,
-    db: TestDatabase,
+    /// The state database's URL (see [`Tenant::start_at`]).
+    state_url: String,
+    /// The per-test database dropped with the tenant, when the state lives in one.
+    _db: Option<TestDatabase>,
     dir: tempfile::TempDir,
 }
 
@@ -112,6 +115,20 @@ impl Tenant {
     /// Generates the university, writes its sources and the config, and starts the sandbox
     /// seeded with its accounts (and drifted groups, if asked) plus [`OTHER_TEAMS_GROUP`].
     pub async fn start(db: TestDatabase, options: TenantOptions) -> Tenant {
+        Tenant::start_with(db.url.clone(), Some(db), options).await
+    }
+
+    /// [`Tenant::start`] with the state database at `state_url`: a server of the test's own,
+    /// or a proxy in front of a [`TestDatabase`] (which the caller keeps alive).
+    pub async fn start_at(state_url: String, options: TenantOptions) -> Tenant {
+        Tenant::start_with(state_url, None, options).await
+    }
+
+    async fn start_with(
+        state_url: String,
+        db: Option<TestDatabase>,
+        options: TenantOptions,
+    ) -> Tenant {
         let university = generate(&options.university);
         let dir = tempfile::tempdir().expect("a temporary folder");
         university
@@ -139,7 +156,8 @@ impl Tenant {
             options,
             extra_config: String::new(),
             source_settings: Vec::new(),
-            db,
+            state_url,
+            _db: db,
             dir,
         };
         tenant.write_config();
@@ -174,7 +192,7 @@ impl Tenant {
              authority = {}\n\
              max_retry_time = \"15s\"\n\
              \n{sources}",
-            quote(&self.db.url),
+            quote(&self.state_url),
             quote(&SandboxOptions::default().tenant_id),
             quote(&SandboxOptions::default().client_id),
             quote(SECRET_VAR),
@@ -287,7 +305,7 @@ impl Tenant {
 
     /// The state store rollcall uses.
     pub async fn store(&self) -> Store {
-        Store::open(&DatabaseUrl::new(self.db.url.clone()))
+        Store::open(&DatabaseUrl::new(self.state_url.clone()))
             .await
             .expect("the state database opens")
     }
@@ -296,7 +314,7 @@ impl Tenant {
     /// mirror), the identities and the delta links. Runs and the journal stay.
     pub async fn lose_state(&self) {
         sqlx::any::install_default_drivers();
-        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.db.url)
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.state_url)
             .await
             .expect("the state database accepts a raw connection");
         for table in ["mirror", "managed_groups", "identities", "delta_links"] {
