@@ -136,8 +136,13 @@ impl Server {
             Backend::Postgres => {
                 if running_as_root() {
                     let postgres = Path::new("/var/lib/postgresql");
-                    let owner = std::fs::metadata(postgres)
-                        .unwrap_or_else(|e| panic!("{}: {e}", postgres.display()));
+                    let owner = std::fs::metadata(postgres).unwrap_or_else(|e| {
+                        panic!(
+                            "as root, PostgreSQL's tools run as the postgres user, but its home {} \
+                             cannot be read ({e}); install the PostgreSQL server package",
+                            postgres.display()
+                        )
+                    });
                     std::os::unix::fs::chown(self.dir.path(), Some(owner.uid()), Some(owner.gid()))
                         .expect("the server folder is handed to the postgres user");
                 }
