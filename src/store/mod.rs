@@ -47,6 +47,12 @@ static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("migrations/mysql");
 /// How long an SQLite writer waits for another before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a query waits for a connection, including reconnecting to a server that refuses.
+/// A run has at most a few queries in flight, so waiting longer only ever means the server is
+/// gone; and a run that lost its database makes three more attempts (the journal counts, the
+/// run's end, the lease) before it exits 4, so this bounds that exit to about 20 seconds.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The database kind behind a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -124,7 +130,7 @@ impl Store {
             source,
         };
         let mut connect_url = url.expose().to_owned();
-        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        let mut options = AnyPoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
         match backend {
             Backend::Sqlite => {
                 let path = sqlite_path(url.expose()).map_err(open_error)?;
@@ -440,6 +446,24 @@ mod tests {
         assert_eq!(
             sqlite_path("sqlite://state/rollcall.db").unwrap(),
             Some(PathBuf::from("state/rollcall.db"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_refuses_connections_is_given_up_after_the_acquire_timeout() {
+        // A port nobody listens on: connections are refused, which the pool retries.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let url = DatabaseUrl::new(format!("postgres://rollcall@127.0.0.1:{port}/state"));
+        let opened = tokio::time::timeout(ACQUIRE_TIMEOUT * 2, Store::connect(&url)).await;
+        let error = opened
+            .expect("the store gave up on the refusing server")
+            .expect_err("nothing listens on the port");
+        assert!(
+            matches!(error, StoreError::Open { .. }) && error.is_transient(),
+            "{error}"
         );
     }
 

@@ -8,6 +8,7 @@ mod csv_source;
 mod generate;
 mod graph;
 mod incidents;
+mod maintenance;
 mod reconcile;
 mod sandbox;
 mod sql_source;

@@ -7,4 +7,6 @@ pub mod db;
 pub mod directory;
 pub mod graph;
 pub mod numbered;
+pub mod proxy;
+pub mod server;
 pub mod tenant;

@@ -108,7 +108,10 @@ pub struct Tenant {
     family_settings: Vec<(String, String, toml::Value)>,
     /// `[guard]` settings (see [`Tenant::set_guard`]).
     guard_settings: Vec<(String, toml::Value)>,
-    db: TestDatabase,
+    /// The state database's URL (see [`Tenant::start_at`]).
+    state_url: String,
+    /// The per-test database dropped with the tenant, when the state lives in one.
+    db: Option<TestDatabase>,
     dir: tempfile::TempDir,
 }
 
@@ -116,6 +119,20 @@ impl Tenant {
     /// Generates the university, writes its sources and the config, and starts the sandbox
     /// seeded with its accounts (and drifted groups, if asked) plus [`OTHER_TEAMS_GROUP`].
     pub async fn start(db: TestDatabase, options: TenantOptions) -> Tenant {
+        Tenant::start_with(db.url.clone(), Some(db), options).await
+    }
+
+    /// [`Tenant::start`] with the state database at `state_url`: a server of the test's own,
+    /// or a proxy in front of a [`TestDatabase`] (which the caller keeps alive).
+    pub async fn start_at(state_url: String, options: TenantOptions) -> Tenant {
+        Tenant::start_with(state_url, None, options).await
+    }
+
+    async fn start_with(
+        state_url: String,
+        db: Option<TestDatabase>,
+        options: TenantOptions,
+    ) -> Tenant {
         let university = generate(&options.university);
         let dir = tempfile::tempdir().expect("a temporary folder");
         university
@@ -145,6 +162,7 @@ impl Tenant {
             source_settings: Vec::new(),
             family_settings: Vec::new(),
             guard_settings: Vec::new(),
+            state_url,
             db,
             dir,
         };
@@ -183,7 +201,7 @@ impl Tenant {
              authority = {}\n\
              max_retry_time = \"15s\"\n\
              \n{sources}",
-            quote(&self.db.url),
+            quote(&self.state_url),
             quote(&SandboxOptions::default().tenant_id),
             quote(&SandboxOptions::default().client_id),
             quote(SECRET_VAR),
@@ -353,7 +371,7 @@ impl Tenant {
 
     /// The state store rollcall uses.
     pub async fn store(&self) -> Store {
-        Store::open(&DatabaseUrl::new(self.db.url.clone()))
+        Store::open(&DatabaseUrl::new(self.state_url.clone()))
             .await
             .expect("the state database opens")
     }
@@ -362,7 +380,7 @@ impl Tenant {
     /// mirror), the identities and the delta links. Runs and the journal stay.
     pub async fn lose_state(&self) {
         sqlx::any::install_default_drivers();
-        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.db.url)
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.state_url)
             .await
             .expect("the state database accepts a raw connection");
         for table in ["mirror", "managed_groups", "identities", "delta_links"] {
@@ -378,20 +396,22 @@ impl Tenant {
 
     /// The state database.
     pub fn db(&self) -> &TestDatabase {
-        &self.db
+        self.db
+            .as_ref()
+            .expect("this tenant's state lives in a TestDatabase (not `start_at`)")
     }
 
     /// Runs `sql` on the state database over a raw connection; without `foreign_keys` the
     /// backend's foreign-key checks are off for that session only, so rows may break them.
     pub async fn raw_sql(&self, sql: &str, foreign_keys: bool) {
-        let off = match (foreign_keys, self.db.backend) {
+        let off = match (foreign_keys, self.db().backend) {
             (true, _) => "",
             (false, Backend::Sqlite) => "PRAGMA foreign_keys = OFF; ",
             (false, Backend::Postgres) => "SET session_replication_role = replica; ",
             (false, Backend::Mysql) => "SET FOREIGN_KEY_CHECKS = 0; ",
         };
         sqlx::any::install_default_drivers();
-        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.db.url)
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.db().url)
             .await
             .expect("the state database accepts a raw connection");
         sqlx::raw_sql(&format!("{off}{sql}"))
