@@ -341,6 +341,10 @@ impl Engine {
             let mut report = RunReport::default();
             let result = async {
                 let snapshot = self.read_complete_sources().await?;
+                let repaired = self.store.remove_orphans().await.map_err(Stop::store)?;
+                if repaired > 0 {
+                    tracing::warn!(rows = repaired, "orphaned rows repaired");
+                }
                 self.store.clear_delta_links().await.map_err(Stop::store)?;
                 let directory = identity::refresh(&self.store, &self.graph, true).await?;
                 let state = actual::read(&self.config, &self.store, &self.graph, &[], true).await?;
@@ -350,6 +354,7 @@ impl Engine {
                 report.warnings = snapshot.warnings;
                 report.warnings.extend(state.warnings);
                 report.managed_groups = Some(state.managed.len() as u64);
+                report.orphans_repaired = Some(repaired);
                 Ok(())
             }
             .await;

@@ -43,6 +43,8 @@ pub struct RunReport {
     pub drift: Option<u64>,
     /// Managed groups found (`rebuild --state-only`).
     pub managed_groups: Option<u64>,
+    /// Orphaned state rows repaired (`rebuild --state-only`).
+    pub orphans_repaired: Option<u64>,
     /// How many times an interrupted run was resumed.
     pub resumed: u32,
     /// Requests sent to Microsoft Graph.
@@ -282,6 +284,9 @@ impl fmt::Display for RunReport {
         }
         if let Some(groups) = self.managed_groups {
             writeln!(f, "managed groups found: {groups}")?;
+        }
+        if let Some(rows) = self.orphans_repaired.filter(|&rows| rows > 0) {
+            writeln!(f, "orphaned rows repaired: {rows}")?;
         }
         if self.resumed > 0 {
             writeln!(f, "resumed: {} time(s)", self.resumed)?;

@@ -84,18 +84,51 @@ const REFERENCES: [Reference; 3] = [
         column: "run_id",
         parent: "runs",
         key: "id",
-        remedy: "these operations belong to no run and are never resumed; delete them, or restore the runs table",
+        remedy: "these operations belong to no run and are never resumed; `rollcall rebuild --state-only` deletes them (or restore the runs table)",
     },
     Reference {
         child: "source_snapshots",
         column: "run_id",
         parent: "runs",
         key: "id",
-        remedy: "the snapshots' run is gone; set their run_id to NULL",
+        remedy: "the snapshots' run is gone; `rollcall rebuild --state-only` detaches them",
     },
 ];
 
 impl Store {
+    /// Repairs what `doctor`'s orphan checks find, as `rebuild --state-only` does: mirror rows
+    /// of forgotten groups and journal rows of missing runs are deleted (Microsoft 365 and the
+    /// next plan say what is true), snapshots of missing runs are detached. Returns how many
+    /// rows changed.
+    pub async fn remove_orphans(&self) -> Result<u64, StoreError> {
+        let mut changed = 0;
+        for r in &REFERENCES {
+            let orphaned = format!(
+                "{column} IS NOT NULL AND {column} NOT IN (SELECT {key} FROM {parent})",
+                column = r.column,
+                key = r.key,
+                parent = r.parent,
+            );
+            let repair = if r.child == "source_snapshots" {
+                format!(
+                    "UPDATE {} SET {} = NULL WHERE {orphaned}",
+                    r.child, r.column
+                )
+            } else {
+                format!("DELETE FROM {} WHERE {orphaned}", r.child)
+            };
+            changed += sqlx::query(&repair)
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::query(format!(
+                    "repair orphaned {} rows",
+                    r.child
+                )))?
+                .rows_affected();
+        }
+        Ok(changed)
+    }
+
     /// Checks the database without changing it (not even migrating): schema version,
     /// SQLite's own integrity and foreign-key checks, orphaned rows, stuck runs, a stale
     /// lease and pending operations of finished runs. Empty means healthy.
