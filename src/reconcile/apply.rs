@@ -296,7 +296,7 @@ impl Apply<'_> {
                 },
             )
             .await
-            .map_err(Stop::lost_store)?;
+            .map_err(Stop::commit)?;
         let mut counts = Applied::default();
         let mut retry = 0;
         for (seq, outcome) in outcomes {

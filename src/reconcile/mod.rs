@@ -69,6 +69,17 @@ impl Stop {
         )
     }
 
+    /// A batch's outcomes could not be committed: the lease was taken over (another run now
+    /// owns the journal) or the state database failed. Either way, stop sending at once.
+    pub fn commit(e: StoreError) -> Stop {
+        match e {
+            StoreError::LeaseLost { .. } => Stop::interrupted(
+                "the run lease was lost (it expired and another run took it over)",
+            ),
+            e => Stop::lost_store(e),
+        }
+    }
+
     /// Microsoft Graph failed while reading.
     pub fn graph(what: impl std::fmt::Display, e: GraphError) -> Stop {
         Stop::new(

@@ -8,6 +8,7 @@ mod csv_source;
 mod generate;
 mod graph;
 mod incidents;
+mod interrupt;
 mod maintenance;
 mod reconcile;
 mod sandbox;
