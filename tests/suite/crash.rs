@@ -291,8 +291,18 @@ async fn run_killed_at_random_twenty_times_is_finished_by_the_next_run_without_d
     // The small university (400 students, 30 lists, about 3,000 memberships) with 40 ms
     // replies: a build lasts a few seconds, so 20 kills and the final run fit in well under a
     // minute per backend. A medium university (10,000 students) takes minutes per build on
-    // the CI's two cores, and a kill lands no differently in a bigger journal.
+    // the CI's two cores, so CI uses the small one; `ROLLCALL_KILL_STUDENTS=N` runs the same
+    // trial as a soak on a bigger build (the kill window grows with it).
     let backend = db.backend;
+    let mut options = TenantOptions::new().faults(slow());
+    if let Some(students) = std::env::var("ROLLCALL_KILL_STUDENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        options.university.students = students;
+    }
+    let max_kill_delay_ms =
+        MAX_KILL_DELAY_MS * u64::from(options.university.students.max(400)) / 400;
     let seed = std::env::var("ROLLCALL_KILL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -304,7 +314,7 @@ async fn run_killed_at_random_twenty_times_is_finished_by_the_next_run_without_d
         });
     println!("kill at random ({backend:?}): seed {seed}; ROLLCALL_KILL_SEED={seed} replays it");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut tenant = Tenant::start(db, TenantOptions::new().faults(slow())).await;
+    let mut tenant = Tenant::start(db, options).await;
     let logs = tempfile::tempdir().expect("a folder for the killed runs' logs");
 
     let mut landed: BTreeMap<Landed, u32> = BTreeMap::new();
@@ -324,7 +334,7 @@ async fn run_killed_at_random_twenty_times_is_finished_by_the_next_run_without_d
             needed = Needed::of(&tenant);
         }
         let trigger = if rng.gen_bool(0.5) {
-            Trigger::After(Duration::from_millis(rng.gen_range(0..=MAX_KILL_DELAY_MS)))
+            Trigger::After(Duration::from_millis(rng.gen_range(0..=max_kill_delay_ms)))
         } else {
             Trigger::Writes(rng.gen_range(1..=needed.writes().max(1)))
         };
