@@ -117,6 +117,7 @@ async fn stopped_mid_apply(db: TestDatabase, interrupt: Interrupt) {
         "{interrupt:?}: the run did not say why it stopped (`{expected}`):\n{stderr}"
     );
     let after = tenant.stat("writes") - asked;
+    println!("{interrupt:?}: {after} writes landed after the stop was asked for");
     assert!(
         after <= OPS_PER_BATCH,
         "{interrupt:?}: {after} writes landed after the stop was asked for, more than the one batch in flight"
