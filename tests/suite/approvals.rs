@@ -137,35 +137,9 @@ async fn assert_tripped(
         "{when}: {found}"
     );
 
-    let (writes, before) = (tenant.stat("writes"), tenant.sandbox.state());
-    let ran = tenant.rollcall(&["run"]).await;
-    ran.expect(3);
-    assert!(
-        ran.stderr.contains(&format!("Guard {guard} tripped")),
-        "{when}: stderr does not name the guard:\n{}",
-        ran.stderr
-    );
-    assert_eq!(tenant.stat("writes"), writes, "{when}: writes were sent");
-    assert!(
-        tenant.sandbox.state() == before,
-        "{when}: the tenant changed although a guard tripped"
-    );
-
-    let run = tenant.last_run().await.to_string();
-    let show = tenant
-        .rollcall(&["show", &run, "--output", "json"])
-        .await
-        .expect(0)
-        .json();
-    assert_eq!(
-        (
-            &show["status"],
-            &show["exit_code"],
-            &show["journal"]["done"]
-        ),
-        (&json!("stopped"), &json!(3), &json!(0)),
-        "{when}: {show}"
-    );
+    let (run, show) = tenant
+        .assert_stopped_before_any_change(&["run"], &format!("Guard {guard} tripped"), when)
+        .await;
     let recorded = verdict(&show["report"]["tripped"], guard, list)
         .unwrap_or_else(|| panic!("{when}: the run report lacks the {guard} verdict: {show}"));
     assert_eq!(

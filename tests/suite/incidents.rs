@@ -106,38 +106,13 @@ async fn assert_stopped_by(tenant: &Tenant, args: &[&str], source: &str, check: 
         "`rollcall {}` with `{source}` failing `{check}`",
         args.join(" ")
     );
-    let (writes, before) = (tenant.stat("writes"), tenant.sandbox.state());
-    let ran = tenant.rollcall(args).await;
-    ran.expect(3);
-    assert!(
-        ran.stderr
-            .contains(&format!("source check `{check}` failed")),
-        "{when}: stderr does not name the check:\n{}",
-        ran.stderr
-    );
-    assert_eq!(tenant.stat("writes"), writes, "{when}: writes were sent");
-    assert!(
-        tenant.sandbox.state() == before,
-        "{when}: the tenant changed although nothing may be planned"
-    );
-
-    let run = tenant.last_run().await.to_string();
-    let show = tenant
-        .rollcall(&["show", &run, "--output", "json"])
-        .await
-        .expect(0)
-        .json();
-    assert_eq!(show["exit_code"], json!(3), "{when}: {show}");
-    assert_eq!(show["status"], json!("stopped"), "{when}: {show}");
+    let (run, show) = tenant
+        .assert_stopped_before_any_change(args, &format!("source check `{check}` failed"), &when)
+        .await;
     assert_eq!(
         show["report"]["failed_check"],
         json!({"source": source, "check": check}),
         "{when}: the report does not name the failed check: {show}"
-    );
-    assert_eq!(
-        show["journal"]["done"],
-        json!(0),
-        "{when}: the stopped run journalled operations: {show}"
     );
     let text = tenant.rollcall(&["show", &run]).await;
     text.expect(0);

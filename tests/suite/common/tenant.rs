@@ -11,7 +11,7 @@ use rollcall::config::DatabaseUrl;
 use rollcall::generate::{Churn, GenerateOptions, University, generate};
 use rollcall::sandbox::{Faults, Sandbox, SandboxHandle, SandboxOptions, Seed, SeedGroup};
 use rollcall::store::{RunId, Store};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::db::{Backend, TestDatabase};
 use super::directory::{self, Desired};
@@ -432,6 +432,46 @@ impl Tenant {
             .expect("the managed groups can be read");
         store.close().await;
         groups.len()
+    }
+
+    /// Runs `rollcall ARGS…` and checks that it stopped before any change: exit 3, `says` on
+    /// stderr, no write at the sandbox, every group exactly as it was, and the run recorded
+    /// as stopped with exit 3 and nothing done. Returns `show RUN --output json` of that run.
+    pub async fn assert_stopped_before_any_change(
+        &self,
+        args: &[&str],
+        says: &str,
+        when: &str,
+    ) -> (String, Value) {
+        let (writes, before) = (self.stat("writes"), self.sandbox.state());
+        let ran = self.rollcall(args).await;
+        ran.expect(3);
+        assert!(
+            ran.stderr.contains(says),
+            "{when}: stderr does not say `{says}`:\n{}",
+            ran.stderr
+        );
+        assert_eq!(self.stat("writes"), writes, "{when}: writes were sent");
+        assert!(
+            self.sandbox.state() == before,
+            "{when}: the tenant changed although the run stopped before any change"
+        );
+        let run = self.last_run().await.to_string();
+        let show = self
+            .rollcall(&["show", &run, "--output", "json"])
+            .await
+            .expect(0)
+            .json();
+        assert_eq!(
+            (
+                &show["status"],
+                &show["exit_code"],
+                &show["journal"]["done"]
+            ),
+            (&json!("stopped"), &json!(3), &json!(0)),
+            "{when}: {show}"
+        );
+        (run, show)
     }
 
     /// Pending journal operations across every run.
