@@ -34,23 +34,27 @@ pub(crate) async fn groups(transport: &Transport) -> Result<Vec<DirectoryGroup>,
         .collect()
 }
 
-/// The group with this mailNickname, if a read sees one.
-pub(crate) async fn find_group(
-    transport: &Transport,
-    mail_nickname: &str,
-) -> Result<Option<DirectoryGroup>, GraphError> {
+/// The `$filter` lookup of one nickname (with extensions, so a tag shows).
+fn lookup_request(transport: &Transport, mail_nickname: &str) -> Request {
     let filter = format!("mailNickname eq '{}'", mail_nickname.replace('\'', "''"));
-    let first = Request::get(transport.url(
+    Request::get(transport.url(
         &["groups"],
         &[
             ("$filter", filter.as_str()),
             ("$select", GROUP_SELECT),
             ("$expand", "extensions"),
         ],
-    ));
-    let request = first.describe();
-    for value in list_all(transport, first).await? {
-        let group = parse_group(&value, &request)?;
+    ))
+}
+
+/// The group among a lookup's results that has this nickname.
+fn with_nickname(
+    values: &[Value],
+    mail_nickname: &str,
+    request: &str,
+) -> Result<Option<DirectoryGroup>, GraphError> {
+    for value in values {
+        let group = parse_group(value, request)?;
         if group.mail_nickname.eq_ignore_ascii_case(mail_nickname) {
             return Ok(Some(group));
         }
@@ -58,16 +62,56 @@ pub(crate) async fn find_group(
     Ok(None)
 }
 
-/// Finds the group by nickname, or creates it. A create whose outcome is unknown (no reply,
-/// a 5xx) or that finds the nickname taken is followed by lookups, riding out replication
-/// lag, before any second create: a lost reply never makes a second group.
-pub(crate) async fn ensure_group(
+/// The group with this mailNickname, if a read sees one.
+pub(crate) async fn find_group(
+    transport: &Transport,
+    mail_nickname: &str,
+) -> Result<Option<DirectoryGroup>, GraphError> {
+    let first = lookup_request(transport, mail_nickname);
+    let request = first.describe();
+    with_nickname(&list_all(transport, first).await?, mail_nickname, &request)
+}
+
+/// Finds each group by nickname, or creates it; one outcome per spec, in order. The
+/// lookups travel 20 to a `$batch`; only the groups none of them found are created, each as
+/// [`create_group`] does.
+pub(crate) async fn ensure_groups(
+    transport: &Transport,
+    specs: &[GroupSpec],
+) -> Vec<Result<(DirectoryGroup, Ensured), GraphError>> {
+    let lookups: Vec<Request> = specs
+        .iter()
+        .map(|spec| lookup_request(transport, &spec.mail_nickname))
+        .collect();
+    let replies = batch::send_all(transport, &lookups, AlsoRetry::Nothing).await;
+    let ensured =
+        specs
+            .iter()
+            .zip(lookups)
+            .zip(replies)
+            .map(|((spec, lookup), reply)| async move {
+                let request = lookup.describe();
+                let mut found = Vec::new();
+                follow(transport, lookup, reply?, |items| {
+                    found.extend(items);
+                    Ok(())
+                })
+                .await?;
+                match with_nickname(&found, &spec.mail_nickname, &request)? {
+                    Some(group) => Ok((group, Ensured::Found)),
+                    None => create_group(transport, spec).await,
+                }
+            });
+    futures::future::join_all(ensured).await
+}
+
+/// Creates a group a lookup did not find. A create whose outcome is unknown (no reply, a
+/// 5xx) or that finds the nickname taken is followed by lookups, riding out replication lag,
+/// before any second create: a lost reply never makes a second group.
+async fn create_group(
     transport: &Transport,
     spec: &GroupSpec,
 ) -> Result<(DirectoryGroup, Ensured), GraphError> {
-    if let Some(group) = find_group(transport, &spec.mail_nickname).await? {
-        return Ok((group, Ensured::Found));
-    }
     let mut body = json!({
         "displayName": spec.display_name,
         "mailNickname": spec.mail_nickname,

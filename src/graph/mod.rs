@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 pub use error::GraphError;
 pub use retry::RetryPolicy;
+pub use write::MAX_BINDS;
 
 use crate::config::{GraphConfig, MemberKey};
 use crate::plan::ObjectId;
@@ -205,12 +206,14 @@ impl GraphClient {
         groups::find_group(&self.transport, mail_nickname).await
     }
 
-    /// Finds the group by nickname, or creates it.
-    pub async fn ensure_group(
+    /// Finds each group by nickname, or creates it; one outcome per spec, in order. The
+    /// lookups are carried 20 to a `$batch`, and a create whose reply was lost never makes a
+    /// second group.
+    pub async fn ensure_groups(
         &self,
-        spec: &GroupSpec,
-    ) -> Result<(DirectoryGroup, Ensured), GraphError> {
-        groups::ensure_group(&self.transport, spec).await
+        specs: &[GroupSpec],
+    ) -> Vec<Result<(DirectoryGroup, Ensured), GraphError>> {
+        groups::ensure_groups(&self.transport, specs).await
     }
 
     /// Every user member of each group, every page read; one result per group, same order.

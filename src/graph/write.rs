@@ -19,7 +19,7 @@ use super::{MANAGED_EXTENSION, ManagedTag, Write};
 use crate::plan::ObjectId;
 
 /// Most members one `members@odata.bind` may carry.
-pub(crate) const MAX_BINDS: usize = 20;
+pub const MAX_BINDS: usize = 20;
 
 /// One request of a write plan.
 #[derive(Debug, Clone, PartialEq, Eq)]

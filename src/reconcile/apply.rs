@@ -4,7 +4,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::lease::RunLease;
@@ -15,7 +14,7 @@ use crate::store::{Batch, GroupOrigin, JournalOp, ManagedGroup, OpKind, Outcome,
 
 /// Member operations per journal batch: enough for every connection to carry a full `$batch`
 /// of twenty 20-member PATCHes at once.
-const OPS_PER_BATCH: usize = 1_600;
+pub const OPS_PER_BATCH: usize = 1_600;
 
 /// Group creations per journal batch.
 const CREATES_PER_BATCH: usize = 20;
@@ -141,39 +140,35 @@ impl Apply<'_> {
         groups: &mut HashMap<String, ManagedGroup>,
         not_created: &mut HashSet<String>,
     ) -> Result<(Applied, bool), Stop> {
-        let results: Vec<_> = futures::stream::iter(ops.iter().map(|op| async move {
-            let planned = self.creates.get(&op.op.list);
-            match planned {
-                Some(planned) => {
-                    let spec = GroupSpec {
-                        mail_nickname: planned.mail_nickname.clone(),
-                        display_name: planned.display_name.clone(),
-                        description: planned.description.clone(),
-                    };
-                    (
-                        op,
-                        Some(planned),
-                        Some(self.graph.ensure_group(&spec).await),
-                    )
+        // Operations whose plan lost its group properties cannot be sent; the rest are
+        // looked up (and, where missing, created) together.
+        let (known, unknown): (Vec<&JournalOp>, Vec<&JournalOp>) = ops
+            .iter()
+            .partition(|op| self.creates.contains_key(&op.op.list));
+        let specs: Vec<GroupSpec> = known
+            .iter()
+            .map(|op| {
+                let planned = &self.creates[&op.op.list];
+                GroupSpec {
+                    mail_nickname: planned.mail_nickname.clone(),
+                    display_name: planned.display_name.clone(),
+                    description: planned.description.clone(),
                 }
-                None => (op, None, None),
-            }
-        }))
-        .buffered(CREATES_PER_BATCH)
-        .collect()
-        .await;
+            })
+            .collect();
+        let results = self.graph.ensure_groups(&specs).await;
         let mut outcomes = Vec::with_capacity(ops.len());
         let mut made = Vec::new();
-        for (op, planned, result) in results {
-            let outcome = match (planned, result) {
-                (Some(planned), Some(Ok((group, ensured)))) => {
+        for (op, result) in known.into_iter().zip(results) {
+            let outcome = match result {
+                Ok((group, ensured)) => {
                     if ensured == Ensured::Found {
                         tracing::info!(list = %op.op.list, group = %group.id, "the group already existed (an earlier create whose reply was lost); using it");
                     }
                     let managed = ManagedGroup {
                         list: op.op.list.clone(),
                         group_id: group.id.clone(),
-                        family: planned.family.clone(),
+                        family: self.creates[&op.op.list].family.clone(),
                         origin: GroupOrigin::Created,
                         mail_nickname: group.mail_nickname.clone(),
                         tagged: group.tag.as_ref().is_some_and(|t| t.list == op.op.list),
@@ -182,17 +177,22 @@ impl Apply<'_> {
                     made.push(managed);
                     Outcome::Done
                 }
-                (Some(_), Some(Err(e))) if e.is_transient() => Outcome::Retry(e.to_string()),
-                (Some(_), Some(Err(e))) => {
+                Err(e) if e.is_transient() => Outcome::Retry(e.to_string()),
+                Err(e) => {
                     not_created.insert(op.op.list.clone());
                     Outcome::Failed(e.to_string())
                 }
-                _ => Outcome::Failed(format!(
+            };
+            outcomes.push((op.seq, outcome));
+        }
+        for op in unknown {
+            outcomes.push((
+                op.seq,
+                Outcome::Failed(format!(
                     "the plan of run {} holds no group properties for list `{}`",
                     self.run, op.op.list
                 )),
-            };
-            outcomes.push((op.seq, outcome));
+            ));
         }
         self.commit(&outcomes, &made, ops.len()).await
     }

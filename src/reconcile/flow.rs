@@ -53,8 +53,6 @@ pub struct Planned {
     pub unresolved: BTreeMap<String, Vec<String>>,
     /// The actual side.
     pub actual: ActualState,
-    /// The groups to create, by list key.
-    pub creates: HashMap<String, PlannedGroup>,
     /// The plan.
     pub plan: Plan,
     /// The guards' verdicts.
@@ -184,28 +182,11 @@ impl Engine {
         let policies = Policies::from_families(&self.config.families);
         let plan = plan::diff(&desired, &actual.actual, &policies);
         let verdicts = plan::guard(&plan, &self.config.guard, approvals);
-        let creates = plan
-            .lists
-            .iter()
-            .filter_map(|list| match &list.change {
-                ListChange::Create { group, .. } => Some((
-                    list.key.clone(),
-                    PlannedGroup {
-                        family: list.family.clone(),
-                        mail_nickname: group.mail_nickname.clone(),
-                        display_name: group.display_name.clone(),
-                        description: group.description.clone(),
-                    },
-                )),
-                _ => None,
-            })
-            .collect();
         Ok(Planned {
             sources: snapshot.sources,
             directory,
             unresolved,
             actual,
-            creates,
             plan,
             verdicts,
             warnings: snapshot.warnings,
@@ -248,9 +229,8 @@ impl Engine {
         source: PlanSource<'_>,
         approvals_record: &serde_json::Value,
     ) -> Result<(RunId, RunReport), CommandError> {
-        let lease = self.take_lease(kind, Some(approvals_record)).await?;
-        let outcome = async {
-            if let Some(resumed) = self.resume_interrupted(&lease).await? {
+        self.under_lease(kind, Some(approvals_record), async |lease| {
+            if let Some(resumed) = self.resume_interrupted(lease).await? {
                 tracing::info!(run = %resumed, "the interrupted run is finished");
             }
             if kind == RunKind::Rebuild {
@@ -268,22 +248,20 @@ impl Engine {
             let _enter = span.enter();
             let mut report = RunReport::default();
             let result = self
-                .reconcile(run, &lease, source, kind == RunKind::Rebuild, &mut report)
+                .reconcile(run, lease, source, kind == RunKind::Rebuild, &mut report)
                 .await;
             let report = self.finish(run, result, report).await?;
             Ok((run, report))
-        }
-        .await;
-        lease.release().await;
-        outcome
+        })
+        .await
     }
 
     /// `resume`: finishes the pending operations of the last interrupted run, then stops.
     pub async fn resume(&self) -> Result<Option<RunId>, CommandError> {
-        let lease = self.take_lease(RunKind::Resume, None).await?;
-        let outcome = self.resume_interrupted(&lease).await;
-        lease.release().await;
-        outcome
+        self.under_lease(RunKind::Resume, None, async |lease| {
+            self.resume_interrupted(lease).await
+        })
+        .await
     }
 
     /// `verify`: reads desired and actual afresh and reports drift; changes nothing.
@@ -325,43 +303,57 @@ impl Engine {
         &self,
         approvals_record: &serde_json::Value,
     ) -> Result<(RunId, RunReport), CommandError> {
-        let lease = self
-            .take_lease(RunKind::StateRebuild, Some(approvals_record))
-            .await?;
-        let outcome = async {
-            let run = self
-                .store
-                .begin_run(
-                    RunKind::StateRebuild,
-                    Some(&lease.current()),
-                    Some(approvals_record),
-                )
-                .await
-                .map_err(CommandError::failed)?;
-            let mut report = RunReport::default();
-            let result = async {
-                let snapshot = self.read_complete_sources().await?;
-                let repaired = self.store.remove_orphans().await.map_err(Stop::store)?;
-                if repaired > 0 {
-                    tracing::warn!(rows = repaired, "orphaned rows repaired");
+        self.under_lease(
+            RunKind::StateRebuild,
+            Some(approvals_record),
+            async |lease| {
+                let run = self
+                    .store
+                    .begin_run(
+                        RunKind::StateRebuild,
+                        Some(&lease.current()),
+                        Some(approvals_record),
+                    )
+                    .await
+                    .map_err(CommandError::failed)?;
+                let mut report = RunReport::default();
+                let result = async {
+                    let snapshot = self.read_complete_sources().await?;
+                    let repaired = self.store.remove_orphans().await.map_err(Stop::store)?;
+                    if repaired > 0 {
+                        tracing::warn!(rows = repaired, "orphaned rows repaired");
+                    }
+                    self.store.clear_delta_links().await.map_err(Stop::store)?;
+                    let directory = identity::refresh(&self.store, &self.graph, true).await?;
+                    let state =
+                        actual::read(&self.config, &self.store, &self.graph, &[], true).await?;
+                    self.accept_snapshots(run, &snapshot.sources).await?;
+                    report.sources = snapshot.sources;
+                    report.directory = Some(directory);
+                    report.warnings = snapshot.warnings;
+                    report.warnings.extend(state.warnings);
+                    report.managed_groups = Some(state.managed.len() as u64);
+                    report.orphans_repaired = Some(repaired);
+                    Ok(())
                 }
-                self.store.clear_delta_links().await.map_err(Stop::store)?;
-                let directory = identity::refresh(&self.store, &self.graph, true).await?;
-                let state = actual::read(&self.config, &self.store, &self.graph, &[], true).await?;
-                self.accept_snapshots(run, &snapshot.sources).await?;
-                report.sources = snapshot.sources;
-                report.directory = Some(directory);
-                report.warnings = snapshot.warnings;
-                report.warnings.extend(state.warnings);
-                report.managed_groups = Some(state.managed.len() as u64);
-                report.orphans_repaired = Some(repaired);
-                Ok(())
-            }
-            .await;
-            let report = self.finish(run, result, report).await?;
-            Ok((run, report))
-        }
-        .await;
+                .await;
+                let report = self.finish(run, result, report).await?;
+                Ok((run, report))
+            },
+        )
+        .await
+    }
+
+    /// Runs `work` under the run lease, taken for a `kind` run, and gives the lease up
+    /// whatever the outcome.
+    async fn under_lease<T>(
+        &self,
+        kind: RunKind,
+        approvals: Option<&serde_json::Value>,
+        work: impl AsyncFnOnce(&RunLease) -> Result<T, CommandError>,
+    ) -> Result<T, CommandError> {
+        let lease = self.take_lease(kind, approvals).await?;
+        let outcome = work(&lease).await;
         lease.release().await;
         outcome
     }
@@ -523,7 +515,7 @@ impl Engine {
         let summary = serde_json::json!({
             "totals": planned.plan.totals,
             "verdicts": planned.verdicts,
-            "creates": planned.creates,
+            "creates": planned_groups_of(&planned.plan),
             "operations": ops.len(),
         });
         self.store
@@ -542,7 +534,7 @@ impl Engine {
             graph: &self.graph,
             lease,
             run,
-            creates: &planned.creates,
+            creates: &planned_groups_of(&planned.plan),
             stop: &self.stop,
             progress: &self.progress,
         };
@@ -705,6 +697,25 @@ fn journal_ops(planned: &Planned) -> Vec<NewOp> {
     ops
 }
 
+/// The groups a plan creates, by list key, with what creating them takes.
+fn planned_groups_of(plan: &Plan) -> HashMap<String, PlannedGroup> {
+    plan.lists
+        .iter()
+        .filter_map(|list| match &list.change {
+            ListChange::Create { group, .. } => Some((
+                list.key.clone(),
+                PlannedGroup {
+                    family: list.family.clone(),
+                    mail_nickname: group.mail_nickname.clone(),
+                    display_name: group.display_name.clone(),
+                    description: group.description.clone(),
+                },
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The groups an interrupted run planned to create, from its plan summary.
 fn planned_groups(run: &Run) -> HashMap<String, PlannedGroup> {
     run.plan_summary
@@ -821,7 +832,6 @@ mod tests {
                 managed,
                 ..ActualState::default()
             },
-            creates: HashMap::new(),
             plan,
             verdicts: Verdicts::default(),
             warnings: Vec::new(),

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use actual::Conflict;
-pub use apply::{Applied, PlannedGroup};
+pub use apply::{Applied, OPS_PER_BATCH, PlannedGroup};
 pub use flow::{Drift, Engine, Planned, Verification};
 pub use identity::Refresh;
 pub use lease::{LEASE_TTL, RunLease, holder_name};

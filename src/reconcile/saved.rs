@@ -14,7 +14,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::apply::PlannedGroup;
 use super::flow::Planned;
 use crate::plan::{Actual, Plan, Verdicts};
 use crate::source::SourceSummary;
@@ -42,8 +41,6 @@ pub struct SavedPlan {
     pub plan: Plan,
     /// The guards' verdicts on it, as `plan` judged them.
     pub verdicts: Verdicts,
-    /// The groups it creates, by list key.
-    pub creates: BTreeMap<String, PlannedGroup>,
 }
 
 /// A saved plan read back, with the digest of the file's bytes for the run's record.
@@ -197,11 +194,6 @@ impl SavedPlan {
             accept_shrink,
             plan: planned.plan.clone(),
             verdicts: planned.verdicts.clone(),
-            creates: planned
-                .creates
-                .iter()
-                .map(|(list, group)| (list.clone(), group.clone()))
-                .collect(),
         }
     }
 
@@ -406,7 +398,6 @@ mod tests {
             accept_shrink: Vec::new(),
             plan: Plan::default(),
             verdicts: Verdicts::default(),
-            creates: BTreeMap::new(),
         }
     }
 

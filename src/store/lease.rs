@@ -54,21 +54,16 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(action())?;
-        let taken = sqlx::query(&self.backend.sql(
-            "UPDATE lease SET holder = ?, token = token + 1, acquired_at = ?, heartbeat_at = ?, expires_at = ? \
-             WHERE name = ? AND (holder IS NULL OR expires_at <= ?)",
-        ))
-        .bind(holder)
-        .bind(millis(now))
-        .bind(millis(now))
-        .bind(millis(expires_at))
-        .bind(RUN_LEASE)
-        .bind(millis(now))
-        .execute(&mut *tx)
+        let taken = claim(
+            &mut tx,
+            self.backend,
+            holder,
+            now,
+            expires_at,
+            Previous::Nobody,
+        )
         .await
-        .map_err(action())?
-        .rows_affected()
-            == 1;
+        .map_err(action())?;
         let state = lease_state(&mut tx, self.backend)
             .await?
             .ok_or_else(|| action()(sqlx::Error::RowNotFound))?;
@@ -133,21 +128,16 @@ impl Store {
         let now = Utc::now();
         let expires_at = now + ttl_of(ttl);
         let mut tx = self.pool.begin().await.map_err(action())?;
-        let taken = sqlx::query(&self.backend.sql(
-            "UPDATE lease SET holder = ?, token = token + 1, acquired_at = ?, heartbeat_at = ?, expires_at = ? \
-             WHERE name = ? AND holder = ?",
-        ))
-        .bind(holder)
-        .bind(millis(now))
-        .bind(millis(now))
-        .bind(millis(expires_at))
-        .bind(RUN_LEASE)
-        .bind(dead)
-        .execute(&mut *tx)
+        let taken = claim(
+            &mut tx,
+            self.backend,
+            holder,
+            now,
+            expires_at,
+            Previous::Dead(dead),
+        )
         .await
-        .map_err(action())?
-        .rows_affected()
-            == 1;
+        .map_err(action())?;
         let state = lease_state(&mut tx, self.backend).await?;
         tx.commit().await.map_err(action())?;
         Ok(state.filter(|_| taken).map(|state| Lease {
@@ -250,6 +240,47 @@ impl Store {
             }))?;
         Ok(())
     }
+}
+
+/// Whom a claim takes the lease from.
+enum Previous<'a> {
+    /// Nobody: the lease is free or expired.
+    Nobody,
+    /// This holder, known to be dead, whatever the expiry says.
+    Dead(&'a str),
+}
+
+/// Makes `holder` the lease's holder with a larger fencing token, if the lease is the
+/// `from` kind; says whether it did.
+async fn claim(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    holder: &str,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    from: Previous<'_>,
+) -> Result<bool, sqlx::Error> {
+    let condition = match from {
+        Previous::Nobody => "(holder IS NULL OR expires_at <= ?)",
+        Previous::Dead(_) => "holder = ?",
+    };
+    let query = backend
+        .sql(&format!(
+            "UPDATE lease SET holder = ?, token = token + 1, acquired_at = ?, heartbeat_at = ?, expires_at = ? \
+             WHERE name = ? AND {condition}"
+        ))
+        .into_owned();
+    let update = sqlx::query(&query)
+        .bind(holder)
+        .bind(millis(now))
+        .bind(millis(now))
+        .bind(millis(expires_at))
+        .bind(RUN_LEASE);
+    let update = match from {
+        Previous::Nobody => update.bind(millis(now)),
+        Previous::Dead(dead) => update.bind(dead),
+    };
+    Ok(update.execute(&mut **tx).await?.rows_affected() == 1)
 }
 
 /// Inside a batch's transaction: proves `lease` is still current and unexpired, and records a

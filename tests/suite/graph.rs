@@ -611,6 +611,39 @@ async fn mixed_writes_are_idempotent_and_always_remove_by_ref() {
 // ---- groups ----
 
 #[tokio::test]
+async fn twenty_groups_are_looked_up_in_one_batch_and_only_the_missing_ones_created() {
+    let tenant = Tenant::start(seed(2, &[&[0], &[1]]), Faults::default()).await;
+    let client = tenant.client().await;
+    let specs: Vec<GroupSpec> = (0..20)
+        .map(|n| GroupSpec {
+            mail_nickname: format!("list-{n}"),
+            display_name: format!("List {n}"),
+            description: None,
+        })
+        .collect();
+    let outcomes: Vec<Ensured> = client
+        .ensure_groups(&specs)
+        .await
+        .into_iter()
+        .map(|outcome| outcome.unwrap().1)
+        .collect();
+    assert_eq!(&outcomes[..2], &[Ensured::Found, Ensured::Found]);
+    assert!(outcomes[2..].iter().all(|&how| how == Ensured::Created));
+    assert_eq!(tenant.stat(&["requests", "POST /$batch", "200"]), 1);
+    assert_eq!(
+        tenant.stat(&["batch_inner_by_route", "GET /groups", "200"]),
+        20
+    );
+    assert_eq!(tenant.stat(&["requests", "GET /groups", "200"]), 0);
+    assert_eq!(tenant.stat(&["requests", "POST /groups", "201"]), 18);
+    assert_eq!(
+        tenant.sandbox.state().groups.len(),
+        20,
+        "no group made twice"
+    );
+}
+
+#[tokio::test]
 async fn ensure_group_finds_an_existing_group_and_creates_a_missing_one() {
     let tenant = Tenant::start(seed(2, &[&[0]]), Faults::default()).await;
     let client = tenant.client().await;
@@ -619,16 +652,16 @@ async fn ensure_group_finds_an_existing_group_and_creates_a_missing_one() {
         display_name: format!("{nickname} (display)"),
         description: Some("made by rollcall's suite".to_owned()),
     };
-    let (found, how) = client.ensure_group(&spec("list-0")).await.unwrap();
+    let (found, how) = ensure(&client, &spec("list-0")).await.unwrap();
     assert_eq!(
         (found.id.as_str(), how),
         (group_id(0).as_str(), Ensured::Found)
     );
-    let (made, how) = client.ensure_group(&spec("mod-cs101")).await.unwrap();
+    let (made, how) = ensure(&client, &spec("mod-cs101")).await.unwrap();
     assert_eq!(how, Ensured::Created);
     assert!(made.unified);
     assert_eq!(made.display_name, "mod-cs101 (display)");
-    let (again, how) = client.ensure_group(&spec("mod-cs101")).await.unwrap();
+    let (again, how) = ensure(&client, &spec("mod-cs101")).await.unwrap();
     assert_eq!((again.id, how), (made.id, Ensured::Found));
     let state = tenant.sandbox.state();
     let created = state
@@ -676,7 +709,7 @@ async fn a_create_whose_reply_was_lost_never_makes_a_second_group() {
         display_name: "Lost reply".to_owned(),
         description: None,
     };
-    let (group, how) = client.ensure_group(&spec).await.unwrap();
+    let (group, how) = ensure(&client, &spec).await.unwrap();
     assert!(
         lost.load(Ordering::SeqCst),
         "the proxy lost the create's reply"
@@ -706,7 +739,7 @@ async fn a_connection_dropped_right_after_a_create_leaves_one_group() {
         drop_after_writes: Some(1),
         ..Faults::default()
     });
-    let (group, how) = client.ensure_group(&spec).await.unwrap();
+    let (group, how) = ensure(&client, &spec).await.unwrap();
     assert_eq!(how, Ensured::Created);
     let tagged = client
         .write(&[Write::Tag {
@@ -715,10 +748,10 @@ async fn a_connection_dropped_right_after_a_create_leaves_one_group() {
         }])
         .await;
     assert!(tagged[0].as_ref().unwrap_err().is_transient(), "{tagged:?}");
-    assert!(client.ensure_group(&spec).await.unwrap_err().is_transient());
+    assert!(ensure(&client, &spec).await.unwrap_err().is_transient());
     // The connection is back: the same steps again find the group and finish the tag.
     tenant.sandbox.set_faults(Faults::default());
-    let (again, how) = client.ensure_group(&spec).await.unwrap();
+    let (again, how) = ensure(&client, &spec).await.unwrap();
     assert_eq!(
         (again.id.as_str(), how),
         (group.id.as_str(), Ensured::Found)
@@ -760,14 +793,16 @@ async fn adds_to_a_group_graph_has_not_replicated_yet_are_retried_until_it_has()
     let client = GraphClient::connect_with(&tenant.config("sandbox-secret"), patient)
         .await
         .unwrap();
-    let (group, how) = client
-        .ensure_group(&GroupSpec {
+    let (group, how) = ensure(
+        &client,
+        &GroupSpec {
             mail_nickname: "mod-new".to_owned(),
             display_name: "New".to_owned(),
             description: None,
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(how, Ensured::Created);
     let writes: Vec<Write> = (0..30)
         .map(|n| Write::Add {
@@ -894,4 +929,16 @@ async fn stats_count_requests_batches_and_retries() {
     assert_eq!(stats.requests, tenant.stat(&["round_trips"]));
     assert_eq!(stats.batched, 2, "two PATCHes in one batch");
     assert_eq!(stats.retries, 0);
+}
+
+/// One group found or made, through the batched call rollcall uses.
+async fn ensure(
+    client: &GraphClient,
+    spec: &GroupSpec,
+) -> Result<(rollcall::graph::DirectoryGroup, Ensured), GraphError> {
+    client
+        .ensure_groups(std::slice::from_ref(spec))
+        .await
+        .pop()
+        .expect("one outcome per spec")
 }

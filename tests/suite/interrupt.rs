@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use rollcall::generate::GenerateOptions;
+use rollcall::reconcile::OPS_PER_BATCH;
 use rollcall::sandbox::Faults;
 use tokio::time::Instant;
 
@@ -17,10 +18,6 @@ on_every_backend!(
     sigterm_stops_a_running_build_at_the_next_batch_and_the_next_run_finishes_it,
     a_run_whose_lease_is_taken_over_stops_before_its_next_batch,
 );
-
-/// Member operations in one journal batch (`src/reconcile/apply.rs`): the most a run may send
-/// after it was asked to stop.
-const OPS_PER_BATCH: u64 = 1_600;
 
 /// How a running build is stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +116,7 @@ async fn stopped_mid_apply(db: TestDatabase, interrupt: Interrupt) {
     let after = tenant.stat("writes") - asked;
     println!("{interrupt:?}: {after} writes landed after the stop was asked for");
     assert!(
-        after <= OPS_PER_BATCH,
+        after <= OPS_PER_BATCH as u64,
         "{interrupt:?}: {after} writes landed after the stop was asked for, more than the one batch in flight"
     );
     assert!(

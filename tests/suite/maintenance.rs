@@ -23,6 +23,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rollcall::generate::GenerateOptions;
+use rollcall::graph::MAX_BINDS;
+use rollcall::reconcile::OPS_PER_BATCH;
 use rollcall::sandbox::Faults;
 use rollcall::store::{JournalOp, OpKind, OpStatus};
 use sqlx::{Connection, SqliteConnection};
@@ -35,12 +37,6 @@ use crate::common::tenant::{Ran, Tenant, TenantOptions, calm};
 use crate::on_every_backend;
 
 on_every_backend!(a_state_database_cut_mid_apply_stops_the_run_within_seconds);
-
-/// Member operations per journal batch (`OPS_PER_BATCH` in `src/reconcile/apply.rs`).
-const OPS_PER_BATCH: usize = 1_600;
-
-/// Members one `PATCH` binds (`MAX_BINDS` in `src/graph/write.rs`).
-const MEMBERS_PER_PATCH: usize = 20;
 
 /// How long the run may take to exit once the database is gone.
 const EXIT_WITHIN: Duration = Duration::from_secs(30);
@@ -345,7 +341,7 @@ async fn in_flight_batch(tenant: &Tenant, what: &str) -> Writes {
             kind => panic!("{what}: a {kind} was in flight in a build's member batch"),
         }
     }
-    let patches: usize = adds.values().map(|n| n.div_ceil(MEMBERS_PER_PATCH)).sum();
+    let patches: usize = adds.values().map(|n| n.div_ceil(MAX_BINDS)).sum();
     Writes {
         writes: (adds.values().sum::<usize>() + tags.len()) as u64,
         requests: (patches + tags.len()) as u64,
