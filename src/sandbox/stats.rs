@@ -40,6 +40,8 @@ pub struct Counters {
     pub writes: u64,
     /// Write requests, inner ones included, whatever their outcome.
     pub write_requests: u64,
+    /// HTTP requests that carried at least one write (a write, or a batch holding one).
+    pub write_round_trips: u64,
     /// `DELETE …/members/{id}` without `/$ref`: a client bug that must stay at 0.
     pub member_deletes_without_ref: u64,
     /// Resource units charged, throttled requests included.

@@ -822,6 +822,39 @@ async fn batch_answers_200_with_inner_statuses_in_shuffled_order() {
     assert_eq!(tenant.stat(&["writes"]), 99);
 }
 
+#[tokio::test]
+async fn write_round_trips_count_requests_that_carried_a_write_once() {
+    let tenant = Tenant::small(seed(3, &[&[]])).await;
+    let read =
+        |id: &str| json!({"id": id, "method": "GET", "url": format!("/groups/{}", group_id(0))});
+    let only_reads = tenant
+        .post("/$batch", json!({ "requests": [read("a"), read("b")] }))
+        .await;
+    assert_eq!(only_reads.status, 200);
+    assert_eq!(tenant.stat(&["write_round_trips"]), 0, "a batch of reads");
+    let mixed = tenant
+        .post(
+            "/$batch",
+            json!({ "requests": [read("a"), add_request("b", 0, 0), add_request("c", 0, 1)] }),
+        )
+        .await;
+    assert_eq!(mixed.status, 200);
+    assert_eq!(
+        tenant.stat(&["write_round_trips"]),
+        1,
+        "one batch, two writes"
+    );
+    let single = tenant
+        .post(
+            &format!("/groups/{}/members/$ref", group_id(0)),
+            json!({"@odata.id": bind(2)}),
+        )
+        .await;
+    assert_eq!(single.status, 204);
+    assert_eq!(tenant.stat(&["write_round_trips"]), 2);
+    assert_eq!(tenant.stat(&["write_requests"]), 3);
+}
+
 // ---- throttling ----
 
 #[tokio::test]

@@ -94,11 +94,16 @@ pub fn run(tenant: &Tenant, input: &Input<'_>) -> Option<Reply> {
     };
     let mut statuses: HashMap<&str, u16> = HashMap::new();
     let mut responses = Vec::with_capacity(requests.len());
+    let mut carried_writes = false;
     for request in &requests {
         if tenant.interrupted() {
             return None;
         }
-        let (template, reply) = answer(tenant, input, request, &statuses);
+        let (template, reply, write) = answer(tenant, input, request, &statuses);
+        if write && !carried_writes {
+            carried_writes = true;
+            tenant.stats.update(|s| s.write_round_trips += 1);
+        }
         tenant.stats.update(|s| {
             s.batch_inner += 1;
             count(&mut s.batch_inner_by_route, &template, reply.status);
@@ -133,7 +138,7 @@ fn answer(
     outer: &Input<'_>,
     request: &Inner<'_>,
     statuses: &HashMap<&str, u16>,
-) -> (String, Reply) {
+) -> (String, Reply, bool) {
     let unmatched = format!("{} (unmatched)", request.method);
     if request
         .depends_on
@@ -146,12 +151,13 @@ fn answer(
             "The request depends on a request that failed or was not run.",
         )
         .into();
-        return (unmatched, reply);
+        return (unmatched, reply, false);
     }
     if request.url.starts_with("http://") || request.url.starts_with("https://") {
         return (
             unmatched,
             invalid("Batch request URLs must be relative to the Graph version, e.g. /groups/{id}."),
+            false,
         );
     }
     let relative = format!("/{}", request.url.trim_start_matches('/'));
@@ -161,7 +167,7 @@ fn answer(
     };
     let route = match Route::parse(&request.method, path) {
         Ok(route) => route,
-        Err(error) => return (unmatched, error.into()),
+        Err(error) => return (unmatched, error.into(), false),
     };
     let input = Input {
         query: Query::parse(query),
@@ -173,5 +179,5 @@ fn answer(
         // Inner requests roll no drops; a drop here would mean the dice changed their rules.
         Outcome::Drop => GraphError::new(503, "serviceNotAvailable", "Service unavailable.").into(),
     };
-    (route.template().to_owned(), reply)
+    (route.template().to_owned(), reply, route.is_write())
 }

@@ -320,6 +320,9 @@ impl Tenant {
         if route.is_write() {
             self.stats.update(|s| {
                 s.write_requests += 1;
+                if outer {
+                    s.write_round_trips += 1;
+                }
                 if *route == Route::DeleteMemberObject {
                     s.member_deletes_without_ref += 1;
                 }
