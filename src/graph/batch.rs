@@ -60,7 +60,9 @@ pub(crate) async fn send_all(
         ready.truncate(transport.throttle.window().min(round));
         due.retain(|(i, _)| ready.binary_search(i).is_err());
         if let Some(start) = transport.throttle.pace(ready.len()) {
+            let held = Instant::now();
             tokio::time::sleep_until(start).await;
+            transport.counters.waited(held.elapsed());
         }
         for &i in &ready {
             attempts[i].get_or_insert_with(Attempts::start);

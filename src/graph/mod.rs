@@ -141,6 +141,16 @@ pub struct GraphStats {
     pub batched: u64,
     /// Token requests sent to the authority.
     pub token_requests: u64,
+    /// Replies with a 1xx–3xx status (a `$batch` counts once, by its own status).
+    pub status_2xx: u64,
+    /// Replies with a 4xx status, 429s included.
+    pub status_4xx: u64,
+    /// Replies with a 5xx status.
+    pub status_5xx: u64,
+    /// Requests that got no reply (dropped connection, timeout, reply cut short).
+    pub no_reply: u64,
+    /// Time requests spent held back by throttling (summed over concurrent requests).
+    pub throttle_wait: std::time::Duration,
 }
 
 /// The Microsoft Graph client. Clones share one connection pool, token, throttle and

@@ -8,7 +8,7 @@
 //! set), adding the bearer token and enforcing https off loopback.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use graph_rs_sdk::GraphFailure;
 use graph_rs_sdk::http::{BodyRead, Method};
@@ -104,6 +104,11 @@ pub(crate) struct Counters {
     throttled: AtomicU64,
     batched: AtomicU64,
     token_requests: AtomicU64,
+    status_2xx: AtomicU64,
+    status_4xx: AtomicU64,
+    status_5xx: AtomicU64,
+    no_reply: AtomicU64,
+    throttle_wait_us: AtomicU64,
 }
 
 impl Counters {
@@ -128,6 +133,27 @@ impl Counters {
         self.throttled.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// An HTTP reply's status class (a `$batch` counts once, by its own status).
+    pub(crate) fn status(&self, status: u16) {
+        let counter = match status {
+            200..=399 => &self.status_2xx,
+            400..=499 => &self.status_4xx,
+            _ => &self.status_5xx,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request that got no reply (dropped connection, timeout).
+    pub(crate) fn no_reply(&self) {
+        self.no_reply.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Time a request spent held back by throttling (the gate or the pace).
+    pub(crate) fn waited(&self, wait: Duration) {
+        self.throttle_wait_us
+            .fetch_add(wait.as_micros() as u64, Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> GraphStats {
         GraphStats {
             requests: self.requests.load(Ordering::Relaxed),
@@ -135,6 +161,11 @@ impl Counters {
             throttled: self.throttled.load(Ordering::Relaxed),
             batched: self.batched.load(Ordering::Relaxed),
             token_requests: self.token_requests.load(Ordering::Relaxed),
+            status_2xx: self.status_2xx.load(Ordering::Relaxed),
+            status_4xx: self.status_4xx.load(Ordering::Relaxed),
+            status_5xx: self.status_5xx.load(Ordering::Relaxed),
+            no_reply: self.no_reply.load(Ordering::Relaxed),
+            throttle_wait: Duration::from_micros(self.throttle_wait_us.load(Ordering::Relaxed)),
         }
     }
 }
@@ -300,7 +331,9 @@ impl Transport {
             .acquire()
             .await
             .expect("the semaphore is never closed");
+        let held = Instant::now();
         self.throttle.wait_open().await;
+        self.counters.waited(held.elapsed());
         self.counters.request();
         let body = request
             .body
@@ -309,6 +342,7 @@ impl Transport {
         let mut handler = session.sdk.custom(request.method.clone(), body);
         *handler.as_mut() = request.url.clone();
         let no_reply = |reason: String| {
+            self.counters.no_reply();
             Attempt::NoReply(GraphError::Transport {
                 request: request.describe(),
                 reason,
@@ -336,6 +370,7 @@ impl Transport {
             }
         };
         let status = response.status().as_u16();
+        self.counters.status(status);
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)

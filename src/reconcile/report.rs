@@ -99,6 +99,18 @@ pub struct GraphLine {
     pub retries: u64,
     /// 429s received.
     pub throttled: u64,
+    /// Requests carried inside `$batch`es.
+    pub batched: u64,
+    /// Replies with a 1xx–3xx status.
+    pub status_2xx: u64,
+    /// Replies with a 4xx status, 429s included.
+    pub status_4xx: u64,
+    /// Replies with a 5xx status.
+    pub status_5xx: u64,
+    /// Requests that got no reply.
+    pub no_reply: u64,
+    /// Milliseconds requests spent held back by throttling (summed over concurrent ones).
+    pub throttle_wait_ms: u64,
 }
 
 impl From<GraphStats> for GraphLine {
@@ -107,6 +119,12 @@ impl From<GraphStats> for GraphLine {
             requests: stats.requests,
             retries: stats.retries,
             throttled: stats.throttled,
+            batched: stats.batched,
+            status_2xx: stats.status_2xx,
+            status_4xx: stats.status_4xx,
+            status_5xx: stats.status_5xx,
+            no_reply: stats.no_reply,
+            throttle_wait_ms: stats.throttle_wait.as_millis() as u64,
         }
     }
 }
