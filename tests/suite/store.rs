@@ -766,14 +766,18 @@ async fn migrate_and_doctor_commands_report_the_schema(db: TestDatabase) {
     assert!(stdout.contains("schema version before: none"), "{stdout}");
     assert!(stdout.contains("applied: 20260101000000 state"), "{stdout}");
     assert!(
-        stdout.contains("schema version after: 20260101000000"),
+        stdout.contains("applied: 20261121000000 notify state"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("schema version after: 20261121000000"),
         "{stdout}"
     );
 
     let (code, stdout, _) = run(&["migrate"], config.clone()).await.unwrap();
     assert_eq!(code, Some(0));
     assert!(
-        stdout.contains("schema version before: 20260101000000"),
+        stdout.contains("schema version before: 20261121000000"),
         "{stdout}"
     );
     assert!(!stdout.contains("applied:"), "{stdout}");
