@@ -10,6 +10,7 @@ pub mod exit;
 pub mod generate;
 pub mod graph;
 pub mod logging;
+pub mod notify;
 pub mod plan;
 pub mod reconcile;
 pub mod sandbox;

@@ -6,8 +6,8 @@ use clap::Args;
 use super::Context;
 use super::reconcile::Output;
 use crate::exit::{CommandError, Exit};
-use crate::plan::Verdict;
-use crate::reconcile::{RunReport, holder_name};
+use crate::plan::{Outcome, Verdict};
+use crate::reconcile::{Approval, Detailed, RunReport, holder_name, seconds};
 use crate::store::{Run, RunId, RunKind, Store};
 
 /// `rollcall runs`.
@@ -16,6 +16,9 @@ pub struct RunsArgs {
     /// How many of the latest runs to list.
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
+    /// A readable table or one JSON document.
+    #[arg(long, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
 }
 
 /// `rollcall show RUN`.
@@ -139,35 +142,96 @@ pub async fn runs(context: &Context, args: RunsArgs) -> Result<Exit, CommandErro
         .recent_runs(args.limit)
         .await
         .map_err(CommandError::failed)?;
-    print_runs(runs.iter());
     store.close().await;
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::Value::Array(runs.iter().map(run_json).collect())
+        ),
+        Output::Human => print_runs(runs.iter()),
+    }
     Ok(Exit::Success)
+}
+
+/// How long a run took, in milliseconds, once it ended.
+fn took_ms(run: &Run) -> Option<u64> {
+    run.finished_at
+        .map(|end| (end - run.started_at).num_milliseconds().max(0) as u64)
+}
+
+/// What the operator approved for a run: from its report, or from the run's approvals
+/// record for reports written before reports carried it.
+fn approval(run: &Run, report: &RunReport) -> Option<Approval> {
+    report
+        .approval
+        .clone()
+        .or_else(|| run.approvals.as_ref().and_then(Approval::from_record))
+}
+
+/// One line of `runs --output json`.
+fn run_json(run: &Run) -> serde_json::Value {
+    let report = report(run);
+    serde_json::json!({
+        "id": run.id.0,
+        "kind": run.kind.as_str(),
+        "status": run.status.as_str(),
+        "holder": run.holder,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "duration_ms": took_ms(run),
+        "exit_code": run.exit_code,
+        "added": report.lists.iter().map(|l| l.added).sum::<u64>(),
+        "removed": report.lists.iter().map(|l| l.removed).sum::<u64>(),
+        "created": report.lists.iter().filter(|l| l.created).count(),
+        "failed": report.applied.failed,
+        "pending": report.applied.pending,
+        "unresolved": report.unresolved,
+        "drift": report.drift,
+        "tripped": report.tripped.iter().map(|v| v.guard.key()).collect::<Vec<_>>(),
+        "graph_requests": report.graph.requests,
+        "throttled": report.graph.throttled,
+        "approval": approval(run, &report),
+        "error": report.error,
+    })
 }
 
 fn print_runs<'a>(runs: impl Iterator<Item = &'a Run>) {
     println!(
-        "{:>6}  {:<13}  {:<11}  {:<19}  {:>8}  {:>4}  summary",
-        "run", "kind", "status", "started (UTC)", "took", "exit"
+        "{:>6}  {:<13}  {:<11}  {:<19}  {:>8}  {:>4}  {:>13}  {:>6}  {:>10}  {:>7}  {:>5}  approved",
+        "run",
+        "kind",
+        "status",
+        "started (UTC)",
+        "took",
+        "exit",
+        "members",
+        "failed",
+        "unresolved",
+        "graph",
+        "429s"
     );
     for run in runs {
-        let took = run.finished_at.map_or_else(
-            || "-".to_owned(),
-            |end| {
-                let ms = (end - run.started_at).num_milliseconds().max(0) as u64;
-                humantime::format_duration(std::time::Duration::from_secs(ms / 1000)).to_string()
-            },
-        );
+        let took = took_ms(run).map_or_else(|| "-".to_owned(), seconds);
         let report = report(run);
-        let summary = format!(
-            "+{} −{} created {} failed {} pending {}",
+        let members = format!(
+            "+{} −{}",
             report.lists.iter().map(|l| l.added).sum::<u64>(),
-            report.lists.iter().map(|l| l.removed).sum::<u64>(),
-            report.lists.iter().filter(|l| l.created).count(),
-            report.applied.failed,
-            report.applied.pending
+            report.lists.iter().map(|l| l.removed).sum::<u64>()
         );
+        let approved = approval(run, &report).map_or_else(String::new, |a| {
+            let mut marker = match (a.operator, a.reason) {
+                (Some(operator), Some(reason)) => format!("✓ {operator}: {reason}"),
+                (None, Some(reason)) => format!("✓ {reason}"),
+                (Some(operator), None) => format!("✓ {operator}"),
+                (None, None) => "✓".to_owned(),
+            };
+            if marker.chars().count() > 40 {
+                marker = marker.chars().take(39).collect::<String>() + "…";
+            }
+            marker
+        });
         println!(
-            "{:>6}  {:<13}  {:<11}  {:<19}  {:>8}  {:>4}  {summary}",
+            "{:>6}  {:<13}  {:<11}  {:<19}  {:>8}  {:>4}  {:>13}  {:>6}  {:>10}  {:>7}  {:>5}  {approved}",
             run.id,
             run.kind.as_str(),
             run.status.as_str(),
@@ -175,6 +239,11 @@ fn print_runs<'a>(runs: impl Iterator<Item = &'a Run>) {
             took,
             run.exit_code
                 .map_or_else(|| "-".to_owned(), |c| c.to_string()),
+            members,
+            report.applied.failed,
+            report.unresolved,
+            report.graph.requests,
+            report.graph.throttled,
         );
     }
 }
@@ -183,6 +252,15 @@ fn report(run: &Run) -> RunReport {
     run.report
         .as_ref()
         .and_then(|r| serde_json::from_value(r.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// Every guard's verdict on a run's plan, as its plan summary keeps them.
+fn verdicts(run: &Run) -> Vec<Verdict> {
+    run.plan_summary
+        .as_ref()
+        .and_then(|s| s.get("verdicts"))
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
         .unwrap_or_default()
 }
 
@@ -242,14 +320,29 @@ pub async fn show(context: &Context, args: ShowArgs) -> Result<Exit, CommandErro
                     .as_deref()
                     .map_or_else(String::new, |h| format!(", by {h}"))
             );
-            if let Some(approvals) = &run.approvals {
-                println!("approvals: {approvals}");
-            }
+            let report = report(&run);
             println!(
                 "journal: {} done, {} failed, {} pending, {} superseded",
                 counts.done, counts.failed, counts.pending, counts.superseded
             );
-            print!("{}", report(&run));
+            if report.approval.is_none()
+                && let Some(approval) = approval(&run, &report)
+            {
+                println!("approved {approval}");
+            }
+            print!("{}", Detailed(&report));
+            let verdicts = verdicts(&run);
+            if !verdicts.is_empty() {
+                println!("guards:");
+                for verdict in &verdicts {
+                    let outcome = match verdict.outcome {
+                        Outcome::Passed => "passed".to_owned(),
+                        Outcome::Tripped => "TRIPPED".to_owned(),
+                        Outcome::Accepted { by } => format!("accepted (up to {by} approved)"),
+                    };
+                    println!("  {}: {outcome}", verdict_text(verdict));
+                }
+            }
         }
     }
     Ok(Exit::Success)

@@ -95,6 +95,22 @@ impl GraphError {
         matches!(self, GraphError::Status { status: 404, .. })
     }
 
+    /// Reads a [`GraphError::Status`] back from the text it displays as (the journal keeps a
+    /// failed operation's error as that text); `None` for any other text.
+    pub fn parse_status(text: &str) -> Option<GraphError> {
+        let (request, rest) = text.split_once(": Microsoft Graph answered ")?;
+        let (status, rest) = rest.split_once(' ')?;
+        let status: u16 = status.parse().ok()?;
+        let (code, message) = rest.split_once(": ")?;
+        let message = message.strip_suffix(hint(status, code)).unwrap_or(message);
+        Some(GraphError::Status {
+            request: request.to_owned(),
+            status,
+            code: code.to_owned(),
+            message: message.to_owned(),
+        })
+    }
+
     /// An error from a Graph error reply (`{"error":{"code","message"}}`, or anything else).
     pub(crate) fn from_reply(request: String, status: u16, body: &Value) -> GraphError {
         let error = &body["error"];
@@ -257,6 +273,44 @@ mod tests {
             &json!({"error": {"code": "resyncRequired", "message": ""}})
         ));
         assert!(!is_delta_expired(400, &already));
+    }
+
+    #[test]
+    fn a_status_error_reads_back_from_its_text() {
+        for err in [
+            error(
+                404,
+                "Request_ResourceNotFound",
+                "Resource 'u' does not exist: really",
+            ),
+            error(
+                403,
+                "Authorization_RequestDenied",
+                "Insufficient privileges",
+            ),
+            GraphError::from_reply("GET /v1.0/users".to_owned(), 502, &json!(null)),
+        ] {
+            let parsed = GraphError::parse_status(&err.to_string()).unwrap();
+            assert_eq!(parsed.to_string(), err.to_string());
+            let (
+                GraphError::Status { code, message, .. },
+                GraphError::Status {
+                    code: c,
+                    message: m,
+                    ..
+                },
+            ) = (&parsed, &err)
+            else {
+                panic!("{parsed:?}");
+            };
+            assert_eq!((code, message), (c, m));
+        }
+        let transport = GraphError::Transport {
+            request: "GET /v1.0/users".to_owned(),
+            reason: "connection closed".to_owned(),
+        };
+        assert!(GraphError::parse_status(&transport.to_string()).is_none());
+        assert!(GraphError::parse_status("the group of list `x` could not be created").is_none());
     }
 
     #[test]

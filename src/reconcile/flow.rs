@@ -1,6 +1,7 @@
 //! The commands' flows over one engine: plan, run, resume, verify, rebuild.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -10,7 +11,7 @@ use super::apply::{Apply, PlannedGroup};
 use super::identity::{self, Refresh};
 use super::lease::{LeaseError, RunLease};
 use super::progress::Progress;
-use super::report::{FailedCheck, RunReport};
+use super::report::{Approval, Durations, FailedCheck, RunReport};
 use super::saved::{Change, SavedPlan};
 use super::{Stop, StopSignal};
 use crate::config::Config;
@@ -59,6 +60,8 @@ pub struct Planned {
     pub verdicts: Verdicts,
     /// Snapshot warnings.
     pub warnings: Vec<String>,
+    /// How long reading and planning took, phase by phase.
+    pub durations: Durations,
 }
 
 /// Where a run's plan comes from.
@@ -132,8 +135,12 @@ impl Engine {
         repair: bool,
         full_directory: bool,
     ) -> Result<Planned, Stop> {
+        let mut durations = Durations::default();
+        let mut phase = Instant::now();
         let snapshot = self.read_complete_sources().await?;
         check_names(&snapshot)?;
+        durations.sources_ms = Durations::since(phase);
+        phase = Instant::now();
         let directory = identity::refresh(&self.store, &self.graph, full_directory).await?;
         let keys: BTreeSet<&source::Member> =
             snapshot.lists.values().flat_map(|l| &l.members).collect();
@@ -143,6 +150,8 @@ impl Engine {
             resolved = resolved.len(),
             "member keys resolved"
         );
+        durations.directory_ms = Durations::since(phase);
+        phase = Instant::now();
 
         let wanted: Vec<plan::DesiredList> = snapshot
             .lists
@@ -157,6 +166,8 @@ impl Engine {
             })
             .collect();
         let actual = actual::read(&self.config, &self.store, &self.graph, &wanted, repair).await?;
+        durations.actual_ms = Durations::since(phase);
+        phase = Instant::now();
         let conflicted: BTreeSet<&str> = actual.conflicts.iter().map(|c| c.list.as_str()).collect();
 
         let mut unresolved: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -182,6 +193,7 @@ impl Engine {
         let policies = Policies::from_families(&self.config.families);
         let plan = plan::diff(&desired, &actual.actual, &policies);
         let verdicts = plan::guard(&plan, &self.config.guard, approvals);
+        durations.plan_ms = Durations::since(phase);
         Ok(Planned {
             sources: snapshot.sources,
             directory,
@@ -190,6 +202,7 @@ impl Engine {
             plan,
             verdicts,
             warnings: snapshot.warnings,
+            durations,
         })
     }
 
@@ -246,11 +259,14 @@ impl Engine {
                 .map_err(CommandError::failed)?;
             let span = tracing::info_span!("run", run_id = %run, kind = %kind);
             let _enter = span.enter();
+            let started = Instant::now();
             let mut report = RunReport::default();
             let result = self
                 .reconcile(run, lease, source, kind == RunKind::Rebuild, &mut report)
                 .await;
-            let report = self.finish(run, result, report).await?;
+            report.approval = Approval::from_record(approvals_record);
+            report.durations.total_ms = Durations::since(started);
+            let report = self.finish(run, kind, result, report).await?;
             Ok((run, report))
         })
         .await
@@ -266,6 +282,7 @@ impl Engine {
 
     /// `verify`: reads desired and actual afresh and reports drift; changes nothing.
     pub async fn verify(&self) -> Result<(RunId, Verification), CommandError> {
+        let started = Instant::now();
         let run = self
             .store
             .begin_run(RunKind::Verify, None, None)
@@ -277,21 +294,29 @@ impl Engine {
                 let report = RunReport {
                     error: Some(format!("{:#}", stop.error)),
                     failed_check: failed_check(&stop),
+                    durations: Durations {
+                        total_ms: Durations::since(started),
+                        ..Durations::default()
+                    },
                     ..RunReport::default()
                 };
-                self.record_end(run, stop.status, stop.exit, &report).await;
+                self.record_end(run, RunKind::Verify, stop.status, stop.exit, &report)
+                    .await;
                 return Err(stop.into());
             }
         };
         let verification = verification(&planned);
         let mut report = RunReport::planned(&planned);
         report.drift = Some(verification.drift.len() as u64);
+        report.drifted = verification.drift.clone();
+        report.graph = self.graph.stats().into();
+        report.durations.total_ms = Durations::since(started);
         let exit = if verification.drift.is_empty() {
             Exit::Success
         } else {
             Exit::Drift
         };
-        self.record_end(run, RunStatus::Succeeded, exit, &report)
+        self.record_end(run, RunKind::Verify, RunStatus::Succeeded, exit, &report)
             .await;
         Ok((run, verification))
     }
@@ -316,6 +341,7 @@ impl Engine {
                     )
                     .await
                     .map_err(CommandError::failed)?;
+                let started = Instant::now();
                 let mut report = RunReport::default();
                 let result = async {
                     let snapshot = self.read_complete_sources().await?;
@@ -337,7 +363,11 @@ impl Engine {
                     Ok(())
                 }
                 .await;
-                let report = self.finish(run, result, report).await?;
+                report.approval = Approval::from_record(approvals_record);
+                report.durations.total_ms = Durations::since(started);
+                let report = self
+                    .finish(run, RunKind::StateRebuild, result, report)
+                    .await?;
                 Ok((run, report))
             },
         )
@@ -402,7 +432,7 @@ impl Engine {
                 ..RunReport::default()
             };
             if let Ok(run) = self.store.begin_run(kind, None, approvals).await {
-                self.record_end(run, RunStatus::Skipped, Exit::Skipped, &report)
+                self.record_end(run, kind, RunStatus::Skipped, Exit::Skipped, &report)
                     .await;
             }
             CommandError::new(Exit::Skipped, why)
@@ -466,11 +496,14 @@ impl Engine {
             .as_ref()
             .and_then(|r| serde_json::from_value(r.clone()).ok())
             .unwrap_or_default();
+        let started = Instant::now();
         let result = apply.run().await.map(|applied| {
             report.resumed += 1;
             report.applied = applied;
         });
-        let report = self.finish(run.id, result, report).await?;
+        report.durations.apply_ms += Durations::since(started);
+        report.durations.total_ms += Durations::since(started);
+        let report = self.finish(run.id, run.kind, result, report).await?;
         tracing::info!(done = report.applied.done, "interrupted run finished");
         Ok(Some(run.id))
     }
@@ -538,7 +571,9 @@ impl Engine {
             stop: &self.stop,
             progress: &self.progress,
         };
+        let started = Instant::now();
         let result = apply.run().await;
+        report.durations.apply_ms = Durations::since(started);
         if let Ok(applied) = &result {
             report.applied = *applied;
         }
@@ -570,6 +605,7 @@ impl Engine {
     async fn finish(
         &self,
         run: RunId,
+        kind: RunKind,
         result: Result<(), Stop>,
         mut report: RunReport,
     ) -> Result<RunReport, CommandError> {
@@ -579,28 +615,59 @@ impl Engine {
         }
         match result {
             Ok(()) => {
-                self.record_end(run, RunStatus::Succeeded, Exit::Success, &report)
+                self.record_end(run, kind, RunStatus::Succeeded, Exit::Success, &report)
                     .await;
                 Ok(report)
             }
             Err(stop) => {
                 report.error = Some(format!("{:#}", stop.error));
                 report.failed_check = failed_check(&stop);
-                self.record_end(run, stop.status, stop.exit, &report).await;
+                self.record_end(run, kind, stop.status, stop.exit, &report)
+                    .await;
                 Err(stop.into())
             }
         }
     }
 
-    /// Writes a run's end; when the state store is gone, says so in the log instead.
-    async fn record_end(&self, run: RunId, status: RunStatus, exit: Exit, report: &RunReport) {
+    /// Writes a run's end (when the state store is gone, says so in the log instead), prunes
+    /// old runs, and notifies on a change of state. Every command's run ends here.
+    async fn record_end(
+        &self,
+        run: RunId,
+        kind: RunKind,
+        status: RunStatus,
+        exit: Exit,
+        report: &RunReport,
+    ) {
         let value = serde_json::to_value(report).unwrap_or_default();
-        if let Err(e) = self
+        match self
             .store
             .finish_run(run, status, i32::from(exit.code()), &value)
             .await
         {
-            tracing::error!(run = %run, error = %e, "could not record the end of the run");
+            Ok(()) if status != RunStatus::Skipped => self.prune().await,
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!(run = %run, error = %e, "could not record the end of the run")
+            }
+        }
+        let ended = crate::notify::Ended {
+            run,
+            kind,
+            status,
+            exit,
+            report,
+        };
+        crate::notify::notify(&self.config, &self.store, &ended).await;
+    }
+
+    /// Prunes runs older than `[state].keep_runs_days`; a failure is only logged.
+    async fn prune(&self) {
+        let days = self.config.state.keep_runs_days;
+        match self.store.prune_runs(days).await {
+            Ok(0) => {}
+            Ok(runs) => tracing::info!(runs, days, "old runs pruned"),
+            Err(e) => tracing::warn!(error = %e, "could not prune old runs"),
         }
     }
 }
@@ -835,6 +902,7 @@ mod tests {
             plan,
             verdicts: Verdicts::default(),
             warnings: Vec::new(),
+            durations: Durations::default(),
         }
     }
 

@@ -22,7 +22,9 @@ pub use flow::{Drift, Engine, Planned, Verification};
 pub use identity::Refresh;
 pub use lease::{LEASE_TTL, RunLease, holder_name};
 pub use progress::Progress;
-pub use report::{FailedCheck, ListReport, RunReport};
+pub use report::{
+    Approval, Detailed, Durations, FailedCheck, ListReport, OpError, RunReport, drift_text, seconds,
+};
 pub use saved::{
     Change, SAVED_PLAN_VERSION, SavedPlan, SavedPlanError, SavedPlanFile, fingerprint,
 };

@@ -7,15 +7,18 @@ use serde::{Deserialize, Serialize};
 
 use super::actual::Conflict;
 use super::apply::Applied;
-use super::flow::Planned;
+use super::flow::{Drift, Planned};
 use super::identity::Refresh;
-use crate::graph::GraphStats;
+use crate::graph::{GraphError, GraphStats};
 use crate::plan::{Totals, Verdict};
 use crate::source::SourceSummary;
 use crate::store::{JournalOp, OpKind, OpStatus};
 
 /// How many unresolved member keys a list's report line names before it only counts them.
 const UNRESOLVED_SHOWN: usize = 20;
+
+/// How many failed operations a report describes one by one; `applied.failed` counts them all.
+const ERRORS_KEPT: usize = 50;
 
 /// What one run did, and why it ended as it did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -53,6 +56,157 @@ pub struct RunReport {
     pub error: Option<String>,
     /// The source and check that stopped the run before planning, if one did.
     pub failed_check: Option<FailedCheck>,
+    /// What the operator approved for this run, and why.
+    pub approval: Option<Approval>,
+    /// Operations that failed for good (the first [`ERRORS_KEPT`]), with Graph's error code.
+    pub errors: Vec<OpError>,
+    /// How long each phase took.
+    pub durations: Durations,
+    /// Each drifted list (`verify`).
+    pub drifted: Vec<Drift>,
+}
+
+/// How long each phase of a run took, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Durations {
+    /// Reading and checking the sources.
+    pub sources_ms: u64,
+    /// Refreshing the directory mirror and resolving member keys.
+    pub directory_ms: u64,
+    /// Reading the managed groups' membership.
+    pub actual_ms: u64,
+    /// Diffing and guarding.
+    pub plan_ms: u64,
+    /// Journalling and applying.
+    pub apply_ms: u64,
+    /// The whole run, from its start to its record.
+    pub total_ms: u64,
+}
+
+impl Durations {
+    /// Milliseconds since `start`.
+    pub fn since(start: std::time::Instant) -> u64 {
+        u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// One operation that failed for good.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OpError {
+    /// The list key.
+    pub list: String,
+    /// The operation (`create_group`, `add_member`, `remove_member`, `tag_group`).
+    pub op: String,
+    /// The member's object id, for member operations.
+    pub member: Option<String>,
+    /// The HTTP status Microsoft Graph answered, when it answered with an error.
+    pub status: Option<u16>,
+    /// Microsoft Graph's `error.code` (e.g. `Request_ResourceNotFound`), when it gave one.
+    pub code: Option<String>,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl OpError {
+    /// The failure of `op`, with Graph's status and code when its error text carries them.
+    fn of(op: &JournalOp) -> OpError {
+        let text = op.last_error.clone().unwrap_or_default();
+        let (status, code, message) = match GraphError::parse_status(&text) {
+            Some(GraphError::Status {
+                status,
+                code,
+                message,
+                ..
+            }) => (Some(status), Some(code), message),
+            _ => (None, None, text),
+        };
+        OpError {
+            list: op.op.list.clone(),
+            op: op.op.kind.as_str().to_owned(),
+            member: op.op.member.clone(),
+            status,
+            code,
+            message,
+        }
+    }
+}
+
+impl fmt::Display for OpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.list, self.op)?;
+        if let Some(member) = &self.member {
+            write!(f, " {member}")?;
+        }
+        match (&self.code, self.status) {
+            (Some(code), Some(status)) => write!(f, ": {code} ({status}): {}", self.message),
+            _ => write!(f, ": {}", self.message),
+        }
+    }
+}
+
+/// What an operator approved for a run (`--accept-*`, `apply FILE --reason`), as the
+/// commands record it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Approval {
+    /// Who ran the command.
+    pub operator: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+    /// Removals approved.
+    pub accept_removals: Option<u64>,
+    /// Additions approved.
+    pub accept_additions: Option<u64>,
+    /// Sources whose shrink was accepted.
+    pub accept_shrink: Vec<String>,
+    /// The saved plan applied (`apply FILE`).
+    pub plan_file: Option<String>,
+}
+
+impl Approval {
+    /// The approval in a command's record, if it approves anything or gives a reason.
+    pub fn from_record(record: &serde_json::Value) -> Option<Approval> {
+        let approval: Approval = serde_json::from_value(record.clone()).ok()?;
+        let approves = approval.accept_removals.is_some()
+            || approval.accept_additions.is_some()
+            || !approval.accept_shrink.is_empty()
+            || approval.plan_file.is_some()
+            || approval
+                .reason
+                .as_deref()
+                .is_some_and(|r| !r.trim().is_empty());
+        approves.then_some(approval)
+    }
+}
+
+impl fmt::Display for Approval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "by {}: {}",
+            self.operator.as_deref().unwrap_or("(unknown)"),
+            self.reason.as_deref().unwrap_or("(no reason given)")
+        )?;
+        let mut accepts = Vec::new();
+        if let Some(file) = &self.plan_file {
+            accepts.push(format!("saved plan {file}"));
+        }
+        if let Some(n) = self.accept_removals {
+            accepts.push(format!("up to {n} removals"));
+        }
+        if let Some(n) = self.accept_additions {
+            accepts.push(format!("up to {n} additions"));
+        }
+        if !self.accept_shrink.is_empty() {
+            accepts.push(format!("shrink of {}", self.accept_shrink.join(", ")));
+        }
+        if !accepts.is_empty() {
+            write!(f, " (accepts {})", accepts.join(", "))?;
+        }
+        Ok(())
+    }
 }
 
 /// A source check that stopped a run: which source, and the check's stable id (`empty`,
@@ -155,6 +309,7 @@ impl RunReport {
             unresolved: planned.unresolved.values().map(|v| v.len() as u64).sum(),
             tripped: planned.verdicts.tripped().cloned().collect(),
             warnings,
+            durations: planned.durations,
             ..RunReport::default()
         }
     }
@@ -167,6 +322,7 @@ impl RunReport {
             .map(|line| (line.list.clone(), line))
             .collect();
         let mut applied = Applied::default();
+        let mut errors = Vec::new();
         for op in journal {
             let line = lists.entry(op.op.list.clone()).or_default();
             match op.status {
@@ -182,6 +338,9 @@ impl RunReport {
                 OpStatus::Failed => {
                     applied.failed += 1;
                     line.failed += 1;
+                    if errors.len() < ERRORS_KEPT {
+                        errors.push(OpError::of(op));
+                    }
                 }
                 OpStatus::Pending => {
                     applied.pending += 1;
@@ -192,6 +351,7 @@ impl RunReport {
         }
         if !journal.is_empty() {
             self.applied = applied;
+            self.errors = errors;
         }
         self.lists = lists
             .into_iter()
@@ -200,8 +360,37 @@ impl RunReport {
     }
 }
 
+/// How a report shows its per-list lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListStyle {
+    /// One compact line per list that changed (what `run` prints).
+    Lines,
+    /// A table with a column per count (what `show RUN` prints).
+    Table,
+}
+
 impl fmt::Display for RunReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.render(f, ListStyle::Lines)
+    }
+}
+
+/// A report with its per-list lines as a table, for `show RUN`.
+#[derive(Debug, Clone, Copy)]
+pub struct Detailed<'a>(pub &'a RunReport);
+
+impl fmt::Display for Detailed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.render(f, ListStyle::Table)
+    }
+}
+
+impl RunReport {
+    /// The report as text, its lists in `style`.
+    fn render(&self, f: &mut fmt::Formatter<'_>, style: ListStyle) -> fmt::Result {
+        if let Some(approval) = &self.approval {
+            writeln!(f, "approved {approval}")?;
+        }
         for source in &self.sources {
             writeln!(
                 f,
@@ -239,33 +428,9 @@ impl fmt::Display for RunReport {
             "applied: {} done, {} failed, {} pending",
             a.done, a.failed, a.pending
         )?;
-        for line in &self.lists {
-            let mut parts = Vec::new();
-            if line.created {
-                parts.push("created".to_owned());
-            }
-            if line.adopted {
-                parts.push("adopted".to_owned());
-            }
-            if line.added > 0 || line.removed > 0 {
-                parts.push(format!("+{} −{}", line.added, line.removed));
-            }
-            if line.failed > 0 {
-                parts.push(format!("{} failed", line.failed));
-            }
-            if line.pending > 0 {
-                parts.push(format!("{} pending", line.pending));
-            }
-            if line.unresolved_count > 0 {
-                let mut names = line.unresolved.join(", ");
-                if line.unresolved_count as usize > line.unresolved.len() {
-                    let _ = write!(names, ", …");
-                }
-                parts.push(format!("{} unresolved ({names})", line.unresolved_count));
-            }
-            if !parts.is_empty() {
-                writeln!(f, "  {}: {}", line.list, parts.join("; "))?;
-            }
+        match style {
+            ListStyle::Table => self.list_table(f)?,
+            ListStyle::Lines => self.list_lines(f)?,
         }
         for conflict in &self.conflicts {
             writeln!(
@@ -300,6 +465,19 @@ impl fmt::Display for RunReport {
         if let Some(drift) = self.drift {
             writeln!(f, "drift: {drift} lists")?;
         }
+        for drift in &self.drifted {
+            writeln!(f, "  {}", drift_text(drift))?;
+        }
+        for error in &self.errors {
+            writeln!(f, "failed: {error}")?;
+        }
+        if self.applied.failed > self.errors.len() as u64 && !self.errors.is_empty() {
+            writeln!(
+                f,
+                "failed: … and {} more (`rollcall show RUN --output json` has the journal counts)",
+                self.applied.failed - self.errors.len() as u64
+            )?;
+        }
         if let Some(groups) = self.managed_groups {
             writeln!(f, "managed groups found: {groups}")?;
         }
@@ -309,11 +487,33 @@ impl fmt::Display for RunReport {
         if self.resumed > 0 {
             writeln!(f, "resumed: {} time(s)", self.resumed)?;
         }
+        let g = &self.graph;
         writeln!(
             f,
-            "graph: {} requests, {} retried, {} throttled",
-            self.graph.requests, self.graph.retries, self.graph.throttled
+            "graph: {} requests ({} inside $batch), {} retried, {} throttled (held back {}); replies 2xx {} 4xx {} 5xx {}, {} without reply",
+            g.requests,
+            g.batched,
+            g.retries,
+            g.throttled,
+            seconds(g.throttle_wait_ms),
+            g.status_2xx,
+            g.status_4xx,
+            g.status_5xx,
+            g.no_reply
         )?;
+        let d = &self.durations;
+        if d.total_ms > 0 {
+            writeln!(
+                f,
+                "took {}: sources {}, directory {}, actual {}, plan {}, apply {}",
+                seconds(d.total_ms),
+                seconds(d.sources_ms),
+                seconds(d.directory_ms),
+                seconds(d.actual_ms),
+                seconds(d.plan_ms),
+                seconds(d.apply_ms)
+            )?;
+        }
         if let Some(failed) = &self.failed_check {
             writeln!(
                 f,
@@ -325,6 +525,104 @@ impl fmt::Display for RunReport {
             writeln!(f, "error: {error}")?;
         }
         Ok(())
+    }
+
+    /// One compact line per list that changed.
+    fn list_lines(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for line in &self.lists {
+            let mut parts = Vec::new();
+            if line.created {
+                parts.push("created".to_owned());
+            }
+            if line.adopted {
+                parts.push("adopted".to_owned());
+            }
+            if line.added > 0 || line.removed > 0 {
+                parts.push(format!("+{} −{}", line.added, line.removed));
+            }
+            if line.failed > 0 {
+                parts.push(format!("{} failed", line.failed));
+            }
+            if line.pending > 0 {
+                parts.push(format!("{} pending", line.pending));
+            }
+            if line.unresolved_count > 0 {
+                let mut names = line.unresolved.join(", ");
+                if line.unresolved_count as usize > line.unresolved.len() {
+                    let _ = write!(names, ", …");
+                }
+                parts.push(format!("{} unresolved ({names})", line.unresolved_count));
+            }
+            if !parts.is_empty() {
+                writeln!(f, "  {}: {}", line.list, parts.join("; "))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A table of the lists that changed, failed or have unresolved members.
+    fn list_table(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<&ListReport> = self
+            .lists
+            .iter()
+            .filter(|l| {
+                l.created
+                    || l.adopted
+                    || l.added + l.removed + l.failed + l.pending + l.unresolved_count > 0
+            })
+            .collect();
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let width = lines.iter().map(|l| l.list.len()).max().unwrap_or(4).max(4);
+        writeln!(
+            f,
+            "  {:<width$}  {:<7}  {:>7}  {:>7}  {:>6}  {:>7}  {:>10}",
+            "list", "group", "added", "removed", "failed", "pending", "unresolved"
+        )?;
+        for line in lines {
+            let group = match (line.created, line.adopted) {
+                (true, _) => "created",
+                (_, true) => "adopted",
+                _ => "",
+            };
+            writeln!(
+                f,
+                "  {:<width$}  {:<7}  {:>7}  {:>7}  {:>6}  {:>7}  {:>10}",
+                line.list,
+                group,
+                format!("+{}", line.added),
+                format!("−{}", line.removed),
+                line.failed,
+                line.pending,
+                line.unresolved_count
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A duration in milliseconds for people: `850ms`, `1.5s`.
+pub fn seconds(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    }
+}
+
+/// One drifted list in a few words.
+pub fn drift_text(drift: &Drift) -> String {
+    if drift.group_missing {
+        format!(
+            "{}: no managed group ({} members wanted)",
+            drift.list, drift.missing
+        )
+    } else {
+        format!(
+            "{}: {} missing, {} extra",
+            drift.list, drift.missing, drift.extra
+        )
     }
 }
 
@@ -388,6 +686,73 @@ mod tests {
         assert!(
             text.contains("  b: +0 −1; 1 pending; 1 unresolved (x@example.ac.uk)"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn failed_operations_keep_graphs_error_code_and_the_table_shows_each_list() {
+        let mut failed = op(1, "a", OpKind::AddMember, OpStatus::Failed);
+        failed.op.member = Some("u-1".to_owned());
+        failed.last_error = Some(
+            "POST /v1.0/groups/g/members/$ref: Microsoft Graph answered 404 \
+             Request_ResourceNotFound: Resource 'u-1' does not exist"
+                .to_owned(),
+        );
+        let mut plain = op(2, "b", OpKind::CreateGroup, OpStatus::Failed);
+        plain.last_error = Some("the plan holds no group properties".to_owned());
+        let mut report = RunReport::default();
+        report.count_journal(&[
+            failed,
+            plain,
+            op(3, "b", OpKind::RemoveMember, OpStatus::Done),
+        ]);
+        assert_eq!(
+            report.errors,
+            vec![
+                OpError {
+                    list: "a".to_owned(),
+                    op: "add_member".to_owned(),
+                    member: Some("u-1".to_owned()),
+                    status: Some(404),
+                    code: Some("Request_ResourceNotFound".to_owned()),
+                    message: "Resource 'u-1' does not exist".to_owned(),
+                },
+                OpError {
+                    list: "b".to_owned(),
+                    op: "create_group".to_owned(),
+                    member: None,
+                    status: None,
+                    code: None,
+                    message: "the plan holds no group properties".to_owned(),
+                },
+            ]
+        );
+        let text = report.to_string();
+        assert!(
+            text.contains("failed: a add_member u-1: Request_ResourceNotFound (404): Resource"),
+            "{text}"
+        );
+        let table = Detailed(&report).to_string();
+        assert!(table.contains("list  group"), "{table}");
+        assert!(table.contains("  b     "), "{table}");
+        assert!(table.contains("−1"), "{table}");
+    }
+
+    #[test]
+    fn an_approval_is_read_from_the_commands_record_only_when_it_approves() {
+        let plain = serde_json::json!({
+            "operator": "ops", "reason": null, "accept_removals": null,
+            "accept_additions": null, "accept_shrink": [],
+        });
+        assert_eq!(Approval::from_record(&plain), None);
+        let approved = serde_json::json!({
+            "operator": "ops", "reason": "term start", "accept_removals": 900,
+            "accept_additions": null, "accept_shrink": ["enrolments"],
+        });
+        let approval = Approval::from_record(&approved).unwrap();
+        assert_eq!(
+            approval.to_string(),
+            "by ops: term start (accepts up to 900 removals, shrink of enrolments)"
         );
     }
 

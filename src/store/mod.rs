@@ -16,6 +16,7 @@ mod error;
 mod journal;
 mod lease;
 mod model;
+mod notify;
 mod runs;
 mod sql;
 mod state;
@@ -39,6 +40,7 @@ pub use model::{
     NewOp, NewSnapshot, OpKind, OpStatus, Outcome, PauseState, Run, RunId, RunKind, RunStatus,
     Snapshot,
 };
+pub use notify::Notified;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");

@@ -178,16 +178,21 @@ impl Store {
         row.map(|r| run_from_row(&r)).transpose()
     }
 
-    /// Deletes finished runs (and their journals) that started more than `days` days ago,
-    /// keeping any run with pending operations and the last accepted snapshot of every
-    /// source. Returns how many runs went.
+    /// Deletes finished runs (and with them their journals) that started more than `days`
+    /// days ago. Kept whatever their age: a run with pending operations (or still planning or
+    /// applying), the latest run of each kind (what `status` and `/healthz` look back at), and
+    /// the last accepted snapshot of every source (its run link is cleared when its run goes).
+    /// Snapshots whose run is gone and that are not the last accepted one of their source go
+    /// too. Returns how many runs went.
     pub async fn prune_runs(&self, days: u32) -> Result<u64, StoreError> {
         let cutoff = millis(Utc::now() - chrono::Duration::days(i64::from(days)));
         let action = || StoreError::query(format!("prune runs older than {days} days"));
         let mut tx = self.pool.begin().await.map_err(action())?;
+        // The derived tables let MySQL read the table it deletes from.
         let deleted = sqlx::query(&self.backend.sql(
             "DELETE FROM runs WHERE started_at < ? AND status NOT IN (?, ?) AND NOT EXISTS \
-             (SELECT 1 FROM journal j WHERE j.run_id = runs.id AND j.status = ?)",
+             (SELECT 1 FROM journal j WHERE j.run_id = runs.id AND j.status = ?) AND id NOT IN \
+             (SELECT id FROM (SELECT MAX(id) AS id FROM runs GROUP BY kind) AS latest)",
         ))
         .bind(cutoff)
         .bind(RunStatus::Planning.as_str())
@@ -197,7 +202,6 @@ impl Store {
         .await
         .map_err(action())?
         .rows_affected();
-        // The derived table lets MySQL read the table it deletes from.
         sqlx::query(
             "DELETE FROM source_snapshots WHERE run_id IS NULL AND id NOT IN \
              (SELECT id FROM (SELECT MAX(id) AS id FROM source_snapshots WHERE accepted = 1 GROUP BY source) AS keep)",

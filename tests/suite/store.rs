@@ -182,10 +182,17 @@ async fn runs_are_recorded_from_start_to_report(db: TestDatabase) {
         ["enrolments", "staff"]
     );
 
-    // Pruning everything older than now keeps the run with pending operations and the
-    // last accepted snapshots.
+    // Pruning everything older than now keeps the run with pending operations, the latest
+    // run of each kind (here the third, a verify, and a newer run) and the last accepted
+    // snapshots.
+    let fourth = store.begin_run(RunKind::Run, None, None).await.unwrap();
+    store
+        .finish_run(fourth, RunStatus::Succeeded, 0, &json!({}))
+        .await
+        .unwrap();
+    raw(&db, "UPDATE runs SET started_at = started_at - 1000").await;
     let pruned = store.prune_runs(0).await.unwrap();
-    assert_eq!(pruned, 2);
+    assert_eq!(pruned, 1);
     assert!(store.run(first).await.unwrap().is_none());
     assert!(store.run(second).await.unwrap().is_some());
     let kept = store
@@ -759,14 +766,18 @@ async fn migrate_and_doctor_commands_report_the_schema(db: TestDatabase) {
     assert!(stdout.contains("schema version before: none"), "{stdout}");
     assert!(stdout.contains("applied: 20260101000000 state"), "{stdout}");
     assert!(
-        stdout.contains("schema version after: 20260101000000"),
+        stdout.contains("applied: 20261121000000 notify state"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("schema version after: 20261121000000"),
         "{stdout}"
     );
 
     let (code, stdout, _) = run(&["migrate"], config.clone()).await.unwrap();
     assert_eq!(code, Some(0));
     assert!(
-        stdout.contains("schema version before: 20260101000000"),
+        stdout.contains("schema version before: 20261121000000"),
         "{stdout}"
     );
     assert!(!stdout.contains("applied:"), "{stdout}");
