@@ -13,5 +13,6 @@ pub mod logging;
 pub mod plan;
 pub mod reconcile;
 pub mod sandbox;
+pub mod serve;
 pub mod source;
 pub mod store;

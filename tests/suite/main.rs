@@ -12,5 +12,6 @@ mod interrupt;
 mod maintenance;
 mod reconcile;
 mod sandbox;
+mod serve;
 mod sql_source;
 mod store;
