@@ -14,5 +14,6 @@ pub mod notify;
 pub mod plan;
 pub mod reconcile;
 pub mod sandbox;
+pub mod serve;
 pub mod source;
 pub mod store;

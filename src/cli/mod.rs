@@ -66,6 +66,10 @@ pub enum Command {
     Verify(reconcile::OutputArgs),
     /// Lock holder, pause, pending operations, last drift, last runs.
     Status,
+    /// Daemon: `run` on `[schedule].run` and `rebuild` on `[schedule].rebuild`, one at a time
+    /// (through the lease, across instances), with /healthz and /metrics on `[serve].listen`.
+    /// SIGTERM/SIGINT stop a run at its next batch boundary; SIGHUP reloads the config.
+    Serve,
     /// Run history, newest first.
     Runs(history::RunsArgs),
     /// One run's report.
@@ -166,6 +170,7 @@ async fn dispatch(command: Command, context: &Context) -> Result<Exit, CommandEr
         Command::Rebuild(args) => reconcile::rebuild(context, args).await,
         Command::Verify(output) => reconcile::verify(context, output.output).await,
         Command::Status => history::status(context).await,
+        Command::Serve => crate::serve::run(context.config()?).await,
         Command::Runs(args) => history::runs(context, args).await,
         Command::Show(args) => history::show(context, args).await,
         Command::Pause(args) => history::pause(context, args).await,

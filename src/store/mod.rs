@@ -137,8 +137,11 @@ impl Store {
             Backend::Sqlite => {
                 let path = sqlite_path(url.expose()).map_err(open_error)?;
                 let in_memory = path.is_none();
-                if let Some(path) = path {
-                    create_private_file(&path)?;
+                // Only a missing file is created: opening and closing a descriptor on a database
+                // this process already has open drops its POSIX locks (serve opens one store
+                // per run beside the one its endpoints read).
+                if let Some(path) = path.as_ref().filter(|p| !p.exists()) {
+                    create_private_file(path)?;
                 }
                 // An in-memory database lives only while a connection to it is open: keep
                 // exactly one, forever.

@@ -163,6 +163,35 @@ impl Store {
         rows.iter().map(run_from_row).collect()
     }
 
+    /// The run of one of `kinds` that most recently finished in `status` (what `serve`'s
+    /// health and metrics read, so that they survive a restart and see every instance).
+    pub async fn last_finished_run(
+        &self,
+        kinds: &[RunKind],
+        status: RunStatus,
+    ) -> Result<Option<Run>, StoreError> {
+        if kinds.is_empty() {
+            return Ok(None);
+        }
+        let placeholders = vec!["?"; kinds.len()].join(", ");
+        let query = self
+            .backend
+            .sql(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE status = ? AND finished_at IS NOT NULL \
+             AND kind IN ({placeholders}) ORDER BY finished_at DESC, id DESC LIMIT 1"
+            ))
+            .into_owned();
+        let mut select = sqlx::query(&query).bind(status.as_str());
+        for kind in kinds {
+            select = select.bind(kind.as_str());
+        }
+        let row = select
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::query(format!("find the last {status} run")))?;
+        row.map(|r| run_from_row(&r)).transpose()
+    }
+
     /// The newest interrupted run that still has pending operations: what `resume` finishes.
     pub async fn last_interrupted_run(&self) -> Result<Option<Run>, StoreError> {
         let row = sqlx::query(&self.backend.sql(&format!(

@@ -15,5 +15,6 @@ mod notify;
 mod reconcile;
 mod reports;
 mod sandbox;
+mod serve;
 mod sql_source;
 mod store;

@@ -1,0 +1,471 @@
+//! `/metrics`: what `serve` counts as its ticks run, and what it reads from the state store
+//! at each scrape (so that the gauges survive a restart and show every instance's runs).
+//!
+//! prometheus-client (the Prometheus project's own Rust client) rather than `metrics` +
+//! its exporter: the registry is a value `serve` owns, not a process-wide recorder, and label
+//! sets are typed.
+
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, text::encode};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::exit::Exit;
+use crate::graph::GraphStats;
+use crate::plan::GuardKind;
+use crate::reconcile::RunReport;
+use crate::store::{OpKind, OpStatus, Run, RunKind, RunStatus, Store, StoreError};
+
+/// The run kinds whose success keeps `serve` healthy.
+pub const RECONCILING: &[RunKind] = &[RunKind::Run, RunKind::Rebuild, RunKind::Apply];
+
+/// How a tick ended, as the `outcome` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TickOutcome {
+    /// Every planned change applied.
+    Success,
+    /// The run failed (exit 1), or could not start.
+    Failed,
+    /// Stopped before any change (exit 3).
+    Stopped,
+    /// Interrupted with operations pending (exit 4).
+    Interrupted,
+    /// Skipped: the lease is held elsewhere or rollcall is paused (exit 6).
+    Skipped,
+}
+
+impl TickOutcome {
+    /// Every outcome, so that each counter starts at zero.
+    pub const ALL: [TickOutcome; 5] = [
+        TickOutcome::Success,
+        TickOutcome::Failed,
+        TickOutcome::Stopped,
+        TickOutcome::Interrupted,
+        TickOutcome::Skipped,
+    ];
+
+    /// The outcome a run's exit code stands for.
+    pub fn of(exit: Exit) -> TickOutcome {
+        match exit {
+            Exit::Success | Exit::Drift => TickOutcome::Success,
+            Exit::Stopped => TickOutcome::Stopped,
+            Exit::Interrupted => TickOutcome::Interrupted,
+            Exit::Skipped => TickOutcome::Skipped,
+            Exit::Failed | Exit::Usage => TickOutcome::Failed,
+        }
+    }
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TickOutcome::Success => "success",
+            TickOutcome::Failed => "failed",
+            TickOutcome::Stopped => "stopped",
+            TickOutcome::Interrupted => "interrupted",
+            TickOutcome::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    kind: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    kind: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GuardLabels {
+    guard: String,
+}
+
+/// What one tick did, for the counters.
+#[derive(Debug, Clone, Default)]
+pub struct TickRecord {
+    /// Operations this tick settled, by kind and final status (done or failed).
+    pub operations: Vec<(OpKind, OpStatus, u64)>,
+    /// Microsoft Graph traffic of the tick, when it got as far as connecting.
+    pub graph: Option<GraphStats>,
+    /// Guards that tripped in the tick's run.
+    pub tripped: Vec<GuardKind>,
+}
+
+/// Every metric `serve` exposes.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    runs: Family<RunLabels, Counter>,
+    duration: Family<KindLabels, Histogram>,
+    operations: Family<OperationLabels, Counter>,
+    graph_requests: Family<StatusLabels, Counter>,
+    throttled: Counter,
+    throttle_wait: Counter<f64, AtomicU64>,
+    guard_trips: Family<GuardLabels, Counter>,
+    drift: Family<KindLabels, Gauge>,
+    last_success: Gauge<f64, AtomicU64>,
+    unresolved: Gauge,
+    pending: Gauge,
+    paused: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric, the run counters of scheduled kinds at zero.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let runs = Family::<RunLabels, Counter>::default();
+        let duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0])
+        });
+        let operations = Family::<OperationLabels, Counter>::default();
+        let graph_requests = Family::<StatusLabels, Counter>::default();
+        let throttled = Counter::default();
+        let throttle_wait = Counter::<f64, AtomicU64>::default();
+        let guard_trips = Family::<GuardLabels, Counter>::default();
+        let drift = Family::<KindLabels, Gauge>::default();
+        let last_success = Gauge::<f64, AtomicU64>::default();
+        let unresolved = Gauge::default();
+        let pending = Gauge::default();
+        let paused = Gauge::default();
+        registry.register(
+            "rollcall_runs",
+            "Scheduled runs by kind and outcome (success, failed, stopped, interrupted, skipped)",
+            runs.clone(),
+        );
+        registry.register_with_unit(
+            "rollcall_run_duration",
+            "How long scheduled runs took, skipped ones excluded",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        registry.register(
+            "rollcall_operations",
+            "Journalled operations settled by scheduled runs, by kind (add, remove, create, tag) and outcome (done, failed)",
+            operations.clone(),
+        );
+        registry.register(
+            "rollcall_graph_requests",
+            "Microsoft Graph requests by reply status class (2xx, 4xx, 5xx, no_reply)",
+            graph_requests.clone(),
+        );
+        registry.register(
+            "rollcall_graph_throttled",
+            "429 replies from Microsoft Graph",
+            throttled.clone(),
+        );
+        registry.register_with_unit(
+            "rollcall_graph_throttle_wait",
+            "Time requests spent held back by Microsoft Graph throttling (summed over concurrent requests)",
+            Unit::Seconds,
+            throttle_wait.clone(),
+        );
+        registry.register(
+            "rollcall_guard_trips",
+            "Guards that stopped a scheduled run, by guard",
+            guard_trips.clone(),
+        );
+        registry.register(
+            "rollcall_drift_lists",
+            "Lists found drifted by the last verify or rebuild the state database records, by its kind",
+            drift.clone(),
+        );
+        registry.register(
+            "rollcall_last_success_timestamp_seconds",
+            "When the last successful run, rebuild or apply finished (Unix time; 0 when none is recorded)",
+            last_success.clone(),
+        );
+        registry.register(
+            "rollcall_unresolved_members",
+            "Member keys no account answers to, as of the last successful run",
+            unresolved.clone(),
+        );
+        registry.register(
+            "rollcall_pending_operations",
+            "Journalled operations still pending across every run (resume or the next run finishes them)",
+            pending.clone(),
+        );
+        registry.register(
+            "rollcall_paused",
+            "1 while rollcall is paused (scheduled runs skip), else 0",
+            paused.clone(),
+        );
+        for guard in [
+            GuardKind::MaxRemovalsPerRun,
+            GuardKind::MaxRemovalPercentPerList,
+            GuardKind::MaxAdditionsPerRun,
+        ] {
+            let _ = guard_trips.get_or_create(&GuardLabels {
+                guard: guard.key().to_owned(),
+            });
+        }
+        for kind in [RunKind::Run, RunKind::Rebuild] {
+            for outcome in TickOutcome::ALL {
+                let _ = runs.get_or_create(&RunLabels {
+                    kind: kind.to_string(),
+                    outcome: outcome.as_str().to_owned(),
+                });
+            }
+        }
+        Metrics {
+            registry,
+            runs,
+            duration,
+            operations,
+            graph_requests,
+            throttled,
+            throttle_wait,
+            guard_trips,
+            drift,
+            last_success,
+            unresolved,
+            pending,
+            paused,
+        }
+    }
+
+    /// Counts one tick.
+    pub fn record(&self, kind: RunKind, outcome: TickOutcome, took: Duration, record: &TickRecord) {
+        self.runs
+            .get_or_create(&RunLabels {
+                kind: kind.to_string(),
+                outcome: outcome.as_str().to_owned(),
+            })
+            .inc();
+        if outcome != TickOutcome::Skipped {
+            self.duration
+                .get_or_create(&KindLabels {
+                    kind: kind.to_string(),
+                })
+                .observe(took.as_secs_f64());
+        }
+        for &(op, status, n) in &record.operations {
+            self.operations
+                .get_or_create(&OperationLabels {
+                    kind: op_label(op).to_owned(),
+                    outcome: status.to_string(),
+                })
+                .inc_by(n);
+        }
+        if let Some(graph) = &record.graph {
+            for (status, n) in [
+                ("2xx", graph.status_2xx),
+                ("4xx", graph.status_4xx),
+                ("5xx", graph.status_5xx),
+                ("no_reply", graph.no_reply),
+            ] {
+                self.graph_requests
+                    .get_or_create(&StatusLabels {
+                        status: status.to_owned(),
+                    })
+                    .inc_by(n);
+            }
+            self.throttled.inc_by(graph.throttled);
+            self.throttle_wait.inc_by(graph.throttle_wait.as_secs_f64());
+        }
+        for guard in &record.tripped {
+            self.guard_trips
+                .get_or_create(&GuardLabels {
+                    guard: guard.key().to_owned(),
+                })
+                .inc();
+        }
+    }
+
+    /// Reads the gauges from the state store: last success, unresolved members, drift,
+    /// pending operations and the pause flag.
+    pub async fn refresh(&self, store: &Store) -> Result<(), StoreError> {
+        let success = store
+            .last_finished_run(RECONCILING, RunStatus::Succeeded)
+            .await?;
+        let at = success.as_ref().and_then(|run| run.finished_at);
+        self.last_success
+            .set(at.map_or(0.0, |at| at.timestamp_millis() as f64 / 1000.0));
+        self.unresolved.set(
+            success
+                .as_ref()
+                .and_then(report_of)
+                .map_or(0, |r| i64::try_from(r.unresolved).unwrap_or(i64::MAX)),
+        );
+        let verify = store
+            .last_finished_run(&[RunKind::Verify], RunStatus::Succeeded)
+            .await?;
+        let rebuild = store
+            .last_finished_run(&[RunKind::Rebuild], RunStatus::Succeeded)
+            .await?;
+        self.drift.clear();
+        if let Some((kind, lists)) = last_drift(verify.as_ref(), rebuild.as_ref()) {
+            self.drift
+                .get_or_create(&KindLabels {
+                    kind: kind.to_string(),
+                })
+                .set(i64::try_from(lists).unwrap_or(i64::MAX));
+        }
+        self.pending.set(store.pending_everywhere().await?);
+        self.paused
+            .set(i64::from(store.pause_state().await?.paused));
+        Ok(())
+    }
+
+    /// The metrics in the OpenMetrics text format Prometheus scrapes.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            let _ = writeln!(out, "# encoding failed: {e}");
+        }
+        out
+    }
+}
+
+/// The `kind` label of a journalled operation.
+fn op_label(kind: OpKind) -> &'static str {
+    match kind {
+        OpKind::AddMember => "add",
+        OpKind::RemoveMember => "remove",
+        OpKind::CreateGroup => "create",
+        OpKind::TagGroup => "tag",
+    }
+}
+
+fn report_of(run: &Run) -> Option<RunReport> {
+    serde_json::from_value(run.report.clone()?).ok()
+}
+
+/// Lists drifted as the newer of the last verify and the last rebuild saw it: a verify counts
+/// its drifted lists; a rebuild, the lists it had to change.
+fn last_drift(verify: Option<&Run>, rebuild: Option<&Run>) -> Option<(RunKind, u64)> {
+    let finished = |run: Option<&Run>| run.and_then(|r| r.finished_at);
+    let newest = match (finished(verify), finished(rebuild)) {
+        (Some(v), Some(r)) if r > v => rebuild,
+        (Some(_), _) => verify,
+        (None, _) => rebuild,
+    }?;
+    let report = report_of(newest)?;
+    let lists = match newest.kind {
+        RunKind::Verify => report.drift?,
+        _ => report
+            .lists
+            .iter()
+            .filter(|l| l.created || l.added > 0 || l.removed > 0 || l.failed > 0 || l.pending > 0)
+            .count() as u64,
+    };
+    Some((newest.kind, lists))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(text: &str, line_start: &str) -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn a_tick_is_counted_by_kind_outcome_operation_status_and_guard() {
+        let metrics = Metrics::new();
+        let record = TickRecord {
+            operations: vec![
+                (OpKind::AddMember, OpStatus::Done, 40),
+                (OpKind::CreateGroup, OpStatus::Done, 2),
+                (OpKind::RemoveMember, OpStatus::Failed, 1),
+            ],
+            graph: Some(GraphStats {
+                status_2xx: 10,
+                status_4xx: 3,
+                throttled: 2,
+                throttle_wait: Duration::from_millis(1500),
+                ..GraphStats::default()
+            }),
+            tripped: vec![GuardKind::MaxRemovalsPerRun],
+        };
+        metrics.record(
+            RunKind::Run,
+            TickOutcome::Success,
+            Duration::from_secs(3),
+            &record,
+        );
+        metrics.record(
+            RunKind::Run,
+            TickOutcome::Skipped,
+            Duration::ZERO,
+            &TickRecord::default(),
+        );
+        let text = metrics.render();
+        let at =
+            |prefix: &str| sample(&text, prefix).unwrap_or_else(|| panic!("{prefix}:\n{text}"));
+        assert_eq!(
+            at(r#"rollcall_runs_total{kind="run",outcome="success"}"#),
+            1.0
+        );
+        assert_eq!(
+            at(r#"rollcall_runs_total{kind="run",outcome="skipped"}"#),
+            1.0
+        );
+        assert_eq!(
+            at(r#"rollcall_runs_total{kind="rebuild",outcome="failed"}"#),
+            0.0
+        );
+        assert_eq!(
+            at(r#"rollcall_run_duration_seconds_count{kind="run"}"#),
+            1.0
+        );
+        assert_eq!(
+            at(r#"rollcall_operations_total{kind="add",outcome="done"}"#),
+            40.0
+        );
+        assert_eq!(
+            at(r#"rollcall_operations_total{kind="create",outcome="done"}"#),
+            2.0
+        );
+        assert_eq!(
+            at(r#"rollcall_operations_total{kind="remove",outcome="failed"}"#),
+            1.0
+        );
+        assert_eq!(at(r#"rollcall_graph_requests_total{status="4xx"}"#), 3.0);
+        assert_eq!(at("rollcall_graph_throttled_total"), 2.0);
+        assert_eq!(at("rollcall_graph_throttle_wait_seconds_total"), 1.5);
+        assert_eq!(
+            at(r#"rollcall_guard_trips_total{guard="max_removals_per_run"}"#),
+            1.0
+        );
+        assert!(text.contains("# HELP rollcall_paused "), "{text}");
+    }
+
+    #[test]
+    fn exit_codes_map_to_outcomes() {
+        assert_eq!(TickOutcome::of(Exit::Success), TickOutcome::Success);
+        assert_eq!(TickOutcome::of(Exit::Failed), TickOutcome::Failed);
+        assert_eq!(TickOutcome::of(Exit::Usage), TickOutcome::Failed);
+        assert_eq!(TickOutcome::of(Exit::Stopped), TickOutcome::Stopped);
+        assert_eq!(TickOutcome::of(Exit::Interrupted), TickOutcome::Interrupted);
+        assert_eq!(TickOutcome::of(Exit::Skipped), TickOutcome::Skipped);
+    }
+}
