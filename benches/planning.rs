@@ -28,9 +28,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rollcall::config::{Config, MemberKey};
 use rollcall::generate::{Family, GenerateOptions, University, generate};
-use rollcall::plan::{
-    self, Actual, ActualList, Approvals, Desired, Members, ObjectId, Policies,
-};
+use rollcall::plan::{self, Actual, ActualList, Approvals, Desired, Members, ObjectId, Policies};
 use rollcall::source::{self, Member};
 use serde::{Deserialize, Serialize};
 
@@ -95,8 +93,8 @@ fn main() -> anyhow::Result<()> {
                 String::from_utf8_lossy(&output.stderr)
             );
         }
-        let measured: Measured = serde_json::from_slice(&output.stdout)
-            .context("the child's report")?;
+        let measured: Measured =
+            serde_json::from_slice(&output.stdout).context("the child's report")?;
         row(&mut table, &measured);
     }
     println!("\nplanning benchmark (sources → plan, one process per size)\n\n{table}");
@@ -109,12 +107,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn row(table: &mut String, m: &Measured) {
-    let ms = |name: &str| {
-        m.phases
-            .iter()
-            .find(|p| p.0 == name)
-            .map_or(0.0, |p| p.1)
-    };
+    let ms = |name: &str| m.phases.iter().find(|p| p.0 == name).map_or(0.0, |p| p.1);
     let total: f64 = m.phases.iter().map(|p| p.1).sum();
     let peak = m.phases.iter().map(|p| p.2).max().unwrap_or(0);
     let mib = |kib: u64| kib as f64 / 1024.0;
@@ -206,7 +199,12 @@ fn write_actual(dir: &Path, university: &University) -> anyhow::Result<()> {
             if university.people[member].has_account
                 && random.gen_range(0..1000) >= MISSING_PER_MILLE
             {
-                writeln!(out, "{}\t{family}\t{group}\t{}", list.key, person_id(member))?;
+                writeln!(
+                    out,
+                    "{}\t{family}\t{group}\t{}",
+                    list.key,
+                    person_id(member)
+                )?;
             }
             if random.gen_range(0..1000) < EXTRA_PER_MILLE {
                 let other = random.gen_range(0..people);

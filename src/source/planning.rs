@@ -155,7 +155,10 @@ mod tests {
         assert_eq!(resolved.lists[1].members.as_slice(), &[id(2)]);
         assert_eq!(
             resolved.unresolved,
-            BTreeMap::from([("m-1".to_owned(), vec!["yan@x".to_owned(), "zed@x".to_owned()])])
+            BTreeMap::from([(
+                "m-1".to_owned(),
+                vec!["yan@x".to_owned(), "zed@x".to_owned()]
+            )])
         );
     }
 

@@ -364,6 +364,38 @@ mod tests {
     }
 
     #[test]
+    fn interleaved_lists_sharing_people_collapse_like_grouped_ones() {
+        // The last-list shortcut and the interned ids must not depend on row grouping.
+        let interleaved = collect(
+            MemberKey::Upn,
+            &[
+                row("b", "Zed@x"),
+                row("a", "amy@x"),
+                row("b", "amy@x"),
+                row("a", "zed@x"),
+                row("b", "zed@x"),
+                row("a", "AMY@x"),
+                row("c", "bo@x"),
+            ],
+        );
+        let grouped = collect(
+            MemberKey::Upn,
+            &[
+                row("a", "amy@x"),
+                row("a", "zed@x"),
+                row("b", "amy@x"),
+                row("b", "zed@x"),
+                row("c", "bo@x"),
+            ],
+        );
+        assert_eq!(interleaved.lists, grouped.lists);
+        assert_eq!(interleaved.checksum, grouped.checksum);
+        assert_eq!((interleaved.rows, interleaved.distinct), (7, 5));
+        let b: Vec<&String> = interleaved.lists["b"].members.iter().collect();
+        assert_eq!(b, ["amy@x", "zed@x"]);
+    }
+
+    #[test]
     fn empty_list_or_member_is_refused() {
         let mut acc = Accumulator::new(MemberKey::Upn);
         assert_eq!(acc.push(row("  ", "a@b.c")), Err("list"));
