@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::exit::{CommandError, Exit};
 use crate::graph::GraphClient;
 use crate::plan::{
-    self, Approvals, Desired, ListChange, Members, Plan, Policies, Verdicts, tripped_message,
+    self, Approvals, Desired, ListChange, Plan, Policies, Verdicts, tripped_message,
 };
 use crate::source::{self, SourceError, SourceSummary, completeness};
 use crate::store::{NewOp, NewSnapshot, OpKind, Run, RunId, RunKind, RunStatus, Store};
@@ -142,8 +142,7 @@ impl Engine {
         durations.sources_ms = Durations::since(phase);
         phase = Instant::now();
         let directory = identity::refresh(&self.store, &self.graph, full_directory).await?;
-        let keys: BTreeSet<&source::Member> =
-            snapshot.lists.values().flat_map(|l| &l.members).collect();
+        let keys = snapshot.member_keys();
         let resolved = identity::resolve(&self.store, &self.graph, &keys).await?;
         tracing::info!(
             keys = keys.len(),
@@ -153,42 +152,17 @@ impl Engine {
         durations.directory_ms = Durations::since(phase);
         phase = Instant::now();
 
-        let wanted: Vec<plan::DesiredList> = snapshot
-            .lists
-            .values()
-            .map(|list| plan::DesiredList {
-                key: list.key.clone(),
-                family: list.family.clone(),
-                mail_nickname: list.mail_nickname.clone(),
-                display_name: list.display_name.clone(),
-                description: list.description.clone(),
-                members: Members::default(),
-            })
-            .collect();
+        let wanted = snapshot.wanted();
         let actual = actual::read(&self.config, &self.store, &self.graph, &wanted, repair).await?;
         durations.actual_ms = Durations::since(phase);
         phase = Instant::now();
         let conflicted: BTreeSet<&str> = actual.conflicts.iter().map(|c| c.list.as_str()).collect();
 
-        let mut unresolved: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut lists = Vec::with_capacity(snapshot.lists.len());
-        for (mut list, source) in wanted.into_iter().zip(snapshot.lists.values()) {
-            if conflicted.contains(list.key.as_str()) {
-                continue;
-            }
-            let mut ids = Vec::with_capacity(source.members.len());
-            for member in &source.members {
-                match resolved.get(member) {
-                    Some(id) => ids.push(id),
-                    None => unresolved
-                        .entry(list.key.clone())
-                        .or_default()
-                        .push(member.value.clone()),
-                }
-            }
-            list.members = Members::from(ids);
-            lists.push(list);
-        }
+        let source::ResolvedLists { lists, unresolved } = snapshot.resolve(
+            wanted,
+            |key| conflicted.contains(key),
+            |member| resolved.get(member),
+        );
         let desired = Desired::new(lists).map_err(|e| Stop::failed(anyhow::anyhow!("{e}")))?;
         let policies = Policies::from_families(&self.config.families);
         let plan = plan::diff(&desired, &actual.actual, &policies);

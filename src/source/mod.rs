@@ -7,6 +7,7 @@
 pub mod completeness;
 mod csv;
 mod error;
+mod planning;
 mod rows;
 mod snapshot;
 mod sql;
@@ -17,6 +18,7 @@ use std::time::Instant;
 use crate::config::{Config, MemberKey, SourceConfig, SourceKind};
 
 pub use error::SourceError;
+pub use planning::ResolvedLists;
 pub use rows::SourceList;
 pub use snapshot::{DesiredList, Member, Snapshot, SourceSummary};
 

@@ -1,10 +1,11 @@
 //! Rows from any source: trimmed, normalized, collapsed, and checksummed.
 //!
 //! Both readers push borrowed rows into one [`Accumulator`]; it owns a string only when it
-//! meets a list, member or metadata value it has not seen in that list yet, so a source
-//! full of duplicates costs no more memory than its distinct rows.
+//! meets a list, member or metadata value it has not seen in that source (metadata: in that
+//! list) yet, and otherwise keeps a 4-byte id per row, so a large export costs one
+//! allocation per person and per list, not per row.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sha2::{Digest, Sha256};
 
@@ -86,19 +87,31 @@ impl Columns {
 
 /// Per-list state while reading: every distinct value, so the result and its checksum do
 /// not depend on the order rows arrive in.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ListRows {
-    members: BTreeSet<String>,
+    key: Box<str>,
+    /// The members' ids in [`Accumulator::names`], duplicates included until `finish`.
+    members: Vec<u32>,
     display_names: BTreeSet<String>,
     descriptions: BTreeSet<String>,
 }
 
 /// Collects one source's rows.
+///
+/// A member is interned once per source (the same student sits on several lists) and a
+/// list holds 4-byte ids, so reading costs one allocation per distinct person and per list,
+/// not per row; sorting, collapsing and the owned strings of the result wait for `finish`.
 #[derive(Debug)]
 pub(crate) struct Accumulator {
     member_key: MemberKey,
     rows: u64,
-    lists: BTreeMap<String, ListRows>,
+    /// List key → index into `lists`.
+    by_key: HashMap<Box<str>, usize>,
+    lists: Vec<ListRows>,
+    /// The previous row's list: exports usually keep a list's rows together.
+    last: Option<usize>,
+    /// Normalized member → id, ids counting up from 0.
+    ids: HashMap<Box<str>, u32>,
     /// Scratch space for the normalized member, reused across rows.
     member: String,
 }
@@ -118,7 +131,10 @@ impl Accumulator {
         Self {
             member_key,
             rows: 0,
-            lists: BTreeMap::new(),
+            by_key: HashMap::new(),
+            lists: Vec::new(),
+            last: None,
+            ids: HashMap::new(),
             member: String::new(),
         }
     }
@@ -141,13 +157,36 @@ impl Accumulator {
         self.rows += 1;
         normalize_into(self.member_key, member, &mut self.member);
 
-        // Look up before inserting: an owned key is allocated once per list, not per row.
-        if !self.lists.contains_key(list) {
-            self.lists.insert(list.to_owned(), ListRows::default());
-        }
-        let entry = self.lists.get_mut(list).expect("the list is present");
-        if !entry.members.contains(self.member.as_str()) {
-            entry.members.insert(self.member.clone());
+        let index = match self.last {
+            Some(last) if *self.lists[last].key == *list => last,
+            _ => match self.by_key.get(list) {
+                Some(&index) => index,
+                None => {
+                    let index = self.lists.len();
+                    self.by_key.insert(list.into(), index);
+                    self.lists.push(ListRows {
+                        key: list.into(),
+                        members: Vec::new(),
+                        display_names: BTreeSet::new(),
+                        descriptions: BTreeSet::new(),
+                    });
+                    index
+                }
+            },
+        };
+        self.last = Some(index);
+        let id = match self.ids.get(self.member.as_str()) {
+            Some(&id) => id,
+            None => {
+                let id = u32::try_from(self.ids.len()).expect("fewer than 2^32 people");
+                self.ids.insert(self.member.as_str().into(), id);
+                id
+            }
+        };
+        let entry = &mut self.lists[index];
+        // A repeated row usually follows the one it repeats; the rest collapse in `finish`.
+        if entry.members.last() != Some(&id) {
+            entry.members.push(id);
         }
         insert_metadata(&mut entry.display_names, row.display_name);
         insert_metadata(&mut entry.descriptions, row.description);
@@ -156,23 +195,53 @@ impl Accumulator {
 
     /// The collapsed lists, their counts and the source's checksum.
     pub(crate) fn finish(self) -> Collected {
-        let checksum = checksum(&self.lists);
+        let Self {
+            rows,
+            mut lists,
+            ids,
+            ..
+        } = self;
+        let mut names: Vec<Box<str>> = vec![Box::from(""); ids.len()];
+        for (name, id) in ids {
+            names[id as usize] = name;
+        }
+        // Rank every member by byte order once; each list then sorts plain integers.
+        let mut order: Vec<u32> = (0..names.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| names[a as usize].cmp(&names[b as usize]));
+        let mut rank = vec![0_u32; names.len()];
+        for (position, &id) in order.iter().enumerate() {
+            rank[id as usize] = position as u32;
+        }
+        let sorted: Vec<&str> = order.iter().map(|&id| &*names[id as usize]).collect();
+        for list in &mut lists {
+            for id in &mut list.members {
+                *id = rank[*id as usize];
+            }
+            list.members.sort_unstable();
+            list.members.dedup();
+        }
+        lists.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+
+        let checksum = checksum(&lists, &sorted);
         let mut distinct = 0;
-        let lists = self
-            .lists
+        let lists = lists
             .into_iter()
-            .map(|(key, rows)| {
+            .map(|rows| {
                 distinct += rows.members.len() as u64;
                 let list = SourceList {
-                    members: rows.members,
+                    members: rows
+                        .members
+                        .iter()
+                        .map(|&rank| sorted[rank as usize].to_owned())
+                        .collect(),
                     display_name: rows.display_names.into_iter().next(),
                     description: rows.descriptions.into_iter().next(),
                 };
-                (key, list)
+                (String::from(rows.key), list)
             })
             .collect();
         Collected {
-            rows: self.rows,
+            rows,
             distinct,
             checksum,
             lists,
@@ -212,18 +281,20 @@ fn normalize_into(key: MemberKey, raw: &str, out: &mut String) {
 /// in byte order; then an `M` record per distinct normalized member in byte order. A record
 /// is its tag byte followed by its value's UTF-8 length as a big-endian u64 and the bytes, so
 /// no value can be mistaken for a separator. Changing this changes every stored checksum.
-fn checksum(lists: &BTreeMap<String, ListRows>) -> String {
+fn checksum(lists: &[ListRows], members: &[&str]) -> String {
     let mut hasher = Sha256::new();
     let mut record = |tag: u8, value: &str| {
         hasher.update([tag]);
         hasher.update((value.len() as u64).to_be_bytes());
         hasher.update(value.as_bytes());
     };
-    for (key, rows) in lists {
-        record(b'L', key);
+    for rows in lists {
+        record(b'L', &rows.key);
         rows.display_names.iter().for_each(|v| record(b'N', v));
         rows.descriptions.iter().for_each(|v| record(b'D', v));
-        rows.members.iter().for_each(|v| record(b'M', v));
+        rows.members
+            .iter()
+            .for_each(|&rank| record(b'M', members[rank as usize]));
     }
     hex::encode(hasher.finalize())
 }
@@ -290,6 +361,38 @@ mod tests {
         assert_eq!(c.rows, 3);
         assert_eq!(c.distinct, 2);
         assert_eq!(c.lists["a"].members.len(), 2);
+    }
+
+    #[test]
+    fn interleaved_lists_sharing_people_collapse_like_grouped_ones() {
+        // The last-list shortcut and the interned ids must not depend on row grouping.
+        let interleaved = collect(
+            MemberKey::Upn,
+            &[
+                row("b", "Zed@x"),
+                row("a", "amy@x"),
+                row("b", "amy@x"),
+                row("a", "zed@x"),
+                row("b", "zed@x"),
+                row("a", "AMY@x"),
+                row("c", "bo@x"),
+            ],
+        );
+        let grouped = collect(
+            MemberKey::Upn,
+            &[
+                row("a", "amy@x"),
+                row("a", "zed@x"),
+                row("b", "amy@x"),
+                row("b", "zed@x"),
+                row("c", "bo@x"),
+            ],
+        );
+        assert_eq!(interleaved.lists, grouped.lists);
+        assert_eq!(interleaved.checksum, grouped.checksum);
+        assert_eq!((interleaved.rows, interleaved.distinct), (7, 5));
+        let b: Vec<&String> = interleaved.lists["b"].members.iter().collect();
+        assert_eq!(b, ["amy@x", "zed@x"]);
     }
 
     #[test]

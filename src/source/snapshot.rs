@@ -102,9 +102,14 @@ pub(crate) fn assemble(config: &Config, reads: Vec<SourceRead>) -> Result<Snapsh
             });
             draft.sources.push(read.name.clone());
             draft.keys.insert(key);
-            draft
-                .members
-                .extend(rows.members.into_iter().map(|value| Member { key, value }));
+            let members = rows.members.into_iter().map(|value| Member { key, value });
+            if draft.members.is_empty() {
+                // Most lists have one source: build from its sorted members in one pass
+                // rather than insert them one by one.
+                draft.members = members.collect();
+            } else {
+                draft.members.extend(members);
+            }
             // Across sources too, the first value in byte order wins, so the result does
             // not depend on which source finished first.
             draft.display_name = min_some(draft.display_name.take(), rows.display_name);
