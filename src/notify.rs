@@ -1,5 +1,5 @@
 //! Webhook notification (`[notify]`): one JSON POST when runs go wrong (a run fails, a source
-//! check or a guard stops it, `verify` finds drift) and one when they are good again, never one
+//! check or a guard stops it, `verify` finds drift, operations fail for good) and one when they are good again, never one
 //! per run. The last state told about is kept in the state store, so cron invocations and
 //! `serve` share it. Delivering is best effort: a failure is a logged warning and never
 //! changes a run's outcome; the state is only recorded once a message went through, so the
@@ -57,6 +57,9 @@ pub enum Condition {
     Tripped,
     /// `verify` found drift (exit 5).
     Drift,
+    /// A run ended with operations that failed for good (a member gone from the directory,
+    /// a group deleted under it): exit 0, but not every planned change is in Microsoft 365.
+    Incomplete,
 }
 
 impl Condition {
@@ -68,6 +71,7 @@ impl Condition {
             Condition::Stopped => "stopped",
             Condition::Tripped => "tripped",
             Condition::Drift => "drift",
+            Condition::Incomplete => "incomplete",
         }
     }
 
@@ -80,6 +84,9 @@ impl Condition {
             (_, Exit::Drift) => Some(Condition::Drift),
             (_, Exit::Stopped) if !ended.report.tripped.is_empty() => Some(Condition::Tripped),
             (_, Exit::Stopped) => Some(Condition::Stopped),
+            (RunStatus::Succeeded, Exit::Success) if ended.report.applied.failed > 0 => {
+                Some(Condition::Incomplete)
+            }
             (RunStatus::Succeeded, Exit::Success) => Some(Condition::Ok),
             (RunStatus::Failed, _) | (_, Exit::Failed) => Some(Condition::Failed),
             _ => None,
@@ -167,6 +174,11 @@ fn summary(ended: &Ended<'_>, event: &str, previous: Option<&str>) -> String {
             ),
             None => format!("{what} stopped before any change: {error}"),
         },
+        "incomplete" => format!(
+            "{what} finished, but {} operations failed for good; `rollcall show {}` lists them \
+             with their Microsoft Graph error codes",
+            report.applied.failed, ended.run
+        ),
         _ => format!("{what} failed: {error}"),
     }
 }
@@ -286,6 +298,8 @@ mod tests {
     fn run_ends_map_to_conditions() {
         let plain = RunReport::default();
         let trip = tripped();
+        let mut incomplete = RunReport::default();
+        incomplete.applied.failed = 2;
         let cases = [
             (
                 RunStatus::Succeeded,
@@ -316,6 +330,12 @@ mod tests {
                 Exit::Stopped,
                 &trip,
                 Some(Condition::Tripped),
+            ),
+            (
+                RunStatus::Succeeded,
+                Exit::Success,
+                &incomplete,
+                Some(Condition::Incomplete),
             ),
             (RunStatus::Interrupted, Exit::Interrupted, &plain, None),
             (RunStatus::Skipped, Exit::Skipped, &plain, None),
