@@ -29,6 +29,7 @@ mod baseline;
 mod run;
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -185,24 +186,9 @@ fn measure_size(
     let sandbox = server.block_on(Sandbox::start(options.clone()))?;
     let config = write_config(dir.path(), &sandbox)?;
     let (creates, adds) = planned(&config)?;
-    let outcome = (|| -> anyhow::Result<[Measured; 3]> {
-        let full = scenario(&sandbox, &faults, || rollcall(&config, &["run"]).map(drop))?;
-        let quiet = scenario(&sandbox, &faults, || rollcall(&config, &["run"]).map(drop))?;
-        if quiet.counters.write_requests > 0 {
-            bail!(
-                "the no-change run sent {} write requests: the build did not converge",
-                quiet.counters.write_requests
-            );
-        }
-        university.apply_churn(DAY_CHURN, 7);
-        university
-            .write(dir.path())
-            .context("writing the day's sources")?;
-        let day = scenario(&sandbox, &faults, || rollcall(&config, &["run"]).map(drop))?;
-        Ok([full, quiet, day])
-    })();
+    let outcome = rollcall_runs(&sandbox, &faults, &config, &mut university, dir.path());
     server.block_on(sandbox.shutdown());
-    let rollcall_runs = outcome?;
+    let ours = outcome?;
 
     // The per-member baseline, on every k-th list, against a fresh tenant.
     let memberships: usize = before_churn.lists().map(|l| l.members.len()).sum();
@@ -220,19 +206,22 @@ fn measure_size(
         .map(|l| l.members.len())
         .sum();
     let sandbox = server.block_on(Sandbox::start(options))?;
-    let outcome = (|| -> anyhow::Result<([Measured; 3], Tally)> {
-        let mut baseline = client.block_on(Baseline::connect(&sandbox))?;
-        let mut pass = |u: &University| {
-            scenario(&sandbox, &faults, || {
-                let lists = u.lists().filter(|l| sample.contains(l.key));
-                client.block_on(baseline.reconcile(u, lists))
-            })
-        };
-        let full = pass(&before_churn)?;
-        let quiet = pass(&before_churn)?;
-        let day = pass(&university)?;
-        Ok(([full, quiet, day], baseline.tally))
-    })();
+    let outcome = client
+        .block_on(Baseline::connect(&sandbox))
+        .and_then(|mut baseline| {
+            let mut pass = |u: &University| {
+                scenario(&sandbox, &faults, || {
+                    let lists = u.lists().filter(|l| sample.contains(l.key));
+                    client.block_on(baseline.reconcile(u, lists))
+                })
+            };
+            let runs = [
+                pass(&before_churn)?,
+                pass(&before_churn)?,
+                pass(&university)?,
+            ];
+            Ok((runs, baseline.tally))
+        });
     server.block_on(sandbox.shutdown());
     let (baseline_runs, baseline_tally) = outcome?;
     Ok(Figures {
@@ -240,13 +229,36 @@ fn measure_size(
         memberships,
         creates,
         adds,
-        rollcall: rollcall_runs,
+        rollcall: ours,
         baseline: baseline_runs,
         baseline_tally,
         extrapolation: memberships as f64 / sampled.max(1) as f64,
         sampled_lists: sample.len(),
         lists,
     })
+}
+
+/// rollcall's full build, no-change run, and day of churn (the sources in `dir` rewritten).
+fn rollcall_runs(
+    sandbox: &SandboxHandle,
+    faults: &Faults,
+    config: &Path,
+    university: &mut University,
+    dir: &Path,
+) -> anyhow::Result<[Measured; 3]> {
+    let run = || rollcall(config, &["run"]).map(drop);
+    let full = scenario(sandbox, faults, run)?;
+    let quiet = scenario(sandbox, faults, run)?;
+    if quiet.counters.write_requests > 0 {
+        bail!(
+            "the no-change run sent {} write requests: the build did not converge",
+            quiet.counters.write_requests
+        );
+    }
+    university.apply_churn(DAY_CHURN, 7);
+    university.write(dir).context("writing the day's sources")?;
+    let day = scenario(sandbox, faults, run)?;
+    Ok([full, quiet, day])
 }
 
 /// Runs `work` against a sandbox whose buckets start full, and measures it: wall time, the
@@ -374,7 +386,7 @@ fn print_table(setup: &Setup, all: &[Figures]) {
         let [b_full, b_quiet, b_day] = &figures.baseline;
         let secs = |d: Duration, scale: f64| d.as_secs_f64() * scale;
         let row = |what: String, ours: String, theirs: String, ratio: f64| {
-            println!("| {what} | {ours} | {approx}{theirs} | {ratio:.0}× |");
+            println!("| {what} | {ours} | {approx}{theirs} | {ratio:.1}× |");
         };
         for (name, ours, theirs) in [
             ("full build", full, b_full),
@@ -439,7 +451,7 @@ fn print_table(setup: &Setup, all: &[Figures]) {
     }
     println!(
         "\nSandbox tenant with the large tenant's budget running {}× faster than real time; \
-         rollcall is the release binary with an SQLite state file. Baseline figures marked ≈ \
+         rollcall is this build's binary (release under `cargo bench`) with an SQLite state file. Baseline figures marked ≈ \
          are extrapolated linearly from a sample of every k-th list.",
         setup.time_scale
     );

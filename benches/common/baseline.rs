@@ -85,10 +85,10 @@ impl Baseline {
     }
 
     /// Brings each of `lists` in step, one list and one member at a time.
-    pub async fn reconcile<'a>(
+    pub async fn reconcile(
         &mut self,
         university: &University,
-        lists: impl IntoIterator<Item = List<'a>>,
+        lists: impl IntoIterator<Item = List<'_>>,
     ) -> anyhow::Result<()> {
         for list in lists {
             self.reconcile_list(university, &list)
