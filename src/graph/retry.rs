@@ -221,7 +221,9 @@ impl Throttle {
         match load {
             None => {
                 state.window = widened;
-                let floor = state.learnt.map_or(Duration::ZERO, |l| l.mul_f64(EASE_FLOOR));
+                let floor = state
+                    .learnt
+                    .map_or(Duration::ZERO, |l| l.mul_f64(EASE_FLOOR));
                 state.spacing = state
                     .spacing
                     .map(|s| s.mul_f64(EASE).max(floor))
@@ -569,7 +571,10 @@ mod tests {
         assert!(near(step(&throttle), ms(100)), "80 to 95 % holds the pace");
         throttle.after_round(1, false, Some(97));
         let slowed = ms(100).mul_f64(SLOW);
-        assert!(near(step(&throttle), slowed), "a nearly empty bucket slows it");
+        assert!(
+            near(step(&throttle), slowed),
+            "a nearly empty bucket slows it"
+        );
         throttle.after_round(1, false, None);
         assert!(
             near(step(&throttle), slowed.mul_f64(EASE)),
