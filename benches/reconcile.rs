@@ -13,29 +13,25 @@
 //! least a client can do: one batch of 20 PATCHes of 20 members per 400 adds, plus one
 //! create per group, ceil(adds / 400) + creations. The target is within 10 % of that.
 
+#[path = "common/rollcall.rs"]
+mod run;
 #[path = "common/table.rs"]
 mod table;
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use rollcall::generate::{GenerateOptions, Size, generate};
 use rollcall::sandbox::{Faults, Sandbox, SandboxHandle, SandboxOptions};
-use serde_json::Value;
+use run::{Counters, planned, rollcall, smoke_requested, write_config};
 use table::Table;
-
-/// The environment variable the generated config names for the client secret.
-const SECRET_VAR: &str = "ROLLCALL_BENCH_GRAPH_SECRET";
 /// Members a client can add per `$batch`: 20 PATCHes of 20 `members@odata.bind` each.
 const ADDS_PER_BATCH: u64 = 400;
 /// How far write round trips may exceed the least possible.
 const TARGET: f64 = 1.10;
 
 fn main() -> anyhow::Result<()> {
-    let smoke = std::env::args().any(|a| a == "--smoke")
-        || std::env::var("ROLLCALL_BENCH_SMOKE").is_ok_and(|v| !v.is_empty() && v != "0");
+    let smoke = smoke_requested();
     let size = if smoke { Size::Small } else { Size::Large };
     let mut table = Table::default();
 
@@ -80,14 +76,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn measure(config: &Path, sandbox: &SandboxHandle, table: &mut Table) -> anyhow::Result<()> {
-    let plan = rollcall(config, &["plan", "--output", "json"])?;
-    let plan: Value = serde_json::from_str(&plan.stdout).context("the plan's JSON")?;
-    let total = |name: &str| {
-        plan["plan"]["totals"][name]
-            .as_u64()
-            .with_context(|| format!("the plan has no total `{name}`"))
-    };
-    let (adds, creates) = (total("adds")?, total("creates")?);
+    let (creates, adds) = planned(config)?;
     table.row(
         "plan",
         format!("{creates} groups to create, {adds} members to add"),
@@ -152,106 +141,4 @@ fn measure(config: &Path, sandbox: &SandboxHandle, table: &mut Table) -> anyhow:
         );
     }
     Ok(())
-}
-
-/// Writes the config for the sources `University::write` put in `dir`, the sandbox, and an
-/// SQLite state file beside them.
-fn write_config(dir: &Path, sandbox: &SandboxHandle) -> anyhow::Result<std::path::PathBuf> {
-    let quote = |text: &str| toml::Value::String(text.to_owned()).to_string();
-    let sources = std::fs::read_to_string(dir.join("rollcall.toml"))
-        .context("the generated rollcall.toml")?;
-    let defaults = SandboxOptions::default();
-    let config = format!(
-        "[state]\n\
-         url = {}\n\
-         \n[graph]\n\
-         tenant_id = {}\n\
-         client_id = {}\n\
-         client_secret_env = {}\n\
-         endpoint = {}\n\
-         authority = {}\n\
-         \n{sources}",
-        quote(&format!("sqlite://{}", dir.join("state.db").display())),
-        quote(&defaults.tenant_id),
-        quote(&defaults.client_id),
-        quote(SECRET_VAR),
-        quote(&sandbox.graph_url()),
-        quote(&sandbox.authority()),
-    );
-    let path = dir.join("bench.toml");
-    std::fs::write(&path, config).context("writing the benchmark's config")?;
-    Ok(path)
-}
-
-/// One finished command.
-struct Ran {
-    stdout: String,
-    elapsed: Duration,
-}
-
-/// Runs `rollcall --config CONFIG ARGS…`; anything but exit 0 ends the benchmark, since its
-/// numbers would mean nothing.
-fn rollcall(config: &Path, args: &[&str]) -> anyhow::Result<Ran> {
-    let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_rollcall"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env(SECRET_VAR, SandboxOptions::default().client_secret)
-        .env_remove("ROLLCALL_CONFIG")
-        .output()
-        .with_context(|| format!("starting `rollcall {}`", args.join(" ")))?;
-    let elapsed = started.elapsed();
-    if !output.status.success() {
-        bail!(
-            "`rollcall {}` failed ({}):\n{}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(Ran {
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        elapsed,
-    })
-}
-
-/// The sandbox counters the table reports.
-#[derive(Debug, Clone, Copy, Default)]
-struct Counters {
-    round_trips: u64,
-    write_round_trips: u64,
-    creates: u64,
-    write_requests: u64,
-    writes: u64,
-}
-
-impl Counters {
-    fn read(sandbox: &SandboxHandle) -> Counters {
-        let stats = sandbox.stats();
-        let counter = |name: &str| stats[name].as_u64().unwrap_or(0);
-        // Every reply to an outer request, whatever its status.
-        let served = |route: &str| -> u64 {
-            stats["requests"][route].as_object().map_or(0, |statuses| {
-                statuses.values().filter_map(Value::as_u64).sum()
-            })
-        };
-        Counters {
-            round_trips: counter("round_trips"),
-            write_round_trips: counter("write_round_trips"),
-            creates: served("POST /groups"),
-            write_requests: counter("write_requests"),
-            writes: counter("writes"),
-        }
-    }
-
-    fn since(&self, earlier: &Counters) -> Counters {
-        Counters {
-            round_trips: self.round_trips - earlier.round_trips,
-            write_round_trips: self.write_round_trips - earlier.write_round_trips,
-            creates: self.creates - earlier.creates,
-            write_requests: self.write_requests - earlier.write_requests,
-            writes: self.writes - earlier.writes,
-        }
-    }
 }

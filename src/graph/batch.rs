@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::error::{GraphError, is_not_replicated};
 use super::retry::{Attempts, Fault};
-use super::transport::{Reply, Request, Transport, inner_retry_after};
+use super::transport::{Reply, Request, Transport, inner_load, inner_retry_after};
 
 /// Most requests one `$batch` carries.
 pub(crate) const MAX_BATCH: usize = 20;
@@ -74,6 +74,7 @@ pub(crate) async fn send_all(
         )
         .await;
         let mut throttled = false;
+        let mut load: Option<u32> = None;
         for (chunk, answer) in ready.chunks(MAX_BATCH).zip(answers) {
             let answers = match answer {
                 Ok(answers) => answers,
@@ -91,6 +92,12 @@ pub(crate) async fn send_all(
                 .filter_map(|reply| reply.retry_after)
                 .collect();
             transport.throttle.learn_spacing(&retry_afters);
+            load = answers
+                .iter()
+                .flatten()
+                .filter_map(|reply| reply.load)
+                .chain(load)
+                .max();
             for (&i, answer) in chunk.iter().zip(answers) {
                 let request = &requests[i];
                 let (outcome, fault) = match answer {
@@ -144,7 +151,7 @@ pub(crate) async fn send_all(
                 }
             }
         }
-        transport.throttle.after_round(ready.len(), throttled);
+        transport.throttle.after_round(ready.len(), throttled, load);
     }
     outcomes
         .into_iter()
@@ -210,6 +217,7 @@ async fn send_batch(
         answers[position] = Some(Reply {
             status,
             retry_after: inner_retry_after(response),
+            load: inner_load(response),
             body: response["body"].take(),
         });
     }

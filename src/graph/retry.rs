@@ -136,14 +136,18 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
 }
 
 /// The shared throttle: a gate no request passes while a `Retry-After` runs, and, once Graph
-/// has pushed back, a window and a pace for the batched requests.
+/// has pushed back or says it is near its limit, a window and a pace for the batched requests.
 ///
 /// Graph charges throttled requests too (GRAPH.md), so sending a full load the moment the
 /// gate opens is throttled again at once and digs the debt deeper. The window (requests per
-/// round) halves after a throttled round and doubles after a clean one. The pace spaces
+/// round) halves after a throttled round and doubles after a clean one; while Graph reports
+/// a bucket near its limit (`x-ms-throttle-limit-percentage`) and no pace is known yet, it
+/// is one `$batch`, so the first 429s cost one batch and not a whole round. The pace spaces
 /// rounds by the time Graph takes to grant one request, learnt from a batch's inner 429s:
-/// their `Retry-After`s grow by that much from one throttled request to the next. It eases
-/// off after every clean round, so a run that is no longer throttled speeds up again.
+/// their `Retry-After`s grow by that much from one throttled request to the next. After a
+/// clean round the load decides: no percentage (under 80 % used) eases the pace, a high one
+/// slows it a little so that a reserve is kept for the next round's burst, anything between
+/// holds it. A run that keeps the bucket near its limit so goes at Graph's refill rate.
 #[derive(Debug, Default)]
 pub(crate) struct Throttle {
     state: Mutex<ThrottleState>,
@@ -154,6 +158,7 @@ struct ThrottleState {
     open_at: Option<Instant>,
     window: Option<usize>,
     spacing: Option<Duration>,
+    learnt: Option<Duration>,
     paced_until: Option<Instant>,
 }
 
@@ -161,6 +166,16 @@ struct ThrottleState {
 const MIN_SPACING: Duration = Duration::from_micros(100);
 /// A learnt spacing beyond this is a misreading; Retry-After itself still applies.
 const MAX_SPACING: Duration = Duration::from_secs(10);
+/// The window while Graph is near its limit and no pace is known: one `$batch`.
+const NEAR_LIMIT_WINDOW: usize = 20;
+/// From this share of a bucket in use (`x-ms-throttle-limit-percentage`), the pace slows.
+const SLOW_DOWN_PERCENT: u32 = 95;
+/// How much a clean round with headroom eases the pace, and a nearly full one slows it.
+const EASE: f64 = 0.95;
+const SLOW: f64 = 1.1;
+/// Easing stops at this share of the spacing last learnt from 429s: going faster than Graph
+/// grants only drains the bucket into the next 429.
+const EASE_FLOOR: f64 = 0.8;
 
 impl Throttle {
     /// Closes the gate for `wait` from now (never shortening an earlier closing).
@@ -192,25 +207,46 @@ impl Throttle {
             .unwrap_or(usize::MAX)
     }
 
-    /// Narrows the window after a round with a 429 in it; widens it, and eases the pace,
-    /// after a clean one.
-    pub(crate) fn after_round(&self, sent: usize, throttled: bool) {
+    /// After a round: narrows the window when it had a 429 in it; otherwise `load` (the
+    /// highest `x-ms-throttle-limit-percentage` its replies carried, `None` when none did,
+    /// i.e. every bucket under 80 %) decides whether the window widens and the pace eases,
+    /// holds, or slows.
+    pub(crate) fn after_round(&self, sent: usize, throttled: bool, load: Option<u32>) {
         let mut state = self.state.lock().expect("throttle lock");
         if throttled {
             state.window = Some((sent / 2).max(1));
-        } else {
-            state.window = state.window.map(|w| w.saturating_mul(2));
-            state.spacing = state
-                .spacing
-                .map(|s| s.mul_f64(0.9))
-                .filter(|s| *s >= MIN_SPACING);
+            return;
+        }
+        let widened = state.window.map(|w| w.saturating_mul(2));
+        match load {
+            None => {
+                state.window = widened;
+                let floor = state
+                    .learnt
+                    .map_or(Duration::ZERO, |l| l.mul_f64(EASE_FLOOR));
+                state.spacing = state
+                    .spacing
+                    .map(|s| s.mul_f64(EASE).max(floor))
+                    .filter(|s| *s >= MIN_SPACING);
+            }
+            Some(_) if state.spacing.is_none() => {
+                state.window = Some(widened.unwrap_or(NEAR_LIMIT_WINDOW).min(NEAR_LIMIT_WINDOW));
+            }
+            Some(percent) => {
+                state.window = widened;
+                if percent >= SLOW_DOWN_PERCENT {
+                    state.spacing = state.spacing.map(|s| s.mul_f64(SLOW).min(MAX_SPACING));
+                }
+            }
         }
     }
 
     /// Learns the pace from the `Retry-After`s of one batch's throttled requests.
     pub(crate) fn learn_spacing(&self, retry_afters: &[Duration]) {
         if let Some(spacing) = spacing_from(retry_afters) {
-            self.state.lock().expect("throttle lock").spacing = Some(spacing);
+            let mut state = self.state.lock().expect("throttle lock");
+            state.spacing = Some(spacing);
+            state.learnt = Some(spacing);
         }
     }
 
@@ -390,27 +426,159 @@ mod tests {
             "each round waits for its own requests"
         );
         assert!(first >= Instant::now() + ms(30));
-        throttle.after_round(2, false);
+        throttle.after_round(2, false, None);
         let eased = throttle.pace(1).unwrap();
-        assert_eq!(eased - second, ms(9));
+        assert_eq!(eased - second, ms(10).mul_f64(EASE));
+        for _ in 0..20 {
+            throttle.after_round(2, false, None);
+        }
+        let floor = throttle.pace(1).unwrap();
+        assert_eq!(
+            floor - eased,
+            ms(8),
+            "easing stops short of going much faster than Graph granted"
+        );
     }
 
     #[test]
     fn window_halves_when_throttled_and_doubles_when_clean() {
         let throttle = Throttle::default();
         assert_eq!(throttle.window(), usize::MAX);
-        throttle.after_round(40, false);
+        throttle.after_round(40, false, None);
         assert_eq!(throttle.window(), usize::MAX, "no throttling, no window");
-        throttle.after_round(40, true);
+        throttle.after_round(40, true, None);
         assert_eq!(throttle.window(), 20);
-        throttle.after_round(20, true);
-        throttle.after_round(10, true);
-        throttle.after_round(5, true);
-        throttle.after_round(2, true);
-        throttle.after_round(1, true);
+        throttle.after_round(20, true, None);
+        throttle.after_round(10, true, None);
+        throttle.after_round(5, true, None);
+        throttle.after_round(2, true, None);
+        throttle.after_round(1, true, None);
         assert_eq!(throttle.window(), 1, "never below one");
-        throttle.after_round(1, false);
-        throttle.after_round(2, false);
+        throttle.after_round(1, false, None);
+        throttle.after_round(2, false, None);
         assert_eq!(throttle.window(), 4);
+    }
+
+    /// Graph's write bucket as GRAPH.md and the sandbox model it: refilled continuously,
+    /// throttled requests charged too, the fill reported from 80 %.
+    struct WriteBucket {
+        capacity: f64,
+        per_second: f64,
+        tokens: f64,
+        at: Instant,
+    }
+
+    impl WriteBucket {
+        fn charge(&mut self, now: Instant) -> Result<Option<u32>, Duration> {
+            self.tokens =
+                (self.tokens + (now - self.at).as_secs_f64() * self.per_second).min(self.capacity);
+            self.at = now;
+            let short = self.tokens < 1.0;
+            self.tokens = (self.tokens - 1.0).max(-self.capacity);
+            if short {
+                return Err(Duration::from_secs_f64(
+                    (1.0 - self.tokens) / self.per_second,
+                ));
+            }
+            let used = (self.capacity - self.tokens) / self.capacity * 100.0;
+            Ok((used >= 80.0).then_some(used as u32))
+        }
+    }
+
+    /// Drives the throttle the way `batch::send_all` does, rounds of up to 160 requests
+    /// taking 5 ms each, until `writes` are through a bucket of 3,000 refilling 20 a second;
+    /// returns (requests sent, 429s, writes the budget allowed over the run).
+    async fn paced_run(writes: usize) -> (usize, usize, f64) {
+        let throttle = Throttle::default();
+        let started = Instant::now();
+        let mut bucket = WriteBucket {
+            capacity: 3_000.0,
+            per_second: 20.0,
+            tokens: 3_000.0,
+            at: started,
+        };
+        let (mut left, mut sent, mut throttled) = (writes, 0, 0);
+        while left > 0 {
+            throttle.wait_open().await;
+            let round = left.min(160).min(throttle.window());
+            if let Some(start) = throttle.pace(round) {
+                tokio::time::sleep_until(start).await;
+            }
+            let now = Instant::now();
+            let mut retry_afters = Vec::new();
+            let mut load = None;
+            for _ in 0..round {
+                match bucket.charge(now) {
+                    Ok(percent) => {
+                        left -= 1;
+                        load = load.max(percent);
+                    }
+                    Err(wait) => retry_afters.push(wait),
+                }
+            }
+            sent += round;
+            throttled += retry_afters.len();
+            for chunk in retry_afters.chunks(20) {
+                throttle.learn_spacing(chunk);
+            }
+            for wait in &retry_afters {
+                throttle.close_for(*wait);
+            }
+            throttle.after_round(round, !retry_afters.is_empty(), load);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let allowed = 3_000.0 + 20.0 * started.elapsed().as_secs_f64();
+        (sent, throttled, allowed)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pacing_uses_the_write_budget_with_few_429s() {
+        let writes = 20_000;
+        let (sent, throttled, allowed) = paced_run(writes).await;
+        let share_429 = throttled as f64 / sent as f64;
+        let used = writes as f64 / allowed;
+        assert!(share_429 < 0.02, "{throttled} of {sent} requests throttled");
+        assert!(
+            used >= 0.9,
+            "{:.1} % of the write budget used",
+            used * 100.0
+        );
+    }
+
+    #[test]
+    fn near_the_limit_without_a_pace_the_window_is_one_batch() {
+        let throttle = Throttle::default();
+        throttle.after_round(160, false, Some(85));
+        assert_eq!(throttle.window(), NEAR_LIMIT_WINDOW);
+        throttle.after_round(20, false, Some(99));
+        assert_eq!(throttle.window(), NEAR_LIMIT_WINDOW, "still no pace known");
+        throttle.after_round(20, false, None);
+        assert_eq!(throttle.window(), 2 * NEAR_LIMIT_WINDOW, "headroom again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_load_holds_slows_or_eases_the_pace() {
+        let ms = Duration::from_millis;
+        let throttle = Throttle::default();
+        throttle.learn_spacing(&[ms(100), ms(200)]);
+        let step = |throttle: &Throttle| {
+            let first = throttle.pace(1).unwrap();
+            throttle.pace(1).unwrap() - first
+        };
+        let near = |a: Duration, b: Duration| a.abs_diff(b) < Duration::from_micros(1);
+        assert!(near(step(&throttle), ms(100)));
+        throttle.after_round(1, false, Some(85));
+        assert!(near(step(&throttle), ms(100)), "80 to 95 % holds the pace");
+        throttle.after_round(1, false, Some(97));
+        let slowed = ms(100).mul_f64(SLOW);
+        assert!(
+            near(step(&throttle), slowed),
+            "a nearly empty bucket slows it"
+        );
+        throttle.after_round(1, false, None);
+        assert!(
+            near(step(&throttle), slowed.mul_f64(EASE)),
+            "headroom eases it"
+        );
     }
 }

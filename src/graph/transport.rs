@@ -73,13 +73,16 @@ impl Request {
     }
 }
 
-/// An answer from Graph: its status, `Retry-After` and JSON body (`Null` when empty).
+/// An answer from Graph: its status, `Retry-After`, load and JSON body (`Null` when empty).
 #[derive(Debug, Clone)]
 pub(crate) struct Reply {
     /// The HTTP status.
     pub(crate) status: u16,
     /// The `Retry-After` header, read.
     pub(crate) retry_after: Option<Duration>,
+    /// `x-ms-throttle-limit-percentage`: how full the tightest throttling bucket is, sent
+    /// only from 80 %.
+    pub(crate) load: Option<u32>,
     /// The body.
     pub(crate) body: Value,
 }
@@ -376,6 +379,11 @@ impl Transport {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let load = response
+            .headers()
+            .get(LOAD_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_load);
         let bytes = match response.bytes().await {
             Ok(bytes) => bytes,
             Err(e) => return no_reply(format!("reply cut short: {}", describe(&e))),
@@ -398,6 +406,7 @@ impl Transport {
         let reply = Reply {
             status,
             retry_after,
+            load,
             body,
         };
         self.note_throttling(request, &reply);
@@ -428,19 +437,36 @@ impl Transport {
     }
 }
 
-/// The `Retry-After` in a batch response's `headers` object (any case).
-pub(crate) fn inner_retry_after(response: &Value) -> Option<Duration> {
+/// The header Graph reports a throttling bucket's fill in, from 80 % (GRAPH.md).
+const LOAD_HEADER: &str = "x-ms-throttle-limit-percentage";
+
+/// Reads an `x-ms-throttle-limit-percentage` value (`87`, or `87.5` read as 87).
+fn parse_load(value: &str) -> Option<u32> {
+    let percent = value.trim().parse::<f64>().ok()?;
+    (percent.is_finite() && percent >= 0.0).then(|| percent.min(1_000.0) as u32)
+}
+
+/// A header of a batch response's `headers` object (any case), as text.
+fn inner_header(response: &Value, header: &str) -> Option<String> {
     response["headers"]
         .as_object()?
         .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
+        .find(|(name, _)| name.eq_ignore_ascii_case(header))
         .and_then(|(_, value)| match value {
-            Value::String(s) => parse_retry_after(s, SystemTime::now()),
-            Value::Number(n) => n
-                .as_f64()
-                .and_then(|s| parse_retry_after(&s.to_string(), SystemTime::now())),
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
             _ => None,
         })
+}
+
+/// The `Retry-After` in a batch response's `headers` object (any case).
+pub(crate) fn inner_retry_after(response: &Value) -> Option<Duration> {
+    parse_retry_after(&inner_header(response, "retry-after")?, SystemTime::now())
+}
+
+/// The `x-ms-throttle-limit-percentage` in a batch response's `headers` object (any case).
+pub(crate) fn inner_load(response: &Value) -> Option<u32> {
+    parse_load(&inner_header(response, LOAD_HEADER)?)
 }
 
 /// What went wrong with an HTTP exchange, in a few words: the innermost cause, never the URL.
@@ -494,5 +520,20 @@ mod tests {
             Some(Duration::from_secs(3))
         );
         assert_eq!(inner_retry_after(&json!({"status": 429})), None);
+    }
+
+    #[test]
+    fn load_is_read_from_inner_headers_in_any_case_and_form() {
+        assert_eq!(
+            inner_load(&json!({"headers": {"x-ms-throttle-limit-percentage": "87"}})),
+            Some(87)
+        );
+        assert_eq!(
+            inner_load(&json!({"headers": {"X-MS-Throttle-Limit-Percentage": 93.5}})),
+            Some(93)
+        );
+        assert_eq!(inner_load(&json!({"headers": {"Retry-After": "1"}})), None);
+        assert_eq!(parse_load("-3"), None);
+        assert_eq!(parse_load("lots"), None);
     }
 }

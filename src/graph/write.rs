@@ -293,6 +293,7 @@ mod tests {
         Ok(Reply {
             status,
             retry_after: None,
+            load: None,
             body,
         })
     }
