@@ -39,6 +39,7 @@ pub use model::{
     NewOp, NewSnapshot, OpKind, OpStatus, Outcome, PauseState, Run, RunId, RunKind, RunStatus,
     Snapshot,
 };
+pub use state::MirrorChange;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
