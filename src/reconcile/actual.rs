@@ -202,6 +202,11 @@ async fn read_delta(
     let recorded = store.groups().await.map_err(Stop::store)?;
     let mut mirror = store.mirror().await.map_err(Stop::store)?;
     let (changes, forget) = changes_of(&round, &recorded);
+    let nicknames_now: HashMap<&str, &String> = round
+        .groups
+        .iter()
+        .filter_map(|c| Some((c.id.as_str(), c.mail_nickname.as_ref()?)))
+        .collect();
     for mut group in recorded {
         if forget.contains(&group.list) {
             tracing::warn!(list = %group.list, group = %group.group_id, "the list's group was deleted in Microsoft 365; it is forgotten");
@@ -209,12 +214,7 @@ async fn read_delta(
             mirror.remove(&group.list);
             continue;
         }
-        if let Some(change) = round
-            .groups
-            .iter()
-            .find(|c| c.id.eq_ignore_ascii_case(&group.group_id))
-            && let Some(nickname) = &change.mail_nickname
-        {
+        if let Some(nickname) = nicknames_now.get(group.group_id.to_ascii_lowercase().as_str()) {
             group.mail_nickname.clone_from(nickname);
         }
         state.managed.insert(group.list.clone(), group);
@@ -239,9 +239,6 @@ async fn read_delta(
             Some(tag) if tag.list == list.key => {
                 // Rollcall's own group, unknown to the store (a create never recorded).
                 let managed = tagged(&tag.list, &tag.family, &group);
-                if repair {
-                    store.upsert_group(&managed).await.map_err(Stop::store)?;
-                }
                 fresh.push(managed.clone());
                 state.managed.insert(managed.list.clone(), managed);
             }
@@ -293,20 +290,22 @@ async fn read_delta(
         });
     }
     if repair {
-        let recovered: Vec<&ActualList> = read
-            .iter()
-            .filter(|l| !state.adopted.iter().any(|a| a.list == l.key))
-            .collect();
-        for list in recovered {
+        // The round first: it may forget a list whose group was deleted, and a group found
+        // for that list since must not be forgotten with it.
+        store
+            .apply_delta_round(&changes, &forget, GROUPS_SCOPE, &round.delta_link)
+            .await
+            .map_err(Stop::store)?;
+        let recovered = fresh.iter().filter(|g| g.origin == GroupOrigin::Created);
+        for (group, list) in
+            recovered.filter_map(|g| Some((g, read.iter().find(|l| l.key == g.list)?)))
+        {
+            store.upsert_group(group).await.map_err(Stop::store)?;
             store
                 .replace_members(&list.key, &ids(list))
                 .await
                 .map_err(Stop::store)?;
         }
-        store
-            .apply_delta_round(&changes, &forget, GROUPS_SCOPE, &round.delta_link)
-            .await
-            .map_err(Stop::store)?;
     }
     tracing::info!(
         changed_groups,
