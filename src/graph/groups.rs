@@ -72,6 +72,32 @@ pub(crate) async fn find_group(
     with_nickname(&list_all(transport, first).await?, mail_nickname, &request)
 }
 
+/// Looks each nickname up; the lookups travel 20 to a `$batch`. One outcome per nickname, in
+/// order: the group that holds it, if a read sees one.
+pub(crate) async fn find_groups(
+    transport: &Transport,
+    mail_nicknames: &[String],
+) -> Vec<Result<Option<DirectoryGroup>, GraphError>> {
+    let lookups: Vec<Request> = mail_nicknames
+        .iter()
+        .map(|nickname| lookup_request(transport, nickname))
+        .collect();
+    let replies = batch::send_all(transport, &lookups, AlsoRetry::Nothing).await;
+    let found = mail_nicknames.iter().zip(lookups).zip(replies).map(
+        |((nickname, lookup), reply)| async move {
+            let request = lookup.describe();
+            let mut found = Vec::new();
+            follow(transport, lookup, reply?, |items| {
+                found.extend(items);
+                Ok(())
+            })
+            .await?;
+            with_nickname(&found, nickname, &request)
+        },
+    );
+    futures::future::join_all(found).await
+}
+
 /// Finds each group by nickname, or creates it; one outcome per spec, in order. The
 /// lookups travel 20 to a `$batch`; only the groups none of them found are created, each as
 /// [`create_group`] does.
@@ -79,29 +105,14 @@ pub(crate) async fn ensure_groups(
     transport: &Transport,
     specs: &[GroupSpec],
 ) -> Vec<Result<(DirectoryGroup, Ensured), GraphError>> {
-    let lookups: Vec<Request> = specs
-        .iter()
-        .map(|spec| lookup_request(transport, &spec.mail_nickname))
-        .collect();
-    let replies = batch::send_all(transport, &lookups, AlsoRetry::Nothing).await;
-    let ensured =
-        specs
-            .iter()
-            .zip(lookups)
-            .zip(replies)
-            .map(|((spec, lookup), reply)| async move {
-                let request = lookup.describe();
-                let mut found = Vec::new();
-                follow(transport, lookup, reply?, |items| {
-                    found.extend(items);
-                    Ok(())
-                })
-                .await?;
-                match with_nickname(&found, &spec.mail_nickname, &request)? {
-                    Some(group) => Ok((group, Ensured::Found)),
-                    None => create_group(transport, spec).await,
-                }
-            });
+    let nicknames: Vec<String> = specs.iter().map(|s| s.mail_nickname.clone()).collect();
+    let found = find_groups(transport, &nicknames).await;
+    let ensured = specs.iter().zip(found).map(|(spec, found)| async move {
+        match found? {
+            Some(group) => Ok((group, Ensured::Found)),
+            None => create_group(transport, spec).await,
+        }
+    });
     futures::future::join_all(ensured).await
 }
 

@@ -8,6 +8,7 @@
 
 mod auth;
 mod batch;
+mod delta;
 mod error;
 mod groups;
 mod pages;
@@ -16,6 +17,7 @@ mod transport;
 mod users;
 mod write;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub use error::GraphError;
@@ -91,6 +93,32 @@ pub struct UsersDelta {
     pub delta_link: String,
     /// Whether this was a full read.
     pub full: bool,
+}
+
+/// One group's changes in a `/groups/delta` round, its pages merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupChange {
+    /// Its object id, lower-case.
+    pub id: String,
+    /// Its mailNickname, when the round shows it.
+    pub mail_nickname: Option<String>,
+    /// Its display name, when the round shows it.
+    pub display_name: Option<String>,
+    /// Users that are members now (added, or replayed).
+    pub added: BTreeSet<ObjectId>,
+    /// Users that are no longer members.
+    pub removed: BTreeSet<ObjectId>,
+    /// The group is gone (`@removed`): deleted in Microsoft 365.
+    pub deleted: bool,
+}
+
+/// One `/groups/delta` round, every page followed.
+#[derive(Debug, Clone)]
+pub struct GroupsDelta {
+    /// Groups that changed, each once.
+    pub groups: Vec<GroupChange>,
+    /// The link for the next round.
+    pub delta_link: String,
 }
 
 /// Whether a group was found by its nickname or made.
@@ -214,6 +242,25 @@ impl GraphClient {
         mail_nickname: &str,
     ) -> Result<Option<DirectoryGroup>, GraphError> {
         groups::find_group(&self.transport, mail_nickname).await
+    }
+
+    /// Looks each nickname up (lookups 20 to a `$batch`); one outcome per nickname, in order.
+    pub async fn find_groups(
+        &self,
+        mail_nicknames: &[String],
+    ) -> Vec<Result<Option<DirectoryGroup>, GraphError>> {
+        groups::find_groups(&self.transport, mail_nicknames).await
+    }
+
+    /// A `/groups/delta` link from now, without reading any group: taken before a full read,
+    /// so that the next round brings whatever changed while it ran.
+    pub async fn groups_delta_start(&self) -> Result<String, GraphError> {
+        delta::groups_delta_start(&self.transport).await
+    }
+
+    /// One `/groups/delta` round from a stored link (members, nickname, display name).
+    pub async fn groups_delta(&self, link: &str) -> Result<GroupsDelta, GraphError> {
+        delta::groups_delta(&self.transport, link).await
     }
 
     /// Finds each group by nickname, or creates it; one outcome per spec, in order. The

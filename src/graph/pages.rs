@@ -60,6 +60,12 @@ struct Page {
 /// Reads one page's reply.
 fn page(transport: &Transport, request: &Request, mut reply: Reply) -> Result<Page, GraphError> {
     if is_delta(request) && is_delta_expired(reply.status, &reply.body) {
+        tracing::warn!(
+            request = %request.describe(),
+            status = reply.status,
+            code = reply.body["error"]["code"].as_str().unwrap_or_default(),
+            "Microsoft Graph no longer knows the delta link (expired or unknown); reading in full instead"
+        );
         return Err(GraphError::DeltaExpired);
     }
     if !reply.is_success() {

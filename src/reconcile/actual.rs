@@ -1,15 +1,36 @@
 //! Actual membership: which groups rollcall manages (created, tagged, adopted), found again
-//! in Microsoft 365, and every member of each, read completely.
+//! in Microsoft 365, and the members of each.
+//!
+//! Two ways to read it. A *full* read lists every group with its tag and reads every managed
+//! group's members completely; it trusts nothing cached. A *delta* read starts from the
+//! mirror and brings it up to date with one `/groups/delta` round from the link the last
+//! read stored; only the nicknames of lists without a group are looked up. A full read takes
+//! a fresh delta link before it starts, and stores it once the mirror holds what it read, so
+//! changes made while it ran come again in the next round (replays change nothing).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::Stop;
 use crate::config::Config;
-use crate::graph::{DirectoryGroup, GraphClient};
-use crate::plan::{Actual, ActualList, DesiredList, Members};
-use crate::store::{GroupOrigin, ManagedGroup, Store};
+use crate::graph::{DirectoryGroup, GraphClient, GraphError, GroupsDelta};
+use crate::plan::{Actual, ActualList, DesiredList, Members, ObjectId};
+use crate::store::{GroupOrigin, ManagedGroup, MirrorChange, Store};
+
+/// The state store's scope name for the groups delta link.
+pub const GROUPS_SCOPE: &str = "groups";
+
+/// How the actual side is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadMode {
+    /// Every group listed and every managed group's members read afresh (`rebuild`,
+    /// `verify`, and whenever there is no usable delta link).
+    Full,
+    /// The mirror, brought up to date by one `/groups/delta` round.
+    Delta,
+}
 
 /// A list whose mailNickname belongs to a group rollcall must not touch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,20 +58,65 @@ pub struct ActualState {
     pub conflicts: Vec<Conflict>,
     /// Things operators should know (a managed group deleted outside rollcall, …).
     pub warnings: Vec<String>,
+    /// How it was read (a delta read falls back to a full one when its link expired).
+    pub read: Option<ReadMode>,
 }
 
-/// Reads the managed groups and their members. The state store's record of managed groups is
-/// checked against Microsoft 365: groups carrying rollcall's tag are managed even if the store
-/// forgot them, groups that are gone are forgotten. With `repair`, the store is brought in
-/// line (groups found, groups gone, the mirror); without, nothing is written.
+/// Reads the managed groups and their members, `mode` saying how (see the module's doc). The
+/// state store's record of managed groups is checked against Microsoft 365: groups carrying
+/// rollcall's tag are managed even if the store forgot them, groups that are gone are
+/// forgotten. With `repair`, the store is brought in line (groups found, groups gone, the
+/// mirror and its delta link); without, nothing is written.
 pub async fn read(
     config: &Config,
     store: &Store,
     graph: &GraphClient,
     desired: &[DesiredList],
     repair: bool,
+    mode: ReadMode,
 ) -> Result<ActualState, Stop> {
-    let mut state = ActualState::default();
+    if mode == ReadMode::Delta {
+        if let Some(link) = store.delta_link(GROUPS_SCOPE).await.map_err(Stop::store)? {
+            match graph.groups_delta(&link).await {
+                Ok(round) => {
+                    return read_delta(config, store, graph, desired, repair, round).await;
+                }
+                Err(GraphError::DeltaExpired) => tracing::warn!(
+                    "the groups delta link expired or is unknown to Microsoft Graph (410 Gone, \
+                     syncStateNotFound or resyncRequired); reading every managed group in full"
+                ),
+                Err(e) => return Err(Stop::graph("read the groups' changes (/groups/delta)", e)),
+            }
+        } else {
+            tracing::info!("no groups delta link yet; reading every managed group in full");
+        }
+    }
+    read_full(config, store, graph, desired, repair).await
+}
+
+/// The full read: every group in the tenant with its tag, every managed group's members.
+async fn read_full(
+    config: &Config,
+    store: &Store,
+    graph: &GraphClient,
+    desired: &[DesiredList],
+    repair: bool,
+) -> Result<ActualState, Stop> {
+    let mut state = ActualState {
+        read: Some(ReadMode::Full),
+        ..ActualState::default()
+    };
+    // Taken first: whatever changes while the read runs comes in the next round.
+    let link = if repair {
+        Some(
+            graph
+                .groups_delta_start()
+                .await
+                .map_err(|e| Stop::graph("start a groups delta link", e))?,
+        )
+    } else {
+        None
+    };
     let groups = graph
         .groups()
         .await
@@ -70,11 +136,7 @@ pub async fn read(
                 state.managed.insert(group.list.clone(), group);
             }
             None => {
-                state.warnings.push(format!(
-                    "the group of list `{}` ({}) no longer exists in Microsoft 365; it is \
-                     forgotten and, if its family creates groups, created again",
-                    group.list, group.group_id
-                ));
+                state.warnings.push(gone(&group));
                 if repair {
                     store.delete_group(&group.list).await.map_err(Stop::store)?;
                 }
@@ -90,14 +152,7 @@ pub async fn read(
         }
         // Tagged by rollcall but unknown to the store: a lost state database, or a create
         // whose outcome was never recorded.
-        let managed = ManagedGroup {
-            list: tag.list.clone(),
-            group_id: group.id.clone(),
-            family: tag.family.clone(),
-            origin: GroupOrigin::Created,
-            mail_nickname: group.mail_nickname.clone(),
-            tagged: true,
-        };
+        let managed = tagged(&tag.list, &tag.family, group);
         if repair {
             store.upsert_group(&managed).await.map_err(Stop::store)?;
         }
@@ -108,53 +163,305 @@ pub async fn read(
         if state.managed.contains_key(&list.key) {
             continue;
         }
-        let Some(group) = by_nickname.get(&list.mail_nickname.to_lowercase()) else {
-            continue;
-        };
-        let adopt = config
-            .family(&list.family)
-            .is_some_and(|family| family.adopt_existing);
-        let refuse = |reason: &str| Conflict {
-            list: list.key.clone(),
-            mail_nickname: list.mail_nickname.clone(),
-            group_id: group.id.clone(),
-            reason: reason.to_owned(),
-        };
-        let conflict = if let Some(tag) = &group.tag {
-            Some(refuse(&format!(
-                "it is tagged as rollcall's list `{}`",
-                tag.list
-            )))
-        } else if !group.unified {
-            Some(refuse(
-                "it is not a Microsoft 365 group (a security group or distribution list)",
-            ))
-        } else if !adopt {
-            Some(refuse(&format!(
-                "it exists and is not managed; set adopt_existing = true on family `{}` to take it over",
-                list.family
-            )))
-        } else {
-            None
-        };
-        match conflict {
-            Some(conflict) => state.conflicts.push(conflict),
-            None => {
-                let adopted = ManagedGroup {
-                    list: list.key.clone(),
-                    group_id: group.id.clone(),
-                    family: list.family.clone(),
-                    origin: GroupOrigin::Adopted,
-                    mail_nickname: group.mail_nickname.clone(),
-                    tagged: false,
-                };
-                state.managed.insert(adopted.list.clone(), adopted.clone());
-                state.adopted.push(adopted);
-            }
+        if let Some(group) = by_nickname.get(&list.mail_nickname.to_lowercase()) {
+            claim(config, list, group, &mut state);
         }
     }
 
     let managed: Vec<&ManagedGroup> = state.managed.values().collect();
+    let lists = read_members(graph, &managed).await?;
+    if repair {
+        let unrecorded: Vec<&str> = state.adopted.iter().map(|g| g.list.as_str()).collect();
+        mirror(store, &unrecorded, &lists).await?;
+        if let Some(link) = link {
+            store
+                .set_delta_link(GROUPS_SCOPE, &link)
+                .await
+                .map_err(Stop::store)?;
+        }
+    }
+    state.actual = Actual::new(lists).map_err(|e| Stop::failed(anyhow::anyhow!("{e}")))?;
+    Ok(state)
+}
+
+/// The delta read: the managed groups the store records, their mirror brought up to date by
+/// `round`; the nicknames of desired lists without a group looked up (batched) for adoption,
+/// conflicts and groups rollcall tagged but never recorded.
+async fn read_delta(
+    config: &Config,
+    store: &Store,
+    graph: &GraphClient,
+    desired: &[DesiredList],
+    repair: bool,
+    round: GroupsDelta,
+) -> Result<ActualState, Stop> {
+    let mut state = ActualState {
+        read: Some(ReadMode::Delta),
+        ..ActualState::default()
+    };
+    let recorded = store.groups().await.map_err(Stop::store)?;
+    let mut mirror = store.mirror().await.map_err(Stop::store)?;
+    let (changes, forget) = changes_of(&round, &recorded);
+    let nicknames_now: HashMap<&str, &String> = round
+        .groups
+        .iter()
+        .filter_map(|c| Some((c.id.as_str(), c.mail_nickname.as_ref()?)))
+        .collect();
+    for mut group in recorded {
+        if forget.contains(&group.list) {
+            tracing::warn!(list = %group.list, group = %group.group_id, "the list's group was deleted in Microsoft 365; it is forgotten");
+            state.warnings.push(gone(&group));
+            mirror.remove(&group.list);
+            continue;
+        }
+        if let Some(nickname) = nicknames_now.get(group.group_id.to_ascii_lowercase().as_str()) {
+            group.mail_nickname.clone_from(nickname);
+        }
+        state.managed.insert(group.list.clone(), group);
+    }
+    let changed_groups = changes.len();
+
+    // Lists without a group: is their nickname free, ours, adoptable or someone else's?
+    let missing: Vec<&DesiredList> = desired
+        .iter()
+        .filter(|l| !state.managed.contains_key(&l.key))
+        .collect();
+    let nicknames: Vec<String> = missing.iter().map(|l| l.mail_nickname.clone()).collect();
+    let mut fresh: Vec<ManagedGroup> = Vec::new();
+    for (list, found) in missing.iter().zip(graph.find_groups(&nicknames).await) {
+        let found = found
+            .map_err(|e| Stop::graph(format!("look up the nickname of list `{}`", list.key), e))?;
+        let Some(group) = found else { continue };
+        if state.managed.values().any(|m| m.group_id == group.id) {
+            continue;
+        }
+        match &group.tag {
+            Some(tag) if tag.list == list.key => {
+                // Rollcall's own group, unknown to the store (a create never recorded).
+                let managed = tagged(&tag.list, &tag.family, &group);
+                fresh.push(managed.clone());
+                state.managed.insert(managed.list.clone(), managed);
+            }
+            _ => {
+                let adopted = state.adopted.len();
+                claim(config, list, &group, &mut state);
+                fresh.extend(state.adopted.get(adopted).cloned());
+            }
+        }
+    }
+    let fresh_refs: Vec<&ManagedGroup> = fresh.iter().collect();
+    let mut read = read_members(graph, &fresh_refs).await?;
+
+    let mut lists = Vec::with_capacity(state.managed.len());
+    let fresh_lists: HashSet<&str> = fresh.iter().map(|g| g.list.as_str()).collect();
+    let by_list: HashMap<&str, &MirrorChange> =
+        changes.iter().map(|c| (c.list.as_str(), c)).collect();
+    for group in state.managed.values() {
+        if fresh_lists.contains(group.list.as_str()) {
+            continue;
+        }
+        let mut members: HashSet<String> = mirror
+            .remove(&group.list)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        if let Some(change) = by_list.get(group.list.as_str()) {
+            members.extend(change.adds.iter().cloned());
+            for gone in &change.removes {
+                members.remove(gone);
+            }
+        }
+        let members = members
+            .iter()
+            .map(|m| m.parse::<ObjectId>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                Stop::failed(anyhow::anyhow!(
+                    "the mirror of list `{}` holds a member that is no object id ({e}); \
+                     `rollcall rebuild --state-only` reads it afresh",
+                    group.list
+                ))
+            })?;
+        lists.push(ActualList {
+            key: group.list.clone(),
+            family: group.family.clone(),
+            group_id: group.group_id.clone(),
+            members: Members::from(members),
+        });
+    }
+    if repair {
+        // The round first: it may forget a list whose group was deleted, and a group found
+        // for that list since must not be forgotten with it.
+        store
+            .apply_delta_round(&changes, &forget, GROUPS_SCOPE, &round.delta_link)
+            .await
+            .map_err(Stop::store)?;
+        let recovered = fresh.iter().filter(|g| g.origin == GroupOrigin::Created);
+        for (group, list) in
+            recovered.filter_map(|g| Some((g, read.iter().find(|l| l.key == g.list)?)))
+        {
+            store.upsert_group(group).await.map_err(Stop::store)?;
+            store
+                .replace_members(&list.key, &ids(list))
+                .await
+                .map_err(Stop::store)?;
+        }
+    }
+    tracing::info!(
+        changed_groups,
+        gone = forget.len(),
+        looked_up = nicknames.len(),
+        read_in_full = fresh.len(),
+        "managed groups brought up to date by a delta round"
+    );
+    lists.append(&mut read);
+    state.actual = Actual::new(lists).map_err(|e| Stop::failed(anyhow::anyhow!("{e}")))?;
+    Ok(state)
+}
+
+/// After a run's writes: one more delta round into the mirror, so that the next run's round
+/// does not carry this run's own changes again. Best effort: on any failure the stored link
+/// stays and the next run replays from it.
+pub async fn settle(store: &Store, graph: &GraphClient) {
+    let outcome = async {
+        let Some(link) = store.delta_link(GROUPS_SCOPE).await? else {
+            return Ok(0);
+        };
+        let round = graph.groups_delta(&link).await?;
+        let recorded = store.groups().await?;
+        let (changes, forget) = changes_of(&round, &recorded);
+        for list in &forget {
+            tracing::warn!(list = %list, "the list's group was deleted in Microsoft 365; it is forgotten");
+        }
+        store
+            .apply_delta_round(&changes, &forget, GROUPS_SCOPE, &round.delta_link)
+            .await?;
+        anyhow::Ok(changes.len())
+    }
+    .await;
+    match outcome {
+        Ok(groups) => tracing::debug!(groups, "mirror settled after the run's writes"),
+        Err(e) => tracing::warn!(
+            error = %format!("{e:#}"),
+            "could not bring the mirror up to date after the run's writes; the next run reads the changes again"
+        ),
+    }
+}
+
+/// Records a group this run adopts, with the members it was read with, so that the next
+/// delta read starts from its whole membership.
+pub async fn record_adoption(
+    store: &Store,
+    group: &ManagedGroup,
+    actual: &Actual,
+) -> Result<(), Stop> {
+    store.upsert_group(group).await.map_err(Stop::store)?;
+    if let Some(list) = actual.lists().iter().find(|l| l.key == group.list) {
+        store
+            .replace_members(&group.list, &ids(list))
+            .await
+            .map_err(Stop::store)?;
+    }
+    Ok(())
+}
+
+/// A delta round's changes to managed groups, by list, and the lists whose group is gone.
+fn changes_of(round: &GroupsDelta, recorded: &[ManagedGroup]) -> (Vec<MirrorChange>, Vec<String>) {
+    let by_id: HashMap<String, &str> = recorded
+        .iter()
+        .map(|g| (g.group_id.to_ascii_lowercase(), g.list.as_str()))
+        .collect();
+    let mut changes = Vec::new();
+    let mut forget = Vec::new();
+    for change in &round.groups {
+        let Some(&list) = by_id.get(&change.id) else {
+            continue;
+        };
+        if change.deleted {
+            forget.push(list.to_owned());
+        } else if !change.added.is_empty() || !change.removed.is_empty() {
+            changes.push(MirrorChange {
+                list: list.to_owned(),
+                adds: change.added.iter().map(ToString::to_string).collect(),
+                removes: change.removed.iter().map(ToString::to_string).collect(),
+            });
+        }
+    }
+    (changes, forget)
+}
+
+/// The warning for a managed group that no longer exists.
+fn gone(group: &ManagedGroup) -> String {
+    format!(
+        "the group of list `{}` ({}) no longer exists in Microsoft 365; it is forgotten and, if \
+         its family creates groups, created again",
+        group.list, group.group_id
+    )
+}
+
+/// A group carrying rollcall's tag, as a managed group.
+fn tagged(list: &str, family: &str, group: &DirectoryGroup) -> ManagedGroup {
+    ManagedGroup {
+        list: list.to_owned(),
+        group_id: group.id.clone(),
+        family: family.to_owned(),
+        origin: GroupOrigin::Created,
+        mail_nickname: group.mail_nickname.clone(),
+        tagged: true,
+    }
+}
+
+/// Decides about a group that holds a list's nickname and is not the list's managed group:
+/// adopted when the family says so and it may be, else a conflict.
+fn claim(config: &Config, list: &DesiredList, group: &DirectoryGroup, state: &mut ActualState) {
+    let adopt = config
+        .family(&list.family)
+        .is_some_and(|family| family.adopt_existing);
+    let refuse = |reason: &str| Conflict {
+        list: list.key.clone(),
+        mail_nickname: list.mail_nickname.clone(),
+        group_id: group.id.clone(),
+        reason: reason.to_owned(),
+    };
+    let conflict = if let Some(tag) = &group.tag {
+        Some(refuse(&format!(
+            "it is tagged as rollcall's list `{}`",
+            tag.list
+        )))
+    } else if !group.unified {
+        Some(refuse(
+            "it is not a Microsoft 365 group (a security group or distribution list)",
+        ))
+    } else if !adopt {
+        Some(refuse(&format!(
+            "it exists and is not managed; set adopt_existing = true on family `{}` to take it over",
+            list.family
+        )))
+    } else {
+        None
+    };
+    match conflict {
+        Some(conflict) => state.conflicts.push(conflict),
+        None => {
+            let adopted = ManagedGroup {
+                list: list.key.clone(),
+                group_id: group.id.clone(),
+                family: list.family.clone(),
+                origin: GroupOrigin::Adopted,
+                mail_nickname: group.mail_nickname.clone(),
+                tagged: false,
+            };
+            state.managed.insert(adopted.list.clone(), adopted.clone());
+            state.adopted.push(adopted);
+        }
+    }
+}
+
+/// Every member of each group, read completely.
+async fn read_members(
+    graph: &GraphClient,
+    managed: &[&ManagedGroup],
+) -> Result<Vec<ActualList>, Stop> {
     let ids: Vec<String> = managed.iter().map(|g| g.group_id.clone()).collect();
     let members = graph.members_of(&ids).await;
     let mut lists = Vec::with_capacity(managed.len());
@@ -175,12 +482,16 @@ pub async fn read(
             members: Members::from(members),
         });
     }
-    if repair {
-        let unrecorded: Vec<&str> = state.adopted.iter().map(|g| g.list.as_str()).collect();
-        mirror(store, &unrecorded, &lists).await?;
-    }
-    state.actual = Actual::new(lists).map_err(|e| Stop::failed(anyhow::anyhow!("{e}")))?;
-    Ok(state)
+    Ok(lists)
+}
+
+/// A list's members as the mirror stores them.
+fn ids(list: &ActualList) -> Vec<String> {
+    list.members
+        .as_slice()
+        .iter()
+        .map(|m| m.to_string())
+        .collect()
 }
 
 /// Brings the mirror in line with what was just read, rewriting only lists that differ.
@@ -191,12 +502,7 @@ async fn mirror(store: &Store, unrecorded: &[&str], lists: &[ActualList]) -> Res
         if unrecorded.contains(&list.key.as_str()) {
             continue;
         }
-        let read: Vec<String> = list
-            .members
-            .as_slice()
-            .iter()
-            .map(|m| m.to_string())
-            .collect();
+        let read = ids(list);
         let same = recorded.get(&list.key).is_some_and(|have| {
             have.len() == read.len() && have.iter().zip(&read).all(|(a, b)| a == b)
         });

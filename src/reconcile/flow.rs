@@ -6,7 +6,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::actual::{self, ActualState, Conflict};
+use super::actual::{self, ActualState, Conflict, ReadMode};
 use super::apply::{Apply, PlannedGroup};
 use super::identity::{self, Refresh};
 use super::lease::{LeaseError, RunLease};
@@ -128,12 +128,14 @@ impl Engine {
 
     /// Reads sources, the directory and Microsoft 365, then diffs and guards. With `repair`
     /// the state store's view of Microsoft 365 (groups found or gone, the mirror) is brought
-    /// in line; without, the state store's groups and mirror are left alone.
+    /// in line; without, the state store's groups and mirror are left alone. With `full`,
+    /// the directory and every managed group are read afresh, no mirror or delta link
+    /// trusted; otherwise both are brought up to date through delta rounds.
     pub async fn prepare(
         &self,
         approvals: &Approvals,
         repair: bool,
-        full_directory: bool,
+        full: bool,
     ) -> Result<Planned, Stop> {
         let mut durations = Durations::default();
         let mut phase = Instant::now();
@@ -141,7 +143,7 @@ impl Engine {
         check_names(&snapshot)?;
         durations.sources_ms = Durations::since(phase);
         phase = Instant::now();
-        let directory = identity::refresh(&self.store, &self.graph, full_directory).await?;
+        let directory = identity::refresh(&self.store, &self.graph, full).await?;
         let keys = snapshot.member_keys();
         let resolved = identity::resolve(&self.store, &self.graph, &keys).await?;
         tracing::info!(
@@ -153,7 +155,20 @@ impl Engine {
         phase = Instant::now();
 
         let wanted = snapshot.wanted();
-        let actual = actual::read(&self.config, &self.store, &self.graph, &wanted, repair).await?;
+        let mode = if full {
+            ReadMode::Full
+        } else {
+            ReadMode::Delta
+        };
+        let actual = actual::read(
+            &self.config,
+            &self.store,
+            &self.graph,
+            &wanted,
+            repair,
+            mode,
+        )
+        .await?;
         durations.actual_ms = Durations::since(phase);
         phase = Instant::now();
         let conflicted: BTreeSet<&str> = actual.conflicts.iter().map(|c| c.list.as_str()).collect();
@@ -262,7 +277,7 @@ impl Engine {
             .begin_run(RunKind::Verify, None, None)
             .await
             .map_err(CommandError::failed)?;
-        let planned = match self.prepare(&Approvals::default(), false, false).await {
+        let planned = match self.prepare(&Approvals::default(), false, true).await {
             Ok(planned) => planned,
             Err(stop) => {
                 let report = RunReport {
@@ -325,8 +340,15 @@ impl Engine {
                     }
                     self.store.clear_delta_links().await.map_err(Stop::store)?;
                     let directory = identity::refresh(&self.store, &self.graph, true).await?;
-                    let state =
-                        actual::read(&self.config, &self.store, &self.graph, &[], true).await?;
+                    let state = actual::read(
+                        &self.config,
+                        &self.store,
+                        &self.graph,
+                        &[],
+                        true,
+                        ReadMode::Full,
+                    )
+                    .await?;
                     self.accept_snapshots(run, &snapshot.sources).await?;
                     report.sources = snapshot.sources;
                     report.directory = Some(directory);
@@ -516,7 +538,7 @@ impl Engine {
         self.accept_snapshots(run, &planned.sources).await?;
         for group in &planned.actual.adopted {
             tracing::info!(list = %group.list, group = %group.group_id, "adopting the existing group");
-            self.store.upsert_group(group).await.map_err(Stop::store)?;
+            actual::record_adoption(&self.store, group, &planned.actual.actual).await?;
         }
         let ops = journal_ops(&planned);
         let summary = serde_json::json!({
@@ -550,6 +572,9 @@ impl Engine {
         report.durations.apply_ms = Durations::since(started);
         if let Ok(applied) = &result {
             report.applied = *applied;
+            if applied.done > 0 {
+                actual::settle(&self.store, &self.graph).await;
+            }
         }
         result.map(|_| ())
     }

@@ -41,6 +41,7 @@ pub use model::{
     Snapshot,
 };
 pub use notify::Notified;
+pub use state::MirrorChange;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");

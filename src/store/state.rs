@@ -240,20 +240,51 @@ impl Store {
 
     /// Stores the delta link of a scope for the next run.
     pub async fn set_delta_link(&self, scope: &str, link: &str) -> Result<(), StoreError> {
-        let columns = ["scope", "link", "updated_at"];
-        let query = format!(
-            "{}{}",
-            self.backend.insert("delta_links", &columns, 1),
-            self.backend.on_conflict(&["scope"], &columns[1..])
-        );
-        sqlx::query(&self.backend.sql(&query))
-            .bind(scope)
-            .bind(link)
-            .bind(millis(Utc::now()))
-            .execute(&self.pool)
+        let action = || StoreError::query(format!("store the {scope} delta link"));
+        let mut tx = self.pool.begin().await.map_err(action())?;
+        store_link(&mut tx, self.backend, scope, link).await?;
+        tx.commit().await.map_err(action())
+    }
+
+    /// Applies one delta round to the mirror and stores the link for the next round, in one
+    /// transaction: a round is either applied with its link saved or not at all, so a run
+    /// that dies half-way replays the round rather than skipping it. Replays change nothing:
+    /// adding a mirrored member or removing an absent one is a no-op.
+    pub async fn apply_delta_round(
+        &self,
+        changes: &[MirrorChange],
+        forget: &[String],
+        scope: &str,
+        link: &str,
+    ) -> Result<(), StoreError> {
+        let action = || StoreError::query(format!("apply a {scope} delta round to the mirror"));
+        let mut tx = self.pool.begin().await.map_err(action())?;
+        for list in forget {
+            sqlx::query(&self.backend.sql("DELETE FROM mirror WHERE list_key = ?"))
+                .bind(list)
+                .execute(&mut *tx)
+                .await
+                .map_err(action())?;
+            sqlx::query(
+                &self
+                    .backend
+                    .sql("DELETE FROM managed_groups WHERE list_key = ?"),
+            )
+            .bind(list)
+            .execute(&mut *tx)
             .await
-            .map_err(StoreError::query(format!("store the {scope} delta link")))?;
-        Ok(())
+            .map_err(action())?;
+        }
+        let pairs = |pick: fn(&MirrorChange) -> &[String]| -> Vec<(String, String)> {
+            changes
+                .iter()
+                .flat_map(|c| pick(c).iter().map(|m| (c.list.clone(), m.clone())))
+                .collect()
+        };
+        mirror_insert(&mut tx, self.backend, &pairs(|c| &c.adds)).await?;
+        mirror_delete(&mut tx, self.backend, &pairs(|c| &c.removes)).await?;
+        store_link(&mut tx, self.backend, scope, link).await?;
+        tx.commit().await.map_err(action())
     }
 
     /// Forgets every delta link, so the next read is a full one (`rebuild`).
@@ -264,6 +295,40 @@ impl Store {
             .map_err(StoreError::query("forget the delta links"))?;
         Ok(())
     }
+}
+
+/// One list's part of a delta round, as the mirror takes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MirrorChange {
+    /// The list key (a managed group's).
+    pub list: String,
+    /// Members (object ids) the group has now.
+    pub adds: Vec<String>,
+    /// Members (object ids) it no longer has.
+    pub removes: Vec<String>,
+}
+
+/// Inserts or replaces a scope's delta link.
+async fn store_link(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    scope: &str,
+    link: &str,
+) -> Result<(), StoreError> {
+    let columns = ["scope", "link", "updated_at"];
+    let query = format!(
+        "{}{}",
+        backend.insert("delta_links", &columns, 1),
+        backend.on_conflict(&["scope"], &columns[1..])
+    );
+    sqlx::query(&backend.sql(&query))
+        .bind(scope)
+        .bind(link)
+        .bind(millis(Utc::now()))
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::query(format!("store the {scope} delta link")))?;
+    Ok(())
 }
 
 /// Adds `(list, member)` pairs to the mirror; pairs already there stay as they are.

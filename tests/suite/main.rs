@@ -5,6 +5,7 @@ mod common;
 mod config;
 mod crash;
 mod csv_source;
+mod delta;
 mod deploy;
 mod generate;
 mod graph;

@@ -76,6 +76,7 @@ pub struct Group {
     pub members: BTreeSet<UserIx>,
     created_at: Instant,
     recent: VecDeque<RecentChange>,
+    deleted: bool,
 }
 
 impl Group {
@@ -86,7 +87,7 @@ impl Group {
 
     /// Whether a read at `horizon` can see this group yet.
     pub fn visible_at(&self, horizon: Option<Instant>) -> bool {
-        horizon.is_none_or(|h| self.created_at <= h)
+        !self.deleted && horizon.is_none_or(|h| self.created_at <= h)
     }
 }
 
@@ -101,6 +102,8 @@ pub enum Change {
     MemberAdded(UserIx),
     /// A member was removed.
     MemberRemoved(UserIx),
+    /// The group was deleted.
+    Deleted,
 }
 
 /// One entry of the change log; its sequence number is its position + 1.
@@ -341,6 +344,7 @@ impl Directory {
             members: BTreeSet::new(),
             created_at: now,
             recent: VecDeque::new(),
+            deleted: false,
         });
         self.record(ix, Change::Created, now, lag);
         for user in members {
@@ -405,6 +409,27 @@ impl Directory {
             .ok_or_else(|| GraphError::not_found(&self.groups[group as usize].id))?;
         self.groups[group as usize].members.remove(&user);
         self.record(group, Change::MemberRemoved(user), now, lag);
+        Ok(())
+    }
+
+    /// Deletes a group: it disappears from reads and lookups at once, its nickname is free
+    /// again, and the next delta round reports it `@removed`.
+    pub fn delete_group(
+        &mut self,
+        group_id: &str,
+        now: Instant,
+        lag: Duration,
+    ) -> Result<(), GraphError> {
+        let ix = self.writable_group(group_id, false)?;
+        let group = &mut self.groups[ix as usize];
+        group.deleted = true;
+        let (id, nickname) = (
+            group.id.to_ascii_lowercase(),
+            group.properties.mail_nickname.to_lowercase(),
+        );
+        self.group_by_id.remove(&id);
+        self.group_by_nickname.remove(&nickname);
+        self.record(ix, Change::Deleted, now, lag);
         Ok(())
     }
 

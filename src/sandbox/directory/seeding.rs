@@ -107,6 +107,7 @@ impl Directory {
                 extensions: group.extensions.clone(),
                 members,
                 created_at: long_ago,
+                deleted: false,
                 recent: VecDeque::new(),
             });
         }
@@ -130,6 +131,7 @@ impl Directory {
         let mut groups: Vec<SeedGroup> = self
             .groups
             .iter()
+            .filter(|g| !g.deleted)
             .map(|g| {
                 let mut members: Vec<String> = g
                     .members

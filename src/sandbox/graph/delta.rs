@@ -89,6 +89,8 @@ struct Changed {
     group: GroupIx,
     /// Member → added (true) or removed (false), the last change winning.
     members: BTreeMap<UserIx, bool>,
+    /// The group was deleted in the round.
+    deleted: bool,
 }
 
 fn changes(directory: &Directory, from: usize, to: usize) -> Vec<Changed> {
@@ -99,6 +101,7 @@ fn changes(directory: &Directory, from: usize, to: usize) -> Vec<Changed> {
             order.push(Changed {
                 group: entry.group,
                 members: BTreeMap::new(),
+                deleted: false,
             });
             order.len() - 1
         });
@@ -109,6 +112,7 @@ fn changes(directory: &Directory, from: usize, to: usize) -> Vec<Changed> {
             Change::MemberRemoved(user) => {
                 order[i].members.insert(user, false);
             }
+            Change::Deleted => order[i].deleted = true,
             Change::Created | Change::Updated => {}
         }
     }
@@ -261,7 +265,13 @@ pub fn groups(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
                     break;
                 }
                 let change = &changed[at];
-                if eligible(change.group) {
+                let id = &directory.group(change.group).id;
+                if change.deleted {
+                    // GRAPH.md "Delta": a deleted object comes back as its id and `@removed`.
+                    if only.as_ref().is_none_or(|ids| ids.contains(id)) {
+                        objects.push(json!({"id": id, "@removed": {"reason": "changed"}}));
+                    }
+                } else if eligible(change.group) {
                     let mut object = render(change.group)?;
                     if with_members {
                         let start = after.map_or(0, |a| a + 1);

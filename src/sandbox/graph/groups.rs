@@ -332,6 +332,14 @@ pub fn remove_member(tenant: &Tenant, id: &str, member: &str) -> Result<Reply, G
     Ok(Reply::no_content(1))
 }
 
+/// `DELETE /groups/{id}` → 204.
+pub fn delete(tenant: &Tenant, id: &str) -> Result<Reply, GraphError> {
+    let lag = tenant.lag();
+    let mut directory = tenant.directory_mut();
+    directory.delete_group(id, Instant::now(), lag)?;
+    Ok(Reply::no_content(1))
+}
+
 /// `GET /groups/{id}/extensions`.
 pub fn extensions(tenant: &Tenant, id: &str) -> Result<Reply, GraphError> {
     let directory = tenant.directory();

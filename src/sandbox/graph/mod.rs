@@ -469,6 +469,7 @@ impl Tenant {
             Route::GroupsDelta => delta::groups(self, input),
             Route::GetGroup(id) => groups::get(self, id, input),
             Route::UpdateGroup(id) => groups::update(self, id, input),
+            Route::DeleteGroup(id) => groups::delete(self, id),
             Route::ListMembers { group, cast } => groups::members(self, group, *cast, input),
             Route::AddMember(group) => groups::add_member(self, group, input),
             Route::RemoveMember { group, member } => groups::remove_member(self, group, member),

@@ -24,6 +24,8 @@ pub enum Route {
     GetGroup(String),
     /// `PATCH /groups/{id}`.
     UpdateGroup(String),
+    /// `DELETE /groups/{id}`.
+    DeleteGroup(String),
     /// `GET /groups/{id}/members[/microsoft.graph.user | /graph.user]`.
     ListMembers {
         /// The group id.
@@ -70,6 +72,7 @@ impl Route {
             ("GET", ["groups", "delta" | "delta()"]) => Route::GroupsDelta,
             ("GET", ["groups", id]) => Route::GetGroup((*id).to_owned()),
             ("PATCH", ["groups", id]) => Route::UpdateGroup((*id).to_owned()),
+            ("DELETE", ["groups", id]) => Route::DeleteGroup((*id).to_owned()),
             ("GET", ["groups", id, "members"]) => Route::ListMembers {
                 group: (*id).to_owned(),
                 cast: None,
@@ -135,6 +138,7 @@ impl Route {
             Route::GroupsDelta => "GET /groups/delta",
             Route::GetGroup(_) => "GET /groups/{id}",
             Route::UpdateGroup(_) => "PATCH /groups/{id}",
+            Route::DeleteGroup(_) => "DELETE /groups/{id}",
             Route::ListMembers { cast: None, .. } => "GET /groups/{id}/members",
             Route::ListMembers {
                 cast: Some("graph.user"),
@@ -159,6 +163,7 @@ impl Route {
             self,
             Route::CreateGroup
                 | Route::UpdateGroup(_)
+                | Route::DeleteGroup(_)
                 | Route::AddMember(_)
                 | Route::RemoveMember { .. }
                 | Route::DeleteMemberObject

@@ -76,6 +76,38 @@ impl RawGraph {
         }
     }
 
+    /// Deletes `group`, as an admin tidying up the tenant would.
+    pub async fn delete_group(&self, group: &str) {
+        let response = self
+            .http
+            .delete(format!("{}/groups/{group}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("the sandbox answers a DELETE");
+        let status = response.status();
+        assert!(
+            status.is_success(),
+            "deleting group {group} behind rollcall's back: {status} {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+
+    /// `GET path` (relative to the Graph endpoint, query included); the reply's JSON body.
+    pub async fn get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("the sandbox answers a GET");
+        let status = response.status();
+        let body: Value = response.json().await.expect("the reply is JSON");
+        assert!(status.is_success(), "GET {path}: {status} {body}");
+        body
+    }
+
     /// Removes `members` (object ids) from `group`, one `DELETE …/$ref` each.
     pub async fn remove_members(&self, group: &str, members: &[String]) {
         for member in members {

@@ -1,0 +1,203 @@
+//! `/groups/delta`: a link from now (`$deltatoken=latest`) to start from after a full read,
+//! and rounds from a stored link, every page followed and a group spread over several pages
+//! merged by id (GRAPH.md "Delta").
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::Value;
+
+use super::error::GraphError;
+use super::groups::object_id;
+use super::pages::follow;
+use super::transport::{Request, Transport};
+use super::{GroupChange, GroupsDelta};
+use crate::plan::ObjectId;
+
+/// What a groups delta round reads: members, and the names a managed group is known by.
+const GROUPS_DELTA_SELECT: &str = "mailNickname,displayName,members";
+
+/// A groups delta link that starts from now: one request, no group read. Taken before a full
+/// read of the groups, so that changes made while the read runs come in the next round.
+pub(crate) async fn groups_delta_start(transport: &Transport) -> Result<String, GraphError> {
+    let first = Request::get(transport.url(
+        &["groups", "delta"],
+        &[("$select", GROUPS_DELTA_SELECT), ("$deltatoken", "latest")],
+    ));
+    let request = first.describe();
+    let reply = transport.send(&first).await?;
+    follow(transport, first, reply, |_| Ok(()))
+        .await?
+        .ok_or_else(|| no_delta_link(&request))
+}
+
+/// One groups delta round from `link`: every group that changed since, merged by id.
+pub(crate) async fn groups_delta(
+    transport: &Transport,
+    link: &str,
+) -> Result<GroupsDelta, GraphError> {
+    // A link that is not for this endpoint (the configuration changed since it was stored)
+    // cannot be used: start over, as for an expired one.
+    let first = Request::get(transport.link(link).ok_or(GraphError::DeltaExpired)?);
+    let request = first.describe();
+    let reply = transport.send(&first).await?;
+    let mut merged = Merged::default();
+    let delta_link = follow(transport, first, reply, |items| {
+        for item in &items {
+            merged.take(item, &request)?;
+        }
+        Ok(())
+    })
+    .await?
+    .ok_or_else(|| no_delta_link(&request))?;
+    Ok(GroupsDelta {
+        groups: merged.groups,
+        delta_link,
+    })
+}
+
+fn no_delta_link(request: &str) -> GraphError {
+    GraphError::Other(format!(
+        "{request}: the last page has no @odata.deltaLink; the round is incomplete"
+    ))
+}
+
+/// Groups of a round, merged by id in the order first seen.
+#[derive(Debug, Default)]
+struct Merged {
+    groups: Vec<GroupChange>,
+    by_id: HashMap<String, usize>,
+}
+
+impl Merged {
+    /// Takes one group object of a page. The same group may come again on a later page with
+    /// more of its members; a member seen twice counts as its last appearance says.
+    fn take(&mut self, item: &Value, request: &str) -> Result<(), GraphError> {
+        let id = item["id"].as_str().unwrap_or_default().to_ascii_lowercase();
+        if id.is_empty() {
+            return Err(GraphError::Other(format!(
+                "{request}: a group without an `id` in the reply"
+            )));
+        }
+        let slot = *self.by_id.entry(id.clone()).or_insert_with(|| {
+            self.groups.push(GroupChange {
+                id,
+                mail_nickname: None,
+                display_name: None,
+                added: BTreeSet::new(),
+                removed: BTreeSet::new(),
+                deleted: false,
+            });
+            self.groups.len() - 1
+        });
+        let group = &mut self.groups[slot];
+        if item.get("@removed").is_some() {
+            group.deleted = true;
+            return Ok(());
+        }
+        if let Some(nickname) = item["mailNickname"].as_str() {
+            group.mail_nickname = Some(nickname.to_owned());
+        }
+        if let Some(name) = item["displayName"].as_str() {
+            group.display_name = Some(name.to_owned());
+        }
+        let Some(members) = item["members@delta"].as_array() else {
+            return Ok(());
+        };
+        for member in members {
+            // Microsoft 365 groups hold only users; anything else is no member of a list.
+            let kind = member["@odata.type"]
+                .as_str()
+                .unwrap_or("#microsoft.graph.user");
+            if !kind.eq_ignore_ascii_case("#microsoft.graph.user") {
+                continue;
+            }
+            let user: ObjectId = object_id(member, request)?;
+            if member.get("@removed").is_some() {
+                group.added.remove(&user);
+                group.removed.insert(user);
+            } else {
+                group.removed.remove(&user);
+                group.added.insert(user);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn user(n: u128) -> String {
+        ObjectId::from_u128(n).to_string()
+    }
+
+    fn merged(items: &[Value]) -> Vec<GroupChange> {
+        let mut merged = Merged::default();
+        for item in items {
+            merged.take(item, "GET /groups/delta").unwrap();
+        }
+        merged.groups
+    }
+
+    #[test]
+    fn a_group_spread_over_pages_is_merged_by_id() {
+        let groups = merged(&[
+            json!({"id": "G1", "mailNickname": "a", "members@delta": [
+                {"@odata.type": "#microsoft.graph.user", "id": user(1)},
+                {"@odata.type": "#microsoft.graph.user", "id": user(2), "@removed": {"reason": "deleted"}},
+            ]}),
+            json!({"id": "g2", "members@delta": []}),
+            json!({"id": "g1", "members@delta": [
+                {"@odata.type": "#microsoft.graph.user", "id": user(3)},
+                {"@odata.type": "#microsoft.graph.group", "id": user(9)},
+            ]}),
+        ]);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].id, "g1");
+        assert_eq!(groups[0].mail_nickname.as_deref(), Some("a"));
+        let ids =
+            |set: &BTreeSet<ObjectId>| set.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(ids(&groups[0].added), vec![user(1), user(3)]);
+        assert_eq!(ids(&groups[0].removed), vec![user(2)]);
+        assert!(!groups[0].deleted);
+    }
+
+    #[test]
+    fn a_member_seen_twice_counts_as_last_seen_and_replays_change_nothing() {
+        let page = json!({"id": "g", "members@delta": [
+            {"id": user(1)},
+            {"id": user(1), "@removed": {"reason": "deleted"}},
+            {"id": user(2), "@removed": {"reason": "deleted"}},
+            {"id": user(2)},
+        ]});
+        let once = merged(std::slice::from_ref(&page));
+        let twice = merged(&[page.clone(), page]);
+        assert_eq!(once, twice);
+        assert_eq!(
+            once[0].added.iter().copied().collect::<Vec<_>>(),
+            vec![ObjectId::from_u128(2)]
+        );
+        assert_eq!(
+            once[0].removed.iter().copied().collect::<Vec<_>>(),
+            vec![ObjectId::from_u128(1)]
+        );
+    }
+
+    #[test]
+    fn a_removed_group_is_deleted_and_bad_ids_are_errors() {
+        let groups = merged(&[json!({"id": "g", "@removed": {"reason": "changed"}})]);
+        assert!(groups[0].deleted);
+        let mut merged = Merged::default();
+        assert!(merged.take(&json!({"displayName": "x"}), "GET").is_err());
+        assert!(
+            merged
+                .take(
+                    &json!({"id": "g", "members@delta": [{"id": "not-an-id"}]}),
+                    "GET"
+                )
+                .is_err()
+        );
+    }
+}
