@@ -333,7 +333,7 @@ async fn old_runs_go_but_pending_latest_of_each_kind_and_last_accepted_snapshots
         member: None,
     };
     store
-        .insert_plan(&lease, first, &json!({}), &[op.clone()])
+        .insert_plan(&lease, first, &json!({}), std::slice::from_ref(&op))
         .await
         .unwrap();
     raw(

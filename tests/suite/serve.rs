@@ -533,7 +533,7 @@ async fn sigterm_stops_a_scheduled_run_at_a_batch_boundary_and_the_next_run_fini
         last.status,
         RunStatus::Interrupted,
         "{}",
-        describe(&[last.clone()])
+        describe(std::slice::from_ref(&last))
     );
     assert!(
         tenant.pending_operations().await > 0,
