@@ -134,13 +134,8 @@ fn write_config(dir: &Path, sandbox: &SandboxHandle, families: &str) -> anyhow::
     std::fs::write(&secret, SandboxOptions::default().client_secret)
         .context("cannot write the demo's client secret file")?;
     let config = format!(
-        "[state]\nurl = \"sqlite://rollcall.db\"\n\n\
-         [graph]\ntenant_id = \"{}\"\nclient_id = \"{}\"\nclient_secret_file = \"client-secret\"\n\
-         endpoint = \"{}\"\nauthority = \"{}\"\n\n{families}",
-        SandboxOptions::default().tenant_id,
-        SandboxOptions::default().client_id,
-        sandbox.graph_url(),
-        sandbox.authority(),
+        "[state]\nurl = \"sqlite://rollcall.db\"\n\n{}\n{families}",
+        sandbox.graph_toml("client_secret_file = \"client-secret\"")
     );
     let path = dir.join("rollcall-demo.toml");
     std::fs::write(&path, config).context("cannot write the demo's configuration")?;

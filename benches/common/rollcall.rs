@@ -29,26 +29,16 @@ pub fn write_config(dir: &Path, sandbox: &SandboxHandle) -> anyhow::Result<PathB
     let quote = |text: &str| toml::Value::String(text.to_owned()).to_string();
     let sources = std::fs::read_to_string(dir.join("rollcall.toml"))
         .context("the generated rollcall.toml")?;
-    let defaults = SandboxOptions::default();
     let config = format!(
         "[state]\n\
          url = {}\n\
-         \n[graph]\n\
-         tenant_id = {}\n\
-         client_id = {}\n\
-         client_secret_env = {}\n\
-         endpoint = {}\n\
-         authority = {}\n\
+         \n{}\
          \n[guard]\n\
          max_removals_per_run = 1000000\n\
          max_removal_percent_per_list = 100\n\
          \n{sources}",
         quote(&format!("sqlite://{}", dir.join("state.db").display())),
-        quote(&defaults.tenant_id),
-        quote(&defaults.client_id),
-        quote(SECRET_VAR),
-        quote(&sandbox.graph_url()),
-        quote(&sandbox.authority()),
+        sandbox.graph_toml(&format!("client_secret_env = {}", quote(SECRET_VAR))),
     );
     let path = dir.join("bench.toml");
     std::fs::write(&path, config).context("writing the benchmark's config")?;

@@ -168,31 +168,44 @@ fn approval(run: &Run, report: &RunReport) -> Option<Approval> {
         .or_else(|| run.approvals.as_ref().and_then(Approval::from_record))
 }
 
-/// One line of `runs --output json`.
-fn run_json(run: &Run) -> serde_json::Value {
-    let report = report(run);
-    serde_json::json!({
+/// What `runs` and `show` say of every run in JSON, with `more` laid over it.
+fn run_json_with(run: &Run, more: serde_json::Value) -> serde_json::Value {
+    let mut json = serde_json::json!({
         "id": run.id.0,
         "kind": run.kind.as_str(),
         "status": run.status.as_str(),
         "holder": run.holder,
         "started_at": run.started_at,
         "finished_at": run.finished_at,
-        "duration_ms": took_ms(run),
         "exit_code": run.exit_code,
-        "added": report.lists.iter().map(|l| l.added).sum::<u64>(),
-        "removed": report.lists.iter().map(|l| l.removed).sum::<u64>(),
-        "created": report.lists.iter().filter(|l| l.created).count(),
-        "failed": report.applied.failed,
-        "pending": report.applied.pending,
-        "unresolved": report.unresolved,
-        "drift": report.drift,
-        "tripped": report.tripped.iter().map(|v| v.guard.key()).collect::<Vec<_>>(),
-        "graph_requests": report.graph.requests,
-        "throttled": report.graph.throttled,
-        "approval": approval(run, &report),
-        "error": report.error,
-    })
+    });
+    if let (Some(json), serde_json::Value::Object(more)) = (json.as_object_mut(), more) {
+        json.extend(more);
+    }
+    json
+}
+
+/// One line of `runs --output json`.
+fn run_json(run: &Run) -> serde_json::Value {
+    let report = report(run);
+    run_json_with(
+        run,
+        serde_json::json!({
+            "duration_ms": took_ms(run),
+            "added": report.lists.iter().map(|l| l.added).sum::<u64>(),
+            "removed": report.lists.iter().map(|l| l.removed).sum::<u64>(),
+            "created": report.lists.iter().filter(|l| l.created).count(),
+            "failed": report.applied.failed,
+            "pending": report.applied.pending,
+            "unresolved": report.unresolved,
+            "drift": report.drift,
+            "tripped": report.tripped.iter().map(|v| v.guard.key()).collect::<Vec<_>>(),
+            "graph_requests": report.graph.requests,
+            "throttled": report.graph.throttled,
+            "approval": approval(run, &report),
+            "error": report.error,
+        }),
+    )
 }
 
 fn print_runs<'a>(runs: impl Iterator<Item = &'a Run>) {
@@ -285,22 +298,18 @@ pub async fn show(context: &Context, args: ShowArgs) -> Result<Exit, CommandErro
     match args.output {
         Output::Json => println!(
             "{}",
-            serde_json::json!({
-                "id": run.id.0,
-                "kind": run.kind.as_str(),
-                "status": run.status.as_str(),
-                "holder": run.holder,
-                "started_at": run.started_at,
-                "finished_at": run.finished_at,
-                "exit_code": run.exit_code,
-                "approvals": run.approvals,
-                "plan": run.plan_summary,
-                "journal": {
-                    "pending": counts.pending, "done": counts.done,
-                    "failed": counts.failed, "superseded": counts.superseded,
-                },
-                "report": run.report,
-            })
+            run_json_with(
+                &run,
+                serde_json::json!({
+                    "approvals": run.approvals,
+                    "plan": run.plan_summary,
+                    "journal": {
+                        "pending": counts.pending, "done": counts.done,
+                        "failed": counts.failed, "superseded": counts.superseded,
+                    },
+                    "report": run.report,
+                })
+            )
         ),
         Output::Human => {
             println!(

@@ -282,12 +282,7 @@ async fn read_delta(
                     group.list
                 ))
             })?;
-        lists.push(ActualList {
-            key: group.list.clone(),
-            family: group.family.clone(),
-            group_id: group.group_id.clone(),
-            members: Members::from(members),
-        });
+        lists.push(actual_list(group, members));
     }
     if repair {
         // The round first: it may forget a list whose group was deleted, and a group found
@@ -457,6 +452,16 @@ fn claim(config: &Config, list: &DesiredList, group: &DirectoryGroup, state: &mu
     }
 }
 
+/// A managed group's list, with its members.
+fn actual_list(group: &ManagedGroup, members: Vec<ObjectId>) -> ActualList {
+    ActualList {
+        key: group.list.clone(),
+        family: group.family.clone(),
+        group_id: group.group_id.clone(),
+        members: Members::from(members),
+    }
+}
+
 /// Every member of each group, read completely.
 async fn read_members(
     graph: &GraphClient,
@@ -475,12 +480,7 @@ async fn read_members(
                 e,
             )
         })?;
-        lists.push(ActualList {
-            key: group.list.clone(),
-            family: group.family.clone(),
-            group_id: group.group_id.clone(),
-            members: Members::from(members),
-        });
+        lists.push(actual_list(group, members));
     }
     Ok(lists)
 }

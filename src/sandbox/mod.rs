@@ -125,6 +125,21 @@ impl SandboxHandle {
         self.base_url()
     }
 
+    /// The `[graph]` section of a `rollcall.toml` that signs in to this sandbox with the
+    /// default app, the secret named by `secret` (a whole line such as
+    /// `client_secret_env = "VAR"` or `client_secret_file = "PATH"`); ends with a newline.
+    pub fn graph_toml(&self, secret: &str) -> String {
+        let quote = |text: &str| toml::Value::String(text.to_owned()).to_string();
+        let defaults = SandboxOptions::default();
+        format!(
+            "[graph]\ntenant_id = {}\nclient_id = {}\n{secret}\nendpoint = {}\nauthority = {}\n",
+            quote(&defaults.tenant_id),
+            quote(&defaults.client_id),
+            quote(&self.graph_url()),
+            quote(&self.authority()),
+        )
+    }
+
     /// The listening address.
     pub fn addr(&self) -> SocketAddr {
         self.addr

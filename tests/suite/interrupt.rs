@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use rollcall::generate::GenerateOptions;
 use rollcall::reconcile::OPS_PER_BATCH;
-use rollcall::sandbox::Faults;
 use tokio::time::Instant;
 
 use crate::common::db::TestDatabase;
@@ -44,19 +42,7 @@ async fn a_run_whose_lease_is_taken_over_stops_before_its_next_batch(db: TestDat
 }
 
 async fn stopped_mid_apply(db: TestDatabase, interrupt: Interrupt) {
-    // Enough lists and latency that the build takes several batches and some seconds.
-    let options = TenantOptions {
-        university: GenerateOptions {
-            students: 1_200,
-            seed: 11,
-            drift: false,
-        },
-        ..TenantOptions::new()
-    }
-    .faults(Faults {
-        latency_ms: 100,
-        ..calm()
-    });
+    let options = TenantOptions::slow_build();
     let tenant = Tenant::start(db, options).await;
     let mut child = tenant
         .command(&["run"])

@@ -10,16 +10,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rollcall::config::DatabaseUrl;
-use rollcall::generate::GenerateOptions;
 use rollcall::reconcile::OPS_PER_BATCH;
-use rollcall::sandbox::Faults;
 use rollcall::store::{OpKind, OpStatus, Run, RunKind, RunStatus, Store};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 
 use crate::common::db::{Backend, TestDatabase};
-use crate::common::tenant::{Tenant, TenantOptions, calm};
+use crate::common::tenant::{Tenant, TenantOptions};
 
 /// Every two seconds.
 const EVERY_TWO_SECONDS: &str = "*/2 * * * * *";
@@ -485,19 +483,7 @@ async fn healthz_turns_unhealthy_past_max_success_age_and_healthy_after_a_succes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_a_scheduled_run_at_a_batch_boundary_and_the_next_run_finishes_it() {
-    // Enough lists and latency that the build takes several batches and some seconds.
-    let options = TenantOptions {
-        university: GenerateOptions {
-            students: 1_200,
-            seed: 11,
-            drift: false,
-        },
-        ..TenantOptions::new()
-    }
-    .faults(Faults {
-        latency_ms: 100,
-        ..calm()
-    });
+    let options = TenantOptions::slow_build();
     let tenant = tenant(sqlite().await, options, EVERY_TWO_SECONDS, "2h").await;
     let mut serve = Serving::start(&tenant).await;
     let deadline = Instant::now() + PATIENCE;

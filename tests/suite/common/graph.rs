@@ -58,76 +58,65 @@ impl RawGraph {
                 .iter()
                 .map(|m| format!("https://graph.microsoft.com/v1.0/directoryObjects/{m}"))
                 .collect();
-            let response = self
+            let request = self
                 .http
                 .patch(format!("{}/groups/{group}", self.base))
-                .bearer_auth(&self.token)
-                .json(&json!({ "members@odata.bind": binds }))
-                .send()
-                .await
-                .expect("the sandbox answers a PATCH");
-            let status = response.status();
-            assert!(
-                status.is_success(),
-                "adding {} members to group {group} behind rollcall's back: {status} {}",
-                chunk.len(),
-                response.text().await.unwrap_or_default()
-            );
+                .json(&json!({ "members@odata.bind": binds }));
+            self.send_ok(
+                request,
+                &format!(
+                    "adding {} members to group {group} behind rollcall's back",
+                    chunk.len()
+                ),
+            )
+            .await;
         }
     }
 
     /// Deletes `group`, as an admin tidying up the tenant would.
     pub async fn delete_group(&self, group: &str) {
-        let response = self
-            .http
-            .delete(format!("{}/groups/{group}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("the sandbox answers a DELETE");
-        let status = response.status();
-        assert!(
-            status.is_success(),
-            "deleting group {group} behind rollcall's back: {status} {}",
-            response.text().await.unwrap_or_default()
-        );
+        let request = self.http.delete(format!("{}/groups/{group}", self.base));
+        self.send_ok(
+            request,
+            &format!("deleting group {group} behind rollcall's back"),
+        )
+        .await;
     }
 
     /// `GET path` (relative to the Graph endpoint, query included); the reply's JSON body.
     pub async fn get(&self, path: &str) -> Value {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("the sandbox answers a GET");
-        let status = response.status();
-        let body: Value = response.json().await.expect("the reply is JSON");
-        assert!(status.is_success(), "GET {path}: {status} {body}");
-        body
+        let request = self.http.get(format!("{}{path}", self.base));
+        let body = self.send_ok(request, &format!("GET {path}")).await;
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
     }
 
     /// Removes `members` (object ids) from `group`, one `DELETE …/$ref` each.
     pub async fn remove_members(&self, group: &str, members: &[String]) {
         for member in members {
-            let response = self
-                .http
-                .delete(format!(
-                    "{}/groups/{group}/members/{member}/$ref",
-                    self.base
-                ))
-                .bearer_auth(&self.token)
-                .send()
-                .await
-                .expect("the sandbox answers a DELETE");
-            let status = response.status();
-            assert!(
-                status.is_success(),
-                "removing {member} from group {group} behind rollcall's back: {status} {}",
-                response.text().await.unwrap_or_default()
-            );
+            let request = self.http.delete(format!(
+                "{}/groups/{group}/members/{member}/$ref",
+                self.base
+            ));
+            self.send_ok(
+                request,
+                &format!("removing {member} from group {group} behind rollcall's back"),
+            )
+            .await;
         }
+    }
+
+    /// Sends `request` signed in and returns the reply's body; a reply other than 2xx fails
+    /// the test, saying `what` was tried.
+    async fn send_ok(&self, request: reqwest::RequestBuilder, what: &str) -> String {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: the sandbox does not answer: {e}"));
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert!(status.is_success(), "{what}: {status} {body}");
+        body
     }
 
     /// Spends the app's throttling budget, as a busy neighbour would: batches of write

@@ -74,6 +74,23 @@ impl TenantOptions {
         self.faults = faults;
         self
     }
+
+    /// A build slow enough to stop part-way: enough lists for several journal batches, and
+    /// 100 ms of latency on every request so that it takes some seconds.
+    pub fn slow_build() -> TenantOptions {
+        TenantOptions {
+            university: GenerateOptions {
+                students: 1_200,
+                seed: 11,
+                drift: false,
+            },
+            ..TenantOptions::new()
+        }
+        .faults(Faults {
+            latency_ms: 100,
+            ..calm()
+        })
+    }
 }
 
 /// Knobs for a well-behaved tenant: no throttling, no faults.
@@ -190,23 +207,16 @@ impl Tenant {
         if !self.family_settings.is_empty() || !self.guard_settings.is_empty() {
             sources = self.apply_family_and_guard_settings(&sources);
         }
+        let graph = self
+            .sandbox
+            .graph_toml(&format!("client_secret_env = {}", quote(SECRET_VAR)));
         let config = format!(
             "[state]\n\
              url = {}\n\
-             \n[graph]\n\
-             tenant_id = {}\n\
-             client_id = {}\n\
-             client_secret_env = {}\n\
-             endpoint = {}\n\
-             authority = {}\n\
+             \n{graph}\
              max_retry_time = \"15s\"\n\
              \n{sources}",
             quote(&self.state_url),
-            quote(&SandboxOptions::default().tenant_id),
-            quote(&SandboxOptions::default().client_id),
-            quote(SECRET_VAR),
-            quote(&self.sandbox.graph_url()),
-            quote(&self.sandbox.authority()),
         );
         std::fs::write(&self.config, config).expect("the config is written");
     }
