@@ -6,6 +6,7 @@
 //! appears more than once and clients merge by id (GRAPH.md "Delta").
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value, json};
 
@@ -85,12 +86,48 @@ impl Position {
 }
 
 /// One group's changes in a later round.
+#[derive(Debug)]
 struct Changed {
     group: GroupIx,
     /// Member → added (true) or removed (false), the last change winning.
     members: BTreeMap<UserIx, bool>,
     /// The group was deleted in the round.
     deleted: bool,
+}
+
+/// The changes of the round served last, keyed by epoch and log range. Every page of a round
+/// needs the same fold of the change log; without this a round of P pages over a log of N
+/// entries costs P × N, which a full build's settle round (hundreds of pages over the build's
+/// own hundreds of thousands of adds) turns into most of the run.
+#[derive(Debug, Default)]
+pub(super) struct RoundCache(Mutex<Option<CachedRound>>);
+
+#[derive(Debug)]
+struct CachedRound {
+    epoch: u64,
+    from: usize,
+    to: usize,
+    changed: Arc<Vec<Changed>>,
+}
+
+impl RoundCache {
+    /// The groups changed in the log between `from` and `to`, folded once per round.
+    fn changes(&self, directory: &Directory, from: usize, to: usize) -> Arc<Vec<Changed>> {
+        let mut cached = self.0.lock().expect("delta cache lock");
+        if let Some(round) = cached.as_ref()
+            && (round.epoch, round.from, round.to) == (directory.epoch, from, to)
+        {
+            return Arc::clone(&round.changed);
+        }
+        let changed = Arc::new(changes(directory, from, to));
+        *cached = Some(CachedRound {
+            epoch: directory.epoch,
+            from,
+            to,
+            changed: Arc::clone(&changed),
+        });
+        changed
+    }
 }
 
 fn changes(directory: &Directory, from: usize, to: usize) -> Vec<Changed> {
@@ -254,7 +291,10 @@ pub fn groups(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
             }
         }
         Some(from) => {
-            let changed = changes(&directory, from.min(position.to), position.to);
+            let changed =
+                tenant
+                    .delta_rounds
+                    .changes(&directory, from.min(position.to), position.to);
             while at < changed.len() {
                 if objects.len() == GROUPS_PER_PAGE || (with_members && members_left == 0) {
                     next = Some(Position {

@@ -137,6 +137,8 @@ pub struct Tenant {
     drop_after: Mutex<Option<u64>>,
     /// The `Retry-After` running now, for counting early requests.
     retry_window: Mutex<Option<RetryWindow>>,
+    /// The `/groups/delta` round served last.
+    delta_rounds: delta::RoundCache,
 }
 
 impl Tenant {
@@ -153,6 +155,7 @@ impl Tenant {
             accepted_writes: AtomicU64::new(0),
             drop_after: Mutex::new(None),
             retry_window: Mutex::new(None),
+            delta_rounds: delta::RoundCache::default(),
         };
         tenant.set_faults(faults);
         tenant
