@@ -1,7 +1,7 @@
 //! From a snapshot to the plan's desired lists: each list's metadata first (the actual
 //! read needs the groups' names), then its members as directory object ids.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::{Member, Snapshot};
 use crate::plan::{self, Members, ObjectId};
@@ -16,9 +16,11 @@ pub struct ResolvedLists {
 }
 
 impl Snapshot {
-    /// Every member key the lists name, each once.
+    /// Every member key the lists name, each once. (Most people are on several lists: the
+    /// hash set takes every membership cheaply, the ordered set only the distinct people.)
     pub fn member_keys(&self) -> BTreeSet<&Member> {
-        self.lists.values().flat_map(|l| &l.members).collect()
+        let distinct: HashSet<&Member> = self.lists.values().flat_map(|l| &l.members).collect();
+        distinct.into_iter().collect()
     }
 
     /// The lists as the plan names them, in key order, with no members yet.
