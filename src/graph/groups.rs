@@ -9,6 +9,7 @@ use super::error::{GraphError, is_nickname_taken};
 use super::pages::{MAX_PAGE, follow, list_all};
 use super::retry::{Attempts, Fault};
 use super::transport::{Request, Transport};
+use super::write::{MAX_BINDS, bind_url};
 use super::{DirectoryGroup, Ensured, GroupSpec, MANAGED_EXTENSION, ManagedTag};
 use crate::plan::ObjectId;
 
@@ -135,14 +136,25 @@ async fn create_group(
     if let Some(description) = spec.description.as_deref().filter(|d| !d.trim().is_empty()) {
         body["description"] = json!(description);
     }
-    let create = Request::with_body(Method::POST, transport.url(&["groups"], &[]), body);
+    let plain = Request::with_body(Method::POST, transport.url(&["groups"], &[]), body.clone());
+    let mut create = plain.clone();
+    let mut ensured = Ensured::Created;
+    if !spec.members.is_empty() {
+        body["members@odata.bind"] = spec
+            .members
+            .iter()
+            .take(MAX_BINDS)
+            .map(|member| bind_url(transport, member))
+            .collect();
+        create = Request::with_body(Method::POST, transport.url(&["groups"], &[]), body);
+    }
     let mut attempts = Attempts::start();
     loop {
         let unknown = match transport.send_once(&create).await {
             Ok(reply) if reply.is_success() => {
                 let group = parse_group(&reply.body, &create.describe())?;
                 tracing::info!(group = %group.id, mail_nickname = %group.mail_nickname, "created group");
-                return Ok((group, Ensured::Created));
+                return Ok((group, ensured));
             }
             Ok(reply) if is_nickname_taken(reply.status, &reply.body) => {
                 // Someone holds the nickname: a create of ours whose reply was lost, or a race.
@@ -152,6 +164,14 @@ async fn create_group(
                 };
             }
             Ok(reply) if reply.status >= 500 => reply.error(&create),
+            Ok(reply) if ensured == Ensured::Created && !spec.members.is_empty() => {
+                // A bound member Graph does not know (or not yet) fails the whole create:
+                // create the group empty and leave its members to the ordinary adds.
+                tracing::debug!(mail_nickname = %spec.mail_nickname, error = %reply.error(&create), "create with members refused; creating the group empty");
+                create = plain.clone();
+                ensured = Ensured::CreatedEmpty;
+                continue;
+            }
             Ok(reply) => return Err(reply.error(&create)),
             Err(error @ GraphError::Transport { .. }) => error,
             Err(error) => return Err(error),

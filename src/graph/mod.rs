@@ -67,6 +67,9 @@ pub struct GroupSpec {
     pub display_name: String,
     /// description.
     pub description: Option<String>,
+    /// Members bound in the create itself (at most [`MAX_BINDS`]): a new group's first
+    /// members cost no write of their own.
+    pub members: Vec<ObjectId>,
 }
 
 /// A user as the directory (or a delta round) shows it.
@@ -126,8 +129,11 @@ pub struct GroupsDelta {
 pub enum Ensured {
     /// It already existed (a create whose reply was lost, or a race).
     Found,
-    /// This call created it.
+    /// This call created it, with every member of its spec.
     Created,
+    /// This call created it without members: Graph refused a member of the spec (unknown
+    /// or not yet replicated), so the members are still to be added one write at a time.
+    CreatedEmpty,
 }
 
 /// One membership change.

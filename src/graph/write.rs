@@ -165,15 +165,18 @@ pub(crate) fn judge(op: &Op, request: &Request, outcome: Result<Reply, GraphErro
     }
 }
 
+/// The `directoryObjects` URL that binds `member` in a `members@odata.bind` list.
+pub(crate) fn bind_url(transport: &Transport, member: &ObjectId) -> Value {
+    Value::String(
+        transport
+            .url(&["directoryObjects", &member.to_string()], &[])
+            .to_string(),
+    )
+}
+
 /// The request for an op.
 pub(crate) fn request(transport: &Transport, op: &Op) -> Request {
-    let bind = |member: &ObjectId| {
-        Value::String(
-            transport
-                .url(&["directoryObjects", &member.to_string()], &[])
-                .to_string(),
-        )
-    };
+    let bind = |member: &ObjectId| bind_url(transport, member);
     match op {
         Op::AddMany { group, members } => Request::with_body(
             Method::PATCH,

@@ -6,14 +6,17 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::batches::{self, FirstAdds};
 use super::lease::RunLease;
 use super::progress::Progress;
 use super::{Stop, StopSignal};
 use crate::graph::{Ensured, GraphClient, GroupSpec, ManagedTag, Write};
+use crate::plan::ObjectId;
 use crate::store::{Batch, GroupOrigin, JournalOp, ManagedGroup, OpKind, Outcome, RunId, Store};
 
-/// Member operations per journal batch: enough for every connection to carry a full `$batch`
-/// of twenty 20-member PATCHes at once.
+/// Most member and tag operations per journal batch: enough for every connection to carry a
+/// full `$batch` of twenty 20-member PATCHes at once. A batch ends on a full `$batch`, so a
+/// batch of removes or tags holds a little fewer.
 pub const OPS_PER_BATCH: usize = 1_600;
 
 /// Group creations per journal batch.
@@ -101,15 +104,27 @@ impl Apply<'_> {
             let (creates, others): (Vec<JournalOp>, Vec<JournalOp>) = pending
                 .into_iter()
                 .partition(|op| op.op.kind == OpKind::CreateGroup);
+            let creating: HashSet<&str> = creates
+                .iter()
+                .filter(|op| self.creates.contains_key(&op.op.list))
+                .map(|op| op.op.list.as_str())
+                .collect();
+            let (mut first_adds, mut others) =
+                batches::first_adds(others, |list| creating.contains(list));
             let mut not_created = HashSet::new();
             for chunk in creates.chunks(CREATES_PER_BATCH) {
                 self.stop.check(self.store, self.lease).await?;
-                let (counts, _) = self.create(chunk, &mut groups, &mut not_created).await?;
+                let (counts, unsettled) = self
+                    .create(chunk, &mut first_adds, &mut groups, &mut not_created)
+                    .await?;
                 applied.add(counts);
+                others.extend(unsettled);
             }
-            for chunk in others.chunks(OPS_PER_BATCH) {
+            // Adds whose create never came to be sent (the plan lost its group properties).
+            others.extend(first_adds.into_values().flatten().map(|(op, _)| op));
+            for chunk in batches::journal_batches(others, OPS_PER_BATCH) {
                 self.stop.check(self.store, self.lease).await?;
-                let (counts, unreachable) = self.write(chunk, &mut groups, &not_created).await?;
+                let (counts, unreachable) = self.write(&chunk, &mut groups, &not_created).await?;
                 applied.add(counts);
                 if unreachable {
                     return Err(Stop::unreachable(chunk.len()));
@@ -133,33 +148,52 @@ impl Apply<'_> {
         }
     }
 
-    /// Creates (or finds) the groups of a chunk of create operations, then commits.
+    /// Creates (or finds) the groups of a chunk of create operations, each with the first
+    /// adds of its list bound in, then commits: a group created with its members settles
+    /// those adds in the same commit. Returns the adds it did not settle (the group was
+    /// found, created empty, or not created), for the ordinary writes.
     async fn create(
         &self,
         ops: &[JournalOp],
+        first_adds: &mut FirstAdds,
         groups: &mut HashMap<String, ManagedGroup>,
         not_created: &mut HashSet<String>,
-    ) -> Result<(Applied, bool), Stop> {
+    ) -> Result<(Applied, Vec<JournalOp>), Stop> {
         // Operations whose plan lost its group properties cannot be sent; the rest are
         // looked up (and, where missing, created) together.
         let (known, unknown): (Vec<&JournalOp>, Vec<&JournalOp>) = ops
             .iter()
             .partition(|op| self.creates.contains_key(&op.op.list));
+        let bound: Vec<Vec<(JournalOp, ObjectId)>> = known
+            .iter()
+            .map(|op| first_adds.remove(&op.op.list).unwrap_or_default())
+            .collect();
         let specs: Vec<GroupSpec> = known
             .iter()
-            .map(|op| {
+            .zip(&bound)
+            .map(|(op, adds)| {
                 let planned = &self.creates[&op.op.list];
                 GroupSpec {
                     mail_nickname: planned.mail_nickname.clone(),
                     display_name: planned.display_name.clone(),
                     description: planned.description.clone(),
+                    members: adds.iter().map(|(_, member)| *member).collect(),
                 }
             })
             .collect();
         let results = self.graph.ensure_groups(&specs).await;
         let mut outcomes = Vec::with_capacity(ops.len());
         let mut made = Vec::new();
-        for (op, result) in known.into_iter().zip(results) {
+        let mut unsettled = Vec::new();
+        for ((op, adds), result) in known.into_iter().zip(bound).zip(results) {
+            let created_with_members = matches!(result, Ok((_, Ensured::Created)));
+            for (add, _) in adds {
+                if created_with_members {
+                    outcomes.push((add.seq, Outcome::Done));
+                } else {
+                    unsettled.push(add);
+                }
+            }
             let outcome = match result {
                 Ok((group, ensured)) => {
                     if ensured == Ensured::Found {
@@ -194,7 +228,8 @@ impl Apply<'_> {
                 )),
             ));
         }
-        self.commit(&outcomes, &made, ops.len()).await
+        let (counts, _) = self.commit(&outcomes, &made, ops.len()).await?;
+        Ok((counts, unsettled))
     }
 
     /// Sends a chunk of member and tag operations, then commits.

@@ -6,6 +6,7 @@
 
 mod actual;
 mod apply;
+mod batches;
 mod flow;
 mod identity;
 mod lease;

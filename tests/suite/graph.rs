@@ -619,6 +619,7 @@ async fn twenty_groups_are_looked_up_in_one_batch_and_only_the_missing_ones_crea
             mail_nickname: format!("list-{n}"),
             display_name: format!("List {n}"),
             description: None,
+            members: Vec::new(),
         })
         .collect();
     let outcomes: Vec<Ensured> = client
@@ -651,6 +652,7 @@ async fn ensure_group_finds_an_existing_group_and_creates_a_missing_one() {
         mail_nickname: nickname.to_owned(),
         display_name: format!("{nickname} (display)"),
         description: Some("made by rollcall's suite".to_owned()),
+        members: Vec::new(),
     };
     let (found, how) = ensure(&client, &spec("list-0")).await.unwrap();
     assert_eq!(
@@ -674,6 +676,42 @@ async fn ensure_group_finds_an_existing_group_and_creates_a_missing_one() {
         Some("made by rollcall's suite")
     );
     assert!(created.mail_enabled && !created.security_enabled);
+}
+
+#[tokio::test]
+async fn a_create_binds_its_first_members_and_an_unknown_one_leaves_the_group_empty() {
+    let tenant = Tenant::start(seed(30, &[]), Faults::default()).await;
+    let client = tenant.client().await;
+    let spec = |nickname: &str, members: Vec<ObjectId>| GroupSpec {
+        mail_nickname: nickname.to_owned(),
+        display_name: nickname.to_owned(),
+        description: None,
+        members,
+    };
+    let (made, how) = ensure(&client, &spec("mod-full", (0..20).map(oid).collect()))
+        .await
+        .unwrap();
+    assert_eq!(how, Ensured::Created);
+    let unknown: ObjectId = "44444444-0000-0000-0000-000000000000".parse().unwrap();
+    let (empty, how) = ensure(&client, &spec("mod-empty", vec![oid(1), unknown]))
+        .await
+        .unwrap();
+    assert_eq!(how, Ensured::CreatedEmpty);
+    assert_eq!(
+        tenant.stat(&["requests", "POST /groups", "201"]),
+        2,
+        "one create each, the refused one aside"
+    );
+    let state = tenant.sandbox.state();
+    let members = |id: &str| {
+        let group = state.groups.iter().find(|g| g.id.as_deref() == Some(id));
+        let mut members = group.map(|g| g.members.clone()).unwrap_or_default();
+        members.sort();
+        members
+    };
+    assert_eq!(members(&made.id), ids(0..20));
+    assert!(members(&empty.id).is_empty());
+    assert_eq!(state.groups.len(), 2, "the refused create made no group");
 }
 
 #[tokio::test]
@@ -708,6 +746,7 @@ async fn a_create_whose_reply_was_lost_never_makes_a_second_group() {
         mail_nickname: "mod-lost".to_owned(),
         display_name: "Lost reply".to_owned(),
         description: None,
+        members: Vec::new(),
     };
     let (group, how) = ensure(&client, &spec).await.unwrap();
     assert!(
@@ -733,6 +772,7 @@ async fn a_connection_dropped_right_after_a_create_leaves_one_group() {
         mail_nickname: "mod-drop".to_owned(),
         display_name: "Drop".to_owned(),
         description: None,
+        members: Vec::new(),
     };
     // The create is the one write the sandbox accepts; everything after it is dropped.
     tenant.sandbox.set_faults(Faults {
@@ -799,6 +839,7 @@ async fn adds_to_a_group_graph_has_not_replicated_yet_are_retried_until_it_has()
             mail_nickname: "mod-new".to_owned(),
             display_name: "New".to_owned(),
             description: None,
+            members: Vec::new(),
         },
     )
     .await

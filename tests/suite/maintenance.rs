@@ -175,18 +175,24 @@ async fn database_lost_mid_apply(mut outage: Outage, url: String, what: &str) {
         ..calm()
     });
     let tenant = Tenant::start_at(url, options).await;
-    let lists = tenant.desired.lists.len() as u64;
+    // A create binds its list's first 20 members: one write for the group, one per member.
+    let creates: u64 = tenant
+        .desired
+        .lists
+        .values()
+        .map(|members| 1 + members.len().min(MAX_BINDS) as u64)
+        .sum();
 
     let child = tenant
         .command(&["run"])
         .spawn()
         .expect("`rollcall run` starts");
     let run = tokio::spawn(child.wait_with_output());
-    // Every group is created (one write each) before the member batches. Once the first
-    // member batch has landed, wait half a request's latency: rollcall has (most likely)
+    // Every group is created before the member batches. Once the first member batch has
+    // landed, wait half a request's latency: rollcall has (most likely)
     // committed it and sent the next, which the sandbox is still holding when the cut comes.
     let waiting = Instant::now();
-    while tenant.stat("writes") < lists + OPS_PER_BATCH as u64 {
+    while tenant.stat("writes") < creates + OPS_PER_BATCH as u64 {
         assert!(
             !run.is_finished(),
             "{what}: `rollcall run` ended before the first member batch landed"

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use rollcall::graph::MAX_BINDS;
 use rollcall::sandbox::{Faults, TenantSize};
 
 use crate::common::db::TestDatabase;
@@ -74,6 +75,20 @@ async fn fresh_build_matches_the_sources_and_a_second_run_writes_nothing(db: Tes
 
     tenant.rollcall(&["run"]).await.expect(0);
     tenant.assert_converged("after the first run");
+    // Writes pack as tightly as Graph allows: each create binds its list's first 20 members,
+    // the rest go as 20-member PATCHes, then the tag; 20 requests to a `$batch`, every
+    // `$batch` full but the last.
+    let requests: usize = tenant
+        .desired
+        .lists
+        .values()
+        .map(|members| members.len().saturating_sub(MAX_BINDS).div_ceil(MAX_BINDS) + 1)
+        .sum();
+    assert_eq!(
+        tenant.stat("write_round_trips"),
+        lists + requests.div_ceil(20) as u64,
+        "write round trips of a build: one per create, then full `$batch`es"
+    );
 
     let (writes, write_requests) = (tenant.stat("writes"), tenant.stat("write_requests"));
     tenant.rollcall(&["run"]).await.expect(0);

@@ -1,0 +1,228 @@
+//! How the apply cuts a run's pending operations into journal batches so that the Graph
+//! requests they become fill whole `$batch`es.
+//!
+//! Graph packs one group's adds 20 to a PATCH and 20 requests to a `$batch`
+//! ([`crate::graph::write`]). A journal batch cut at a fixed number of operations splits
+//! groups and leaves a partly filled `$batch` at every cut; here each batch is made of whole
+//! requests, and a cut falls only after a full `$batch`, so only the run's last `$batch` can
+//! be partly filled. A new group's first adds travel in its create instead (see
+//! [`first_adds`]).
+
+use std::collections::HashMap;
+
+use crate::graph::MAX_BINDS;
+use crate::plan::ObjectId;
+use crate::store::{JournalOp, OpKind};
+
+/// Requests one `$batch` carries (GRAPH.md "JSON batching").
+const REQUESTS_PER_BATCH: usize = 20;
+
+/// Cuts member and tag operations into journal batches of whole requests. A batch closes
+/// after a full `$batch` once another full one might take it past `max_ops` operations, so
+/// it holds at most `max_ops` (given `max_ops` ≥ 400), and exactly `max_ops` when it is all
+/// adds and `max_ops` is a multiple of 400. Each list's adds stay together (in journal
+/// order), followed by its removes and its tag; lists keep the order they first appear in.
+pub fn journal_batches(ops: Vec<JournalOp>, max_ops: usize) -> Vec<Vec<JournalOp>> {
+    let mut lists: Vec<ListOps> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for op in ops {
+        let ix = *at.entry(op.op.list.clone()).or_insert_with(|| {
+            lists.push(ListOps::default());
+            lists.len() - 1
+        });
+        match op.op.kind {
+            OpKind::AddMember => lists[ix].adds.push(op),
+            _ => lists[ix].others.push(op),
+        }
+    }
+    let requests = lists.into_iter().flat_map(|list| {
+        let mut adds = list.adds.into_iter().peekable();
+        let patches = std::iter::from_fn(move || {
+            adds.peek()?;
+            Some(adds.by_ref().take(MAX_BINDS).collect::<Vec<_>>())
+        });
+        patches.chain(list.others.into_iter().map(|op| vec![op]))
+    });
+    let mut batches = Vec::new();
+    let mut batch: Vec<JournalOp> = Vec::new();
+    let mut in_batch = 0;
+    for request in requests {
+        batch.extend(request);
+        in_batch += 1;
+        if in_batch % REQUESTS_PER_BATCH == 0
+            && batch.len() + REQUESTS_PER_BATCH * MAX_BINDS > max_ops
+        {
+            batches.push(std::mem::take(&mut batch));
+            in_batch = 0;
+        }
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    batches
+}
+
+/// One list's pending operations: adds, then removes and tags.
+#[derive(Default)]
+struct ListOps {
+    adds: Vec<JournalOp>,
+    others: Vec<JournalOp>,
+}
+
+/// By list, the adds a create binds, each with its member.
+pub type FirstAdds = HashMap<String, Vec<(JournalOp, ObjectId)>>;
+
+/// Takes, for each list in `creating`, its first [`MAX_BINDS`] pending adds out of `ops`: a
+/// create binds them itself, which spares the writes that would add them after it. Returns
+/// the adds taken, by list, with their members, and the operations left.
+pub fn first_adds(
+    ops: Vec<JournalOp>,
+    creating: impl Fn(&str) -> bool,
+) -> (FirstAdds, Vec<JournalOp>) {
+    let mut taken = FirstAdds::new();
+    let mut left = Vec::with_capacity(ops.len());
+    for op in ops {
+        if op.op.kind != OpKind::AddMember || !creating(&op.op.list) {
+            left.push(op);
+            continue;
+        }
+        let member = op.op.member.as_deref().map(str::parse::<ObjectId>);
+        let list = taken.entry(op.op.list.clone()).or_default();
+        match member {
+            Some(Ok(member)) if list.len() < MAX_BINDS => list.push((op, member)),
+            _ => left.push(op),
+        }
+    }
+    (taken, left)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewOp, OpStatus, RunId};
+
+    fn op(seq: i64, list: &str, kind: OpKind) -> JournalOp {
+        JournalOp {
+            run: RunId(1),
+            seq,
+            op: NewOp {
+                list: list.to_owned(),
+                kind,
+                member: (kind != OpKind::TagGroup)
+                    .then(|| format!("00000000-0000-0000-0000-{seq:012}")),
+            },
+            status: OpStatus::Pending,
+            attempts: 0,
+            last_error: None,
+        }
+    }
+
+    /// The number of requests each batch becomes, as `graph::write` packs them.
+    fn requests(batch: &[JournalOp]) -> usize {
+        let mut adds: HashMap<&str, usize> = HashMap::new();
+        let mut others = 0;
+        for op in batch {
+            match op.op.kind {
+                OpKind::AddMember => *adds.entry(op.op.list.as_str()).or_default() += 1,
+                _ => others += 1,
+            }
+        }
+        others + adds.values().map(|n| n.div_ceil(MAX_BINDS)).sum::<usize>()
+    }
+
+    #[test]
+    fn batches_are_whole_batches_of_whole_requests() {
+        // Lists of awkward sizes, interleaved the way a journal can interleave them.
+        let mut ops = Vec::new();
+        let mut seq = 0;
+        for round in 0..30 {
+            for (l, size) in [7, 45, 3, 101, 20].into_iter().enumerate() {
+                for _ in 0..size {
+                    seq += 1;
+                    ops.push(op(
+                        seq,
+                        &format!("list-{l}-{}", round % 4),
+                        OpKind::AddMember,
+                    ));
+                }
+                seq += 1;
+                ops.push(op(
+                    seq,
+                    &format!("list-{l}-{}", round % 4),
+                    OpKind::RemoveMember,
+                ));
+            }
+            seq += 1;
+            ops.push(op(seq, &format!("list-tag-{round}"), OpKind::TagGroup));
+        }
+        let total = ops.len();
+        let mut seqs: Vec<i64> = ops.iter().map(|o| o.seq).collect();
+        let batches = journal_batches(ops, 700);
+        assert!(batches.len() > 3);
+        let (last, full) = batches.split_last().unwrap();
+        for batch in full {
+            assert_eq!(
+                requests(batch) % REQUESTS_PER_BATCH,
+                0,
+                "a cut left a partly filled $batch"
+            );
+            assert!(batch.len() > 300 && batch.len() <= 700, "{}", batch.len());
+        }
+        assert!(!last.is_empty() && last.len() <= 700);
+        // Every operation lands in exactly one batch.
+        let mut out: Vec<i64> = batches.iter().flatten().map(|o| o.seq).collect();
+        assert_eq!(out.len(), total);
+        seqs.sort_unstable();
+        out.sort_unstable();
+        assert_eq!(out, seqs);
+    }
+
+    #[test]
+    fn adds_alone_fill_batches_to_the_operation_limit() {
+        let ops: Vec<JournalOp> = (1..=4_000)
+            .map(|seq| op(seq, &format!("list-{}", seq / 130), OpKind::AddMember))
+            .collect();
+        let sizes: Vec<usize> = journal_batches(ops, 1_600).iter().map(Vec::len).collect();
+        // 130-member lists take 7 PATCHes, the last of 10: a full `$batch` of 20 PATCHes then
+        // holds a little under 400 members.
+        assert!(sizes.iter().all(|&n| n <= 1_600), "{sizes:?}");
+        assert_eq!(sizes.iter().sum::<usize>(), 4_000);
+        let ops: Vec<JournalOp> = (0..4_000)
+            .map(|seq| op(seq, &format!("list-{}", seq / 200), OpKind::AddMember))
+            .collect();
+        let sizes: Vec<usize> = journal_batches(ops, 1_600).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [1_600, 1_600, 800]);
+    }
+
+    #[test]
+    fn a_list_keeps_its_adds_in_order_and_together() {
+        let ops = vec![
+            op(1, "a", OpKind::AddMember),
+            op(2, "b", OpKind::AddMember),
+            op(3, "a", OpKind::RemoveMember),
+            op(4, "a", OpKind::AddMember),
+            op(5, "b", OpKind::TagGroup),
+        ];
+        let batches = journal_batches(ops, 1_600);
+        let seqs: Vec<i64> = batches.concat().iter().map(|o| o.seq).collect();
+        assert_eq!(seqs, [1, 4, 3, 2, 5]);
+    }
+
+    #[test]
+    fn creates_take_the_first_twenty_adds_of_their_lists() {
+        let mut ops: Vec<JournalOp> = (1..=25).map(|s| op(s, "new", OpKind::AddMember)).collect();
+        ops.push(op(26, "new", OpKind::RemoveMember));
+        ops.push(op(27, "old", OpKind::AddMember));
+        let mut bad = op(28, "new", OpKind::AddMember);
+        bad.op.member = Some("not an id".to_owned());
+        ops.insert(0, bad);
+        let (taken, left) = first_adds(ops, |list| list == "new");
+        let new = &taken["new"];
+        assert_eq!(new.len(), MAX_BINDS);
+        assert_eq!(new.first().map(|(o, _)| o.seq), Some(1));
+        assert_eq!(new.last().map(|(o, _)| o.seq), Some(20));
+        assert!(!taken.contains_key("old"));
+        let left: Vec<i64> = left.iter().map(|o| o.seq).collect();
+        assert_eq!(left, [28, 21, 22, 23, 24, 25, 26, 27]);
+    }
+}
