@@ -99,22 +99,12 @@ pub fn first_adds(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewOp, OpStatus, RunId};
+    use crate::store::OpStatus;
 
     fn op(seq: i64, list: &str, kind: OpKind) -> JournalOp {
-        JournalOp {
-            run: RunId(1),
-            seq,
-            op: NewOp {
-                list: list.to_owned(),
-                kind,
-                member: (kind != OpKind::TagGroup)
-                    .then(|| format!("00000000-0000-0000-0000-{seq:012}")),
-            },
-            status: OpStatus::Pending,
-            attempts: 0,
-            last_error: None,
-        }
+        let member =
+            (kind != OpKind::TagGroup).then(|| format!("00000000-0000-0000-0000-{seq:012}"));
+        JournalOp::sample(seq, list, kind, member, OpStatus::Pending)
     }
 
     /// The number of requests each batch becomes, as `graph::write` packs them.

@@ -629,21 +629,9 @@ pub fn drift_text(drift: &Drift) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewOp, RunId};
 
     fn op(seq: i64, list: &str, kind: OpKind, status: OpStatus) -> JournalOp {
-        JournalOp {
-            run: RunId(1),
-            seq,
-            op: NewOp {
-                list: list.to_owned(),
-                kind,
-                member: None,
-            },
-            status,
-            attempts: 1,
-            last_error: None,
-        }
+        JournalOp::sample(seq, list, kind, None, status)
     }
 
     #[test]

@@ -250,6 +250,31 @@ pub struct JournalOp {
     pub last_error: Option<String>,
 }
 
+#[cfg(test)]
+impl JournalOp {
+    /// An operation of run 1 on `list`, never failed, for unit tests.
+    pub(crate) fn sample(
+        seq: i64,
+        list: &str,
+        kind: OpKind,
+        member: Option<String>,
+        status: OpStatus,
+    ) -> JournalOp {
+        JournalOp {
+            run: RunId(1),
+            seq,
+            op: NewOp {
+                list: list.to_owned(),
+                kind,
+                member,
+            },
+            status,
+            attempts: i32::from(status != OpStatus::Pending),
+            last_error: None,
+        }
+    }
+}
+
 /// Counts of a run's journal by status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JournalCounts {
