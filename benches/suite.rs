@@ -18,6 +18,7 @@
 //! extrapolated linearly to the whole university (marked ≈). That flatters the baseline: the
 //! sample's writes start against a full write bucket, which a whole run would soon empty.
 //!
+//! `ROLLCALL_BENCH_TIMELINE=1` prints write requests per second of each scenario.
 //! `ROLLCALL_BENCH_SIZES=medium` (or `large`) picks sizes. `ROLLCALL_BENCH_SMOKE=1` (or
 //! `-- --smoke`) runs the small university with a fast clock and a small baseline sample in
 //! seconds, with no timing assertions, for CI. Planning alone (sources → plan at 300,000 and
@@ -277,6 +278,7 @@ fn scenario(
             let mut first: Option<Duration> = None;
             let mut last: Option<Duration> = None;
             let mut seen = before.write_requests;
+            let mut timeline = Timeline::from_env(seen);
             while !done.load(Ordering::Relaxed) {
                 std::thread::sleep(SAMPLE_EVERY);
                 let now = Counters::read(sandbox).write_requests;
@@ -285,6 +287,9 @@ fn scenario(
                     let at = started.elapsed();
                     first.get_or_insert(at);
                     last = Some(at);
+                }
+                if let Some(timeline) = timeline.as_mut() {
+                    timeline.sample(started.elapsed(), now);
                 }
             }
             first.zip(last).map(|(first, last)| last - first)
@@ -300,6 +305,34 @@ fn scenario(
         counters: Counters::read(sandbox).since(&before),
         write_phase,
     })
+}
+
+/// With `ROLLCALL_BENCH_TIMELINE=1`, write requests served per second of a scenario, printed
+/// to stderr: where a write phase leaves the budget unused.
+struct Timeline {
+    second: u64,
+    at_second_start: u64,
+}
+
+impl Timeline {
+    fn from_env(write_requests: u64) -> Option<Timeline> {
+        std::env::var_os("ROLLCALL_BENCH_TIMELINE").map(|_| Timeline {
+            second: 0,
+            at_second_start: write_requests,
+        })
+    }
+
+    fn sample(&mut self, elapsed: Duration, write_requests: u64) {
+        if elapsed.as_secs() > self.second {
+            eprintln!(
+                "  timeline: second {:>3}: {:>5} write requests",
+                self.second,
+                write_requests - self.at_second_start
+            );
+            self.second = elapsed.as_secs();
+            self.at_second_start = write_requests;
+        }
+    }
 }
 
 /// The least write round trips a full build can take: one per 400 adds, one per creation.
