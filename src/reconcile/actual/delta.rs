@@ -1,0 +1,197 @@
+//! The delta read: the mirror brought up to date by one `/groups/delta` round, and the round
+//! after a run's writes that keeps the mirror current.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{
+    ActualState, GROUPS_SCOPE, ReadMode, actual_list, claim, gone, ids, read_members, tagged,
+};
+use crate::config::Config;
+use crate::graph::{GraphClient, GroupsDelta};
+use crate::plan::{Actual, DesiredList, ObjectId};
+use crate::reconcile::Stop;
+use crate::store::{GroupOrigin, ManagedGroup, MirrorChange, Store};
+
+/// The delta read: the managed groups the store records, their mirror brought up to date by
+/// `round`; the nicknames of desired lists without a group looked up (batched) for adoption,
+/// conflicts and groups rollcall tagged but never recorded.
+pub(super) async fn read_delta(
+    config: &Config,
+    store: &Store,
+    graph: &GraphClient,
+    desired: &[DesiredList],
+    repair: bool,
+    round: GroupsDelta,
+) -> Result<ActualState, Stop> {
+    let mut state = ActualState {
+        read: Some(ReadMode::Delta),
+        ..ActualState::default()
+    };
+    let recorded = store.groups().await.map_err(Stop::store)?;
+    let mut mirror = store.mirror().await.map_err(Stop::store)?;
+    let (changes, forget) = changes_of(&round, &recorded);
+    let nicknames_now: HashMap<&str, &String> = round
+        .groups
+        .iter()
+        .filter_map(|c| Some((c.id.as_str(), c.mail_nickname.as_ref()?)))
+        .collect();
+    for mut group in recorded {
+        if forget.contains(&group.list) {
+            tracing::warn!(list = %group.list, group = %group.group_id, "the list's group was deleted in Microsoft 365; it is forgotten");
+            state.warnings.push(gone(&group));
+            mirror.remove(&group.list);
+            continue;
+        }
+        if let Some(nickname) = nicknames_now.get(group.group_id.to_ascii_lowercase().as_str()) {
+            group.mail_nickname.clone_from(nickname);
+        }
+        state.managed.insert(group.list.clone(), group);
+    }
+    let changed_groups = changes.len();
+
+    // Lists without a group: is their nickname free, ours, adoptable or someone else's?
+    let missing: Vec<&DesiredList> = desired
+        .iter()
+        .filter(|l| !state.managed.contains_key(&l.key))
+        .collect();
+    let nicknames: Vec<String> = missing.iter().map(|l| l.mail_nickname.clone()).collect();
+    let mut fresh: Vec<ManagedGroup> = Vec::new();
+    for (list, found) in missing.iter().zip(graph.find_groups(&nicknames).await) {
+        let found = found
+            .map_err(|e| Stop::graph(format!("look up the nickname of list `{}`", list.key), e))?;
+        let Some(group) = found else { continue };
+        if state.managed.values().any(|m| m.group_id == group.id) {
+            continue;
+        }
+        match &group.tag {
+            Some(tag) if tag.list == list.key => {
+                // Rollcall's own group, unknown to the store (a create never recorded).
+                let managed = tagged(&tag.list, &tag.family, &group);
+                fresh.push(managed.clone());
+                state.managed.insert(managed.list.clone(), managed);
+            }
+            _ => {
+                let adopted = state.adopted.len();
+                claim(config, list, &group, &mut state);
+                fresh.extend(state.adopted.get(adopted).cloned());
+            }
+        }
+    }
+    let fresh_refs: Vec<&ManagedGroup> = fresh.iter().collect();
+    let mut read = read_members(graph, &fresh_refs).await?;
+
+    let mut lists = Vec::with_capacity(state.managed.len());
+    let fresh_lists: HashSet<&str> = fresh.iter().map(|g| g.list.as_str()).collect();
+    let by_list: HashMap<&str, &MirrorChange> =
+        changes.iter().map(|c| (c.list.as_str(), c)).collect();
+    for group in state.managed.values() {
+        if fresh_lists.contains(group.list.as_str()) {
+            continue;
+        }
+        let mut members: HashSet<String> = mirror
+            .remove(&group.list)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        if let Some(change) = by_list.get(group.list.as_str()) {
+            members.extend(change.adds.iter().cloned());
+            for gone in &change.removes {
+                members.remove(gone);
+            }
+        }
+        let members = members
+            .iter()
+            .map(|m| m.parse::<ObjectId>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                Stop::failed(anyhow::anyhow!(
+                    "the mirror of list `{}` holds a member that is no object id ({e}); \
+                     `rollcall rebuild --state-only` reads it afresh",
+                    group.list
+                ))
+            })?;
+        lists.push(actual_list(group, members));
+    }
+    if repair {
+        // The round first: it may forget a list whose group was deleted, and a group found
+        // for that list since must not be forgotten with it.
+        store
+            .apply_delta_round(&changes, &forget, GROUPS_SCOPE, &round.delta_link)
+            .await
+            .map_err(Stop::store)?;
+        let recovered = fresh.iter().filter(|g| g.origin == GroupOrigin::Created);
+        for (group, list) in
+            recovered.filter_map(|g| Some((g, read.iter().find(|l| l.key == g.list)?)))
+        {
+            store.upsert_group(group).await.map_err(Stop::store)?;
+            store
+                .replace_members(&list.key, &ids(list))
+                .await
+                .map_err(Stop::store)?;
+        }
+    }
+    tracing::info!(
+        changed_groups,
+        gone = forget.len(),
+        looked_up = nicknames.len(),
+        read_in_full = fresh.len(),
+        "managed groups brought up to date by a delta round"
+    );
+    lists.append(&mut read);
+    state.actual = Actual::new(lists).map_err(|e| Stop::failed(anyhow::anyhow!("{e}")))?;
+    Ok(state)
+}
+
+/// After a run's writes: one more delta round into the mirror, so that the next run's round
+/// does not carry this run's own changes again. Best effort: on any failure the stored link
+/// stays and the next run replays from it.
+pub async fn settle(store: &Store, graph: &GraphClient) {
+    let outcome = async {
+        let Some(link) = store.delta_link(GROUPS_SCOPE).await? else {
+            return Ok(0);
+        };
+        let round = graph.groups_delta(&link).await?;
+        let recorded = store.groups().await?;
+        let (changes, forget) = changes_of(&round, &recorded);
+        for list in &forget {
+            tracing::warn!(list = %list, "the list's group was deleted in Microsoft 365; it is forgotten");
+        }
+        store
+            .apply_delta_round(&changes, &forget, GROUPS_SCOPE, &round.delta_link)
+            .await?;
+        anyhow::Ok(changes.len())
+    }
+    .await;
+    match outcome {
+        Ok(groups) => tracing::debug!(groups, "mirror settled after the run's writes"),
+        Err(e) => tracing::warn!(
+            error = %format!("{e:#}"),
+            "could not bring the mirror up to date after the run's writes; the next run reads the changes again"
+        ),
+    }
+}
+
+/// A delta round's changes to managed groups, by list, and the lists whose group is gone.
+fn changes_of(round: &GroupsDelta, recorded: &[ManagedGroup]) -> (Vec<MirrorChange>, Vec<String>) {
+    let by_id: HashMap<String, &str> = recorded
+        .iter()
+        .map(|g| (g.group_id.to_ascii_lowercase(), g.list.as_str()))
+        .collect();
+    let mut changes = Vec::new();
+    let mut forget = Vec::new();
+    for change in &round.groups {
+        let Some(&list) = by_id.get(&change.id) else {
+            continue;
+        };
+        if change.deleted {
+            forget.push(list.to_owned());
+        } else if !change.added.is_empty() || !change.removed.is_empty() {
+            changes.push(MirrorChange {
+                list: list.to_owned(),
+                adds: change.added.iter().map(ToString::to_string).collect(),
+                removes: change.removed.iter().map(ToString::to_string).collect(),
+            });
+        }
+    }
+    (changes, forget)
+}
