@@ -419,43 +419,38 @@ mod tests {
             &TickRecord::default(),
         );
         let text = metrics.render();
-        let at =
-            |prefix: &str| sample(&text, prefix).unwrap_or_else(|| panic!("{prefix}:\n{text}"));
-        assert_eq!(
-            at(r#"rollcall_runs_total{kind="run",outcome="success"}"#),
-            1.0
-        );
-        assert_eq!(
-            at(r#"rollcall_runs_total{kind="run",outcome="skipped"}"#),
-            1.0
-        );
-        assert_eq!(
-            at(r#"rollcall_runs_total{kind="rebuild",outcome="failed"}"#),
-            0.0
-        );
-        assert_eq!(
-            at(r#"rollcall_run_duration_seconds_count{kind="run"}"#),
-            1.0
-        );
-        assert_eq!(
-            at(r#"rollcall_operations_total{kind="add",outcome="done"}"#),
-            40.0
-        );
-        assert_eq!(
-            at(r#"rollcall_operations_total{kind="create",outcome="done"}"#),
-            2.0
-        );
-        assert_eq!(
-            at(r#"rollcall_operations_total{kind="remove",outcome="failed"}"#),
-            1.0
-        );
-        assert_eq!(at(r#"rollcall_graph_requests_total{status="4xx"}"#), 3.0);
-        assert_eq!(at("rollcall_graph_throttled_total"), 2.0);
-        assert_eq!(at("rollcall_graph_throttle_wait_seconds_total"), 1.5);
-        assert_eq!(
-            at(r#"rollcall_guard_trips_total{guard="max_removals_per_run"}"#),
-            1.0
-        );
+        let expected = [
+            (r#"rollcall_runs_total{kind="run",outcome="success"}"#, 1.0),
+            (r#"rollcall_runs_total{kind="run",outcome="skipped"}"#, 1.0),
+            (
+                r#"rollcall_runs_total{kind="rebuild",outcome="failed"}"#,
+                0.0,
+            ),
+            (r#"rollcall_run_duration_seconds_count{kind="run"}"#, 1.0),
+            (
+                r#"rollcall_operations_total{kind="add",outcome="done"}"#,
+                40.0,
+            ),
+            (
+                r#"rollcall_operations_total{kind="create",outcome="done"}"#,
+                2.0,
+            ),
+            (
+                r#"rollcall_operations_total{kind="remove",outcome="failed"}"#,
+                1.0,
+            ),
+            (r#"rollcall_graph_requests_total{status="4xx"}"#, 3.0),
+            ("rollcall_graph_throttled_total", 2.0),
+            ("rollcall_graph_throttle_wait_seconds_total", 1.5),
+            (
+                r#"rollcall_guard_trips_total{guard="max_removals_per_run"}"#,
+                1.0,
+            ),
+        ];
+        for (prefix, value) in expected {
+            let at = sample(&text, prefix).unwrap_or_else(|| panic!("{prefix}:\n{text}"));
+            assert_eq!(at, value, "{prefix}");
+        }
         assert!(text.contains("# HELP rollcall_paused "), "{text}");
     }
 

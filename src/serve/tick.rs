@@ -146,7 +146,7 @@ impl Ticker {
         if let Some(run) = resumable
             && !self.seen.contains_key(&run)
         {
-            let counts = op_counts(store, run).await?;
+            let counts = store.journal_tally(run).await?;
             self.seen.insert(run, counts);
         }
         Ok((last, resumable))
@@ -187,7 +187,7 @@ impl Ticker {
             }
         }
         for (run, status) in touched {
-            let now = op_counts(store, run).await?;
+            let now = store.journal_tally(run).await?;
             let earlier = self.seen.remove(&run).unwrap_or_default();
             for (key, n) in &now {
                 let delta = n.saturating_sub(earlier.get(key).copied().unwrap_or(0));
@@ -239,12 +239,4 @@ fn ran_here(run: &Run, instance: &str) -> bool {
         .and_then(|a| a.get("instance"))
         .and_then(serde_json::Value::as_str)
         == Some(instance)
-}
-
-async fn op_counts(store: &Store, run: RunId) -> Result<OpCounts, StoreError> {
-    let mut counts = OpCounts::new();
-    for op in store.journal(run).await? {
-        *counts.entry((op.op.kind, op.status)).or_default() += 1;
-    }
-    Ok(counts)
 }

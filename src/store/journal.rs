@@ -1,6 +1,7 @@
 //! The write-ahead journal: a run's plan committed before the first change, and each batch's
 //! outcomes committed, fenced by the lease, before the next batch is sent.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use chrono::Utc;
@@ -121,30 +122,43 @@ impl Store {
         rows.iter().map(op_from_row).collect()
     }
 
-    /// How many of a run's operations are in each status.
-    pub async fn journal_counts(&self, run: RunId) -> Result<JournalCounts, StoreError> {
-        let rows = sqlx::query(
-            &self
-                .backend
-                .sql("SELECT status, COUNT(*) AS n FROM journal WHERE run_id = ? GROUP BY status"),
-        )
+    /// How many of a run's operations there are of each kind in each status, counted by the
+    /// database.
+    pub async fn journal_tally(
+        &self,
+        run: RunId,
+    ) -> Result<HashMap<(OpKind, OpStatus), u64>, StoreError> {
+        let action = || StoreError::query(format!("count the journal of run {run}"));
+        let rows = sqlx::query(&self.backend.sql(
+            "SELECT kind, status, COUNT(*) AS n FROM journal WHERE run_id = ? GROUP BY kind, status",
+        ))
         .bind(run.0)
         .fetch_all(&self.pool)
         .await
-        .map_err(StoreError::query(format!("count the journal of run {run}")))?;
-        let mut counts = JournalCounts::default();
+        .map_err(action())?;
+        let mut tally = HashMap::new();
         for row in rows {
-            let status: String = row
-                .try_get("status")
-                .map_err(StoreError::query("count the journal"))?;
-            let n: i64 = row
-                .try_get("n")
-                .map_err(StoreError::query("count the journal"))?;
-            match OpStatus::parse(&status)? {
-                OpStatus::Pending => counts.pending = n,
-                OpStatus::Done => counts.done = n,
-                OpStatus::Failed => counts.failed = n,
-                OpStatus::Superseded => counts.superseded = n,
+            let kind: String = row.try_get("kind").map_err(action())?;
+            let status: String = row.try_get("status").map_err(action())?;
+            let n: i64 = row.try_get("n").map_err(action())?;
+            tally.insert(
+                (OpKind::parse(&kind)?, OpStatus::parse(&status)?),
+                u64::try_from(n).unwrap_or_default(),
+            );
+        }
+        Ok(tally)
+    }
+
+    /// How many of a run's operations are in each status.
+    pub async fn journal_counts(&self, run: RunId) -> Result<JournalCounts, StoreError> {
+        let mut counts = JournalCounts::default();
+        for ((_, status), n) in self.journal_tally(run).await? {
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            match status {
+                OpStatus::Pending => counts.pending += n,
+                OpStatus::Done => counts.done += n,
+                OpStatus::Failed => counts.failed += n,
+                OpStatus::Superseded => counts.superseded += n,
             }
         }
         Ok(counts)

@@ -211,12 +211,7 @@ async fn removals_over_the_limit_stop_the_run_until_the_operator_accepts_that_ma
         "the approved run's writes"
     );
     tenant.assert_converged("after the approved run");
-    let run = tenant.last_run().await.to_string();
-    let show = tenant
-        .rollcall(&["show", &run, "--output", "json"])
-        .await
-        .expect(0)
-        .json();
+    let show = tenant.show_last_run().await;
     assert_eq!(
         (
             &show["approvals"]["accept_removals"],
@@ -410,12 +405,7 @@ async fn assert_refused(tenant: &Tenant, file: &Path, why: &str) {
         tenant.sandbox.state() == before,
         "the tenant changed although the plan was refused ({why})"
     );
-    let run = tenant.last_run().await.to_string();
-    let show = tenant
-        .rollcall(&["show", &run, "--output", "json"])
-        .await
-        .expect(0)
-        .json();
+    let show = tenant.show_last_run().await;
     assert_eq!(
         (&show["kind"], &show["status"], &show["exit_code"]),
         (&json!("apply"), &json!("stopped"), &json!(3)),
@@ -487,12 +477,7 @@ async fn a_saved_plan_is_applied_once_exactly_as_it_was_reviewed(db: TestDatabas
         .expect(0);
     assert_eq!(tenant.stat("writes") - writes, 5, "apply's writes");
     tenant.assert_converged("after the saved plan was applied");
-    let run = tenant.last_run().await.to_string();
-    let show = tenant
-        .rollcall(&["show", &run, "--output", "json"])
-        .await
-        .expect(0)
-        .json();
+    let show = tenant.show_last_run().await;
     assert_eq!(
         (&show["kind"], &show["status"], &show["journal"]["done"]),
         (&json!("apply"), &json!("succeeded"), &json!(5)),

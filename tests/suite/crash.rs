@@ -247,8 +247,9 @@ async fn crashed_state_is_restored_and_the_run_sends_only_what_the_churn_needs(
         needed.writes(),
         "the run after the restore sent other writes than the churn needs ({needed:?})"
     );
-    tenant.assert_converged("after the run that followed the restore");
-    tenant.rollcall(&["verify"]).await.expect(0);
+    tenant
+        .assert_verified("after the run that followed the restore")
+        .await;
     assert_eq!(
         tenant.pending_operations().await,
         0,

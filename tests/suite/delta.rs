@@ -107,8 +107,7 @@ async fn a_no_change_run_after_a_build_costs_a_few_round_trips(db: TestDatabase)
         trips <= NO_CHANGE_ROUND_TRIPS,
         "a no-change run after a build cost {trips} round trips (at most {NO_CHANGE_ROUND_TRIPS})"
     );
-    tenant.assert_converged("after the no-change run");
-    tenant.rollcall(&["verify"]).await.expect(0);
+    tenant.assert_verified("after the no-change run").await;
     tenant.finish();
 }
 
@@ -175,8 +174,7 @@ async fn a_replayed_delta_round_changes_nothing(db: TestDatabase) {
         "a replayed round changed the mirror"
     );
     store.close().await;
-    tenant.assert_converged("after the replay");
-    tenant.rollcall(&["verify"]).await.expect(0);
+    tenant.assert_verified("after the replay").await;
     tenant.finish();
 }
 
@@ -279,8 +277,7 @@ async fn a_group_spread_over_several_delta_pages_is_merged(db: TestDatabase) {
     );
     assert_eq!(plan["plan"]["totals"]["adds"].as_u64(), Some(0));
     run(&tenant).await;
-    tenant.assert_converged("after removing the strangers");
-    tenant.rollcall(&["verify"]).await.expect(0);
+    tenant.assert_verified("after removing the strangers").await;
     tenant.finish();
 }
 
@@ -326,8 +323,7 @@ async fn verify_and_rebuild_see_drift_the_mirror_hides(db: TestDatabase) {
         "verify did not find {list} drifted: {verify}"
     );
     tenant.rollcall(&["rebuild"]).await.expect(0);
-    tenant.assert_converged("after the rebuild");
-    tenant.rollcall(&["verify"]).await.expect(0);
+    tenant.assert_verified("after the rebuild").await;
     let (trips, writes, _) = run(&tenant).await;
     assert_eq!(writes, 0);
     assert!(trips <= NO_CHANGE_ROUND_TRIPS, "{trips} round trips");

@@ -221,12 +221,7 @@ async fn a_shrunk_source_stops_the_run_until_the_operator_accepts_the_shrink(db:
         tenant.stat("writes") > writes,
         "the accepted run removed nobody"
     );
-    let run = tenant.last_run().await.to_string();
-    let show = tenant
-        .rollcall(&["show", &run, "--output", "json"])
-        .await
-        .expect(0)
-        .json();
+    let show = tenant.show_last_run().await;
     assert_eq!(
         show["approvals"]["accept_shrink"],
         json!([ENROLMENTS]),

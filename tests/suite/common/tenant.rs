@@ -495,6 +495,15 @@ impl Tenant {
         pending
     }
 
+    /// `rollcall show` of the newest recorded run, as JSON.
+    pub async fn show_last_run(&self) -> Value {
+        let run = self.last_run().await.to_string();
+        self.rollcall(&["show", &run, "--output", "json"])
+            .await
+            .expect(0)
+            .json()
+    }
+
     /// The newest recorded run.
     pub async fn last_run(&self) -> RunId {
         let store = self.store().await;
@@ -510,6 +519,12 @@ impl Tenant {
     #[track_caller]
     pub fn assert_converged(&self, when: &str) {
         self.assert_converged_except(&BTreeSet::new(), when);
+    }
+
+    /// [`Tenant::assert_converged`], and `rollcall verify` agrees (exit 0).
+    pub async fn assert_verified(&self, when: &str) {
+        self.assert_converged(when);
+        self.rollcall(&["verify"]).await.expect(0);
     }
 
     /// [`Tenant::assert_converged`] for every list outside `skip`.
