@@ -320,6 +320,7 @@ fn load_actual(path: &Path) -> anyhow::Result<Actual> {
                 key: key.to_owned(),
                 family: family.to_owned(),
                 group_id: group.to_owned(),
+                title: None,
                 members: Members::default(),
             });
         }

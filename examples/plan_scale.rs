@@ -136,6 +136,7 @@ fn prepare(wanted: Vec<RawList>, held: Vec<RawList>) -> (Desired, Actual) {
             mail_nickname: key.clone(),
             display_name: key.clone(),
             description: None,
+            titled: true,
             members: Members::from(members),
             key,
         })
@@ -147,6 +148,7 @@ fn prepare(wanted: Vec<RawList>, held: Vec<RawList>) -> (Desired, Actual) {
             key,
             family: "modules".into(),
             group_id: format!("group-{n}"),
+            title: None,
             members: Members::from(members),
         })
         .collect();

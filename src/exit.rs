@@ -19,6 +19,9 @@ pub enum Exit {
     Drift = 5,
     /// Skipped: another run holds the lock, or rollcall is paused.
     Skipped = 6,
+    /// Applied, some lists held: every other list was planned and applied; the held lists
+    /// are named in the report with their reasons (`plan`: it would hold lists).
+    Held = 7,
 }
 
 impl Exit {

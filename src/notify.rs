@@ -57,6 +57,9 @@ pub enum Condition {
     Tripped,
     /// `verify` found drift (exit 5).
     Drift,
+    /// A run applied every list but some, which it held, each for a reason of its own
+    /// (exit 7).
+    Held,
     /// A run ended with operations that failed for good (a member gone from the directory,
     /// a group deleted under it): exit 0, but not every planned change is in Microsoft 365.
     Incomplete,
@@ -72,6 +75,7 @@ impl Condition {
             Condition::Tripped => "tripped",
             Condition::Drift => "drift",
             Condition::Incomplete => "incomplete",
+            Condition::Held => "held",
         }
     }
 
@@ -84,6 +88,7 @@ impl Condition {
             (_, Exit::Drift) => Some(Condition::Drift),
             (_, Exit::Stopped) if !ended.report.tripped.is_empty() => Some(Condition::Tripped),
             (_, Exit::Stopped) => Some(Condition::Stopped),
+            (RunStatus::Succeeded, Exit::Held) => Some(Condition::Held),
             (RunStatus::Succeeded, Exit::Success) if ended.report.applied.failed > 0 => {
                 Some(Condition::Incomplete)
             }
@@ -111,6 +116,12 @@ pub fn message(ended: &Ended<'_>, event: &str, previous: Option<&str>) -> Value 
     let report = ended.report;
     let summary = summary(ended, event, previous);
     let mut lists: Vec<String> = report.drifted.iter().map(drift_text).collect();
+    lists.extend(report.held.iter().map(|h| {
+        format!(
+            "{} held ({}): {}; to release: {}",
+            h.list, h.reason, h.message, h.release
+        )
+    }));
     lists.extend(report.tripped.iter().map(|v| {
         format!(
             "{}{}: {} over the limit of {}",
@@ -141,6 +152,7 @@ pub fn message(ended: &Ended<'_>, event: &str, previous: Option<&str>) -> Value 
         "text": summary,
         "lists": lists,
         "drifted": report.drift,
+        "held": report.held,
         "failed_operations": report.applied.failed,
         "host": host,
         "time": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -174,6 +186,16 @@ fn summary(ended: &Ended<'_>, event: &str, previous: Option<&str>) -> String {
             ),
             None => format!("{what} stopped before any change: {error}"),
         },
+        "held" => format!(
+            "{what} applied every list but {} held one(s): {}",
+            report.held.len(),
+            report
+                .held
+                .iter()
+                .map(|h| format!("{} ({})", h.list, h.reason))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         "incomplete" => format!(
             "{what} finished, but {} operations failed for good; `rollcall show {}` lists them \
              with their Microsoft Graph error codes",
@@ -371,12 +393,16 @@ mod tests {
                     missing: 2,
                     extra: 1,
                     group_missing: false,
+                    title: false,
+                    held: None,
                 },
                 Drift {
                     list: "mod-b".to_owned(),
                     missing: 4,
                     extra: 0,
                     group_missing: true,
+                    title: false,
+                    held: None,
                 },
             ],
             ..RunReport::default()

@@ -11,7 +11,9 @@ use super::Context;
 use crate::config::Config;
 use crate::exit::{CommandError, Exit};
 use crate::plan::{Approvals, render_plan};
-use crate::reconcile::{Engine, Planned, Progress, SavedPlan, StopSignal, Verification};
+use crate::reconcile::{
+    Engine, Planned, Progress, SavedPlan, StopSignal, Verification, drift_text, exit_of,
+};
 use crate::store::RunKind;
 
 /// How a command prints its result.
@@ -47,6 +49,10 @@ pub struct ApprovalArgs {
     /// check the source first.
     #[arg(long, value_name = "SOURCE")]
     pub accept_shrink: Vec<String>,
+    /// Release this list, held by its per-list guard, for this run (repeatable; list keys
+    /// ignore case).
+    #[arg(long, value_name = "LIST")]
+    pub accept_list: Vec<String>,
     /// Why (recorded in the run's history).
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
@@ -57,6 +63,7 @@ impl ApprovalArgs {
         Approvals {
             accept_removals: self.accept_removals,
             accept_additions: self.accept_additions,
+            accept_lists: accept_lists(&self.accept_list),
         }
     }
 
@@ -67,8 +74,27 @@ impl ApprovalArgs {
             "accept_removals": self.accept_removals,
             "accept_additions": self.accept_additions,
             "accept_shrink": self.accept_shrink,
+            "accept_list": self.accept_list,
         })
     }
+
+    /// An approval needs a reason; `--accept-list` never goes without one.
+    fn check(&self) -> Result<(), CommandError> {
+        let reason = self.reason.as_deref().is_some_and(|r| !r.trim().is_empty());
+        if !self.accept_list.is_empty() && !reason {
+            return Err(CommandError::usage(anyhow::anyhow!(
+                "--accept-list {} needs --reason TEXT: say why the list's changes are right \
+                 (it is recorded in the run's history)",
+                self.accept_list.join(" --accept-list ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `--accept-list` values, folded to lower case as list keys compare.
+fn accept_lists(lists: &[String]) -> BTreeSet<String> {
+    lists.iter().map(|l| l.trim().to_lowercase()).collect()
 }
 
 /// Who runs the command, as the run's history records it.
@@ -87,6 +113,9 @@ pub struct ApplyArgs {
     /// Why the plan is approved (recorded in the run's history).
     #[arg(long, value_name = "TEXT")]
     pub reason: String,
+    /// Also release this list, held in the saved plan by its per-list guard (repeatable).
+    #[arg(long, value_name = "LIST")]
+    pub accept_list: Vec<String>,
 }
 
 /// `rollcall rebuild`.
@@ -143,6 +172,7 @@ pub async fn plan(
     output: Output,
     out: Option<&Path>,
 ) -> Result<Exit, CommandError> {
+    args.check()?;
     let engine = engine(context, false, &args.accept_shrink).await?;
     let planned = engine.prepare(&args.approvals(), false, false).await?;
     match output {
@@ -170,6 +200,8 @@ pub async fn plan(
     }
     Ok(if planned.verdicts.any_tripped() {
         Exit::Stopped
+    } else if planned.plan.totals.held > 0 {
+        Exit::Held
     } else {
         Exit::Success
     })
@@ -197,14 +229,19 @@ pub async fn apply(context: &Context, args: ApplyArgs) -> Result<Exit, CommandEr
         "accept_removals": saved.plan.totals.removes,
         "accept_additions": saved.plan.totals.adds,
         "accept_shrink": saved.accept_shrink,
+        "accept_list": args.accept_list,
     });
-    let (run, report) = engine.apply(saved, &record).await?;
+    let accept = Approvals {
+        accept_lists: accept_lists(&args.accept_list),
+        ..Approvals::default()
+    };
+    let (run, report) = engine.apply(saved, &accept, &record).await?;
     println!(
         "run {run} (apply) succeeded: the saved plan {} is applied",
         file.path.display()
     );
     print!("{report}");
-    Ok(Exit::Success)
+    Ok(exit_of(&report))
 }
 
 fn plan_json(planned: &Planned) -> serde_json::Value {
@@ -212,7 +249,12 @@ fn plan_json(planned: &Planned) -> serde_json::Value {
         "plan": planned.plan,
         "verdicts": planned.verdicts,
         "unresolved": planned.unresolved,
-        "conflicts": planned.actual.conflicts,
+        "held": planned.plan.held().map(|(list, hold)| serde_json::json!({
+            "list": list.key,
+            "reason": hold.key(),
+            "message": hold.to_string(),
+            "release": hold.release(&list.key),
+        })).collect::<Vec<_>>(),
         "adopted": planned.actual.adopted.iter().map(|g| serde_json::json!({
             "list": g.list, "group_id": g.group_id, "mail_nickname": g.mail_nickname,
         })).collect::<Vec<_>>(),
@@ -227,13 +269,6 @@ fn plan_text(planned: &Planned) -> String {
             out,
             "adopt: list {} takes over the existing group {} ({})",
             group.list, group.mail_nickname, group.group_id
-        );
-    }
-    for conflict in &planned.actual.conflicts {
-        let _ = writeln!(
-            out,
-            "conflict: list {} is left alone: the nickname {} belongs to group {}; {}",
-            conflict.list, conflict.mail_nickname, conflict.group_id, conflict.reason
         );
     }
     let unresolved: usize = planned.unresolved.values().map(Vec::len).sum();
@@ -259,11 +294,20 @@ pub async fn run(
     kind: RunKind,
     args: ApprovalArgs,
 ) -> Result<Exit, CommandError> {
+    args.check()?;
     let engine = engine(context, true, &args.accept_shrink).await?;
     let (run, report) = engine.run(kind, &args.approvals(), &args.record()).await?;
-    println!("run {run} ({kind}) succeeded");
+    let exit = exit_of(&report);
+    if exit == Exit::Held {
+        println!(
+            "run {run} ({kind}) applied every list but {} held one(s) (exit 7)",
+            report.held.len()
+        );
+    } else {
+        println!("run {run} ({kind}) succeeded");
+    }
     print!("{report}");
-    Ok(Exit::Success)
+    Ok(exit)
 }
 
 /// `rollcall rebuild [--state-only]`.
@@ -313,19 +357,7 @@ fn verify_text(run: crate::store::RunId, verification: &Verification) -> String 
         verification.drift.len()
     );
     for drift in &verification.drift {
-        if drift.group_missing {
-            let _ = writeln!(
-                out,
-                "  {}: no managed group ({} members wanted)",
-                drift.list, drift.missing
-            );
-        } else {
-            let _ = writeln!(
-                out,
-                "  {}: {} missing, {} extra",
-                drift.list, drift.missing, drift.extra
-            );
-        }
+        let _ = writeln!(out, "  {}", drift_text(drift));
     }
     if verification.unresolved > 0 {
         let _ = writeln!(

@@ -14,7 +14,7 @@ use super::{GroupChange, GroupsDelta};
 use crate::plan::ObjectId;
 
 /// What a groups delta round reads: members, and the names a managed group is known by.
-const GROUPS_DELTA_SELECT: &str = "mailNickname,displayName,members";
+const GROUPS_DELTA_SELECT: &str = "mailNickname,displayName,description,members";
 
 /// A groups delta link that starts from now: one request, no group read. Taken before a full
 /// read of the groups, so that changes made while the read runs come in the next round.
@@ -83,6 +83,7 @@ impl Merged {
                 id,
                 mail_nickname: None,
                 display_name: None,
+                description: None,
                 added: BTreeSet::new(),
                 removed: BTreeSet::new(),
                 deleted: false,
@@ -99,6 +100,14 @@ impl Merged {
         }
         if let Some(name) = item["displayName"].as_str() {
             group.display_name = Some(name.to_owned());
+        }
+        if let Some(description) = item.get("description") {
+            group.description = Some(
+                description
+                    .as_str()
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_owned),
+            );
         }
         let Some(members) = item["members@delta"].as_array() else {
             return Ok(());

@@ -52,6 +52,8 @@ pub struct DirectoryGroup {
     pub mail_nickname: String,
     /// Its display name.
     pub display_name: String,
+    /// Its description, if it has one.
+    pub description: Option<String>,
     /// Whether it is a Microsoft 365 (unified) group.
     pub unified: bool,
     /// The `org.rollcall.managed` extension, when it carries one.
@@ -107,6 +109,8 @@ pub struct GroupChange {
     pub mail_nickname: Option<String>,
     /// Its display name, when the round shows it.
     pub display_name: Option<String>,
+    /// Its description, when the round shows it (`Some(None)`: it has none).
+    pub description: Option<Option<String>>,
     /// Users that are members now (added, or replayed).
     pub added: BTreeSet<ObjectId>,
     /// Users that are no longer members.
@@ -159,6 +163,15 @@ pub enum Write {
         group: String,
         /// The tag.
         tag: ManagedTag,
+    },
+    /// Set `group`'s displayName and, when given, its description (`PATCH /groups/{id}`).
+    Retitle {
+        /// Group object id.
+        group: String,
+        /// The new displayName.
+        display_name: String,
+        /// The new description; `None` leaves it as it is.
+        description: Option<String>,
     },
 }
 

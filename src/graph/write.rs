@@ -52,6 +52,15 @@ pub(crate) enum Op {
         /// The tag.
         tag: ManagedTag,
     },
+    /// `PATCH /groups/{group}` with a displayName (and description).
+    Retitle {
+        /// Group object id.
+        group: String,
+        /// The new displayName.
+        display_name: String,
+        /// The new description, when one is set.
+        description: Option<String>,
+    },
 }
 
 /// An op and the writes it settles: one list per member of an `AddMany`, else one list
@@ -68,7 +77,8 @@ pub(crate) struct Packed {
 type GroupAdds<'a> = (&'a str, Vec<(ObjectId, Vec<usize>)>);
 
 /// Turns writes into requests: each group's adds in PATCHes of 20 (groups in order of first
-/// appearance), then removes, then tags. A write that repeats another shares its request.
+/// appearance), then removes, then tags and titles. A write that repeats another shares its
+/// request.
 pub(crate) fn pack(writes: &[Write]) -> Vec<Packed> {
     let mut adds: Vec<GroupAdds<'_>> = Vec::new();
     let mut add_group: HashMap<&str, usize> = HashMap::new();
@@ -108,6 +118,18 @@ pub(crate) fn pack(writes: &[Write]) -> Vec<Packed> {
                 op: Op::Tag {
                     group: group.clone(),
                     tag: tag.clone(),
+                },
+                settles: vec![vec![index]],
+            }),
+            Write::Retitle {
+                group,
+                display_name,
+                description,
+            } => tags.push(Packed {
+                op: Op::Retitle {
+                    group: group.clone(),
+                    display_name: display_name.clone(),
+                    description: description.clone(),
                 },
                 settles: vec![vec![index]],
             }),
@@ -207,6 +229,17 @@ pub(crate) fn request(transport: &Transport, op: &Op) -> Request {
                 "since": tag.since,
             }),
         ),
+        Op::Retitle {
+            group,
+            display_name,
+            description,
+        } => {
+            let mut body = json!({ "displayName": display_name });
+            if let Some(description) = description {
+                body["description"] = json!(description);
+            }
+            Request::with_body(Method::PATCH, transport.url(&["groups", group], &[]), body)
+        }
     }
 }
 

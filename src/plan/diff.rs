@@ -4,9 +4,11 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use crate::config::OnVanish;
 
-use super::{Actual, ActualList, Desired, DesiredList, ObjectId, Policies};
+use super::{Actual, ActualList, Desired, DesiredList, HoldReason, ObjectId, Policies, Title};
 
 /// What to do to every list that needs something done, plus totals over all lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +39,12 @@ pub struct Totals {
     pub vanished: u64,
     /// Desired lists without a group whose family does not create groups.
     pub not_created: u64,
+    /// Groups whose title or description follows the sources.
+    #[serde(default)]
+    pub retitles: u64,
+    /// Lists this run leaves exactly as they are, each for a reason of its own.
+    #[serde(default)]
+    pub held: u64,
 }
 
 /// One list's part of a plan.
@@ -72,6 +80,9 @@ pub enum ListChange {
         add: Vec<ObjectId>,
         /// Members to remove.
         remove: Vec<ObjectId>,
+        /// The title and description to set, when they no longer follow the sources.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retitle: Option<Title>,
     },
     /// A managed group no source mentions any more; its family's `on_vanish` decides.
     Vanished {
@@ -89,6 +100,26 @@ pub enum ListChange {
         /// How many members the list would have.
         desired: u64,
     },
+    /// A problem that belongs to this list alone: it is left exactly as it is, and every
+    /// other list goes on (DESIGN.md "Per-list isolation").
+    Held {
+        /// Why.
+        hold: HoldReason,
+        /// Its member count before the plan (zero without a group).
+        current: u64,
+        /// What the plan would have done to it, where it got that far.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        would: Option<Box<ListChange>>,
+    },
+}
+
+/// A list held before the diff, with the family it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The list's family.
+    pub family: String,
+    /// Why it is held.
+    pub reason: HoldReason,
 }
 
 /// The properties of a group to create.
@@ -125,12 +156,77 @@ pub enum OperationKind {
     AddMember,
     /// Remove a member from the list's group.
     RemoveMember,
+    /// Set the group's title and description.
+    UpdateGroup,
 }
 
 impl Plan {
     /// Whether the plan changes nothing in Microsoft 365.
     pub fn is_noop(&self) -> bool {
-        self.totals.creates == 0 && self.totals.adds == 0 && self.totals.removes == 0
+        self.totals.creates == 0
+            && self.totals.adds == 0
+            && self.totals.removes == 0
+            && self.totals.retitles == 0
+    }
+
+    /// The lists this plan holds, with why.
+    pub fn held(&self) -> impl Iterator<Item = (&ListPlan, &HoldReason)> {
+        self.lists.iter().filter_map(|list| match &list.change {
+            ListChange::Held { hold, .. } => Some((list, hold)),
+            _ => None,
+        })
+    }
+
+    /// Holds list `key` for `reason`: whatever the plan would have done to it is kept aside
+    /// in the hold and leaves the totals. A key the plan does not list (unchanged) is held
+    /// with nothing it would have done.
+    pub fn hold(&mut self, key: &str, family: &str, reason: HoldReason) {
+        let at = self.lists.binary_search_by(|l| l.key.as_str().cmp(key));
+        let list = match at {
+            Ok(i) => {
+                let list = &mut self.lists[i];
+                if matches!(list.change, ListChange::Held { .. }) {
+                    return;
+                }
+                self.totals.adds -= list.adds().len() as u64;
+                self.totals.removes -= list.removes().len() as u64;
+                match &list.change {
+                    ListChange::Create { .. } => self.totals.creates -= 1,
+                    ListChange::Update { retitle, .. } => {
+                        self.totals.updates -= 1;
+                        self.totals.retitles -= u64::from(retitle.is_some());
+                    }
+                    ListChange::Vanished { .. } => self.totals.vanished -= 1,
+                    ListChange::NotCreated { .. } => self.totals.not_created -= 1,
+                    ListChange::Held { .. } => {}
+                }
+                let current = list.current_size();
+                let would =
+                    std::mem::replace(&mut list.change, ListChange::NotCreated { desired: 0 });
+                list.change = ListChange::Held {
+                    hold: reason,
+                    current,
+                    would: Some(Box::new(would)),
+                };
+                self.totals.held += 1;
+                return;
+            }
+            Err(i) => i,
+        };
+        self.totals.unchanged = self.totals.unchanged.saturating_sub(1);
+        self.totals.held += 1;
+        self.lists.insert(
+            list,
+            ListPlan {
+                key: key.to_owned(),
+                family: family.to_owned(),
+                change: ListChange::Held {
+                    hold: reason,
+                    current: 0,
+                    would: None,
+                },
+            },
+        );
     }
 
     /// The plan's operations in journal order: lists by key; per list its create, then its
@@ -145,7 +241,9 @@ impl ListPlan {
     pub fn adds(&self) -> &[ObjectId] {
         match &self.change {
             ListChange::Create { add, .. } | ListChange::Update { add, .. } => add,
-            ListChange::Vanished { .. } | ListChange::NotCreated { .. } => &[],
+            ListChange::Vanished { .. }
+            | ListChange::NotCreated { .. }
+            | ListChange::Held { .. } => &[],
         }
     }
 
@@ -153,23 +251,43 @@ impl ListPlan {
     pub fn removes(&self) -> &[ObjectId] {
         match &self.change {
             ListChange::Update { remove, .. } | ListChange::Vanished { remove, .. } => remove,
-            ListChange::Create { .. } | ListChange::NotCreated { .. } => &[],
+            ListChange::Create { .. } | ListChange::NotCreated { .. } | ListChange::Held { .. } => {
+                &[]
+            }
         }
     }
 
     /// The list's member count in Microsoft 365 before the plan (zero without a group).
     pub fn current_size(&self) -> u64 {
         match &self.change {
-            ListChange::Update { current, .. } | ListChange::Vanished { current, .. } => *current,
+            ListChange::Update { current, .. }
+            | ListChange::Vanished { current, .. }
+            | ListChange::Held { current, .. } => *current,
             ListChange::Create { .. } | ListChange::NotCreated { .. } => 0,
         }
     }
 
-    /// This list's operations: its create, then its adds, then its removes.
+    /// The title and description this list's group is to get, when they change.
+    pub fn retitle(&self) -> Option<&Title> {
+        match &self.change {
+            ListChange::Update { retitle, .. } => retitle.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// This list's operations: its create or its new title, then its adds, then its
+    /// removes. A held list has none.
     pub fn operations(&self) -> impl Iterator<Item = Operation> + '_ {
-        let create = matches!(self.change, ListChange::Create { .. }).then(|| Operation {
+        let kind = match self.change {
+            ListChange::Create { .. } => Some(OperationKind::CreateGroup),
+            ListChange::Update {
+                retitle: Some(_), ..
+            } => Some(OperationKind::UpdateGroup),
+            _ => None,
+        };
+        let create = kind.map(|kind| Operation {
             list: self.key.clone(),
-            kind: OperationKind::CreateGroup,
+            kind,
             member: None,
         });
         let step = move |kind| {
@@ -192,14 +310,35 @@ impl ListPlan {
 /// lists and a linear merge per list: no hashing, and no allocation per member beyond the
 /// vectors of adds and removes.
 pub fn diff(desired: &Desired, actual: &Actual, policies: &Policies) -> Plan {
+    diff_holding(desired, actual, policies, &BTreeMap::new())
+}
+
+/// [`diff`], with the lists in `holds` held: whatever either side says of them, the plan
+/// does nothing to them (a held list with a group never reads as vanished).
+pub fn diff_holding(
+    desired: &Desired,
+    actual: &Actual,
+    policies: &Policies,
+    holds: &BTreeMap<String, Hold>,
+) -> Plan {
     let mut plan = Plan::default();
-    for pair in merge_by_key(desired.lists(), actual.lists()) {
+    let held = |key: &str| holds.contains_key(key);
+    let want = desired.lists().iter().filter(|l| !held(&l.key));
+    let have = actual.lists().iter().filter(|l| !held(&l.key));
+    let sizes: BTreeMap<&str, u64> = actual
+        .lists()
+        .iter()
+        .filter(|l| held(&l.key))
+        .map(|l| (l.key.as_str(), l.members.len() as u64))
+        .collect();
+    for pair in merge_by_key(want, have) {
         plan.totals.lists += 1;
         let (key, family, change) = match pair {
             Pair::Both(want, have) => {
                 let (add, remove) =
                     member_changes(want.members.as_slice(), have.members.as_slice());
-                if add.is_empty() && remove.is_empty() {
+                let retitle = retitle(want, have);
+                if add.is_empty() && remove.is_empty() && retitle.is_none() {
                     plan.totals.unchanged += 1;
                     continue;
                 }
@@ -208,6 +347,7 @@ pub fn diff(desired: &Desired, actual: &Actual, policies: &Policies) -> Plan {
                     current: have.members.len() as u64,
                     add,
                     remove,
+                    retitle,
                 };
                 (&want.key, &want.family, change)
             }
@@ -250,15 +390,54 @@ pub fn diff(desired: &Desired, actual: &Actual, policies: &Policies) -> Plan {
         };
         plan.totals.adds += list.adds().len() as u64;
         plan.totals.removes += list.removes().len() as u64;
-        match list.change {
+        match &list.change {
             ListChange::Create { .. } => plan.totals.creates += 1,
-            ListChange::Update { .. } => plan.totals.updates += 1,
+            ListChange::Update { retitle, .. } => {
+                plan.totals.updates += 1;
+                plan.totals.retitles += u64::from(retitle.is_some());
+            }
             ListChange::Vanished { .. } => plan.totals.vanished += 1,
             ListChange::NotCreated { .. } => plan.totals.not_created += 1,
+            ListChange::Held { .. } => plan.totals.held += 1,
         }
         plan.lists.push(list);
     }
+    for (key, hold) in holds {
+        plan.totals.lists += 1;
+        plan.totals.held += 1;
+        plan.lists.push(ListPlan {
+            key: key.clone(),
+            family: hold.family.clone(),
+            change: ListChange::Held {
+                hold: hold.reason.clone(),
+                current: sizes.get(key.as_str()).copied().unwrap_or(0),
+                would: None,
+            },
+        });
+    }
+    plan.lists.sort_by(|a, b| a.key.cmp(&b.key));
     plan
+}
+
+/// The title and description a group is to get, when the sources say otherwise than it has.
+/// An unknown current title (never read) changes nothing, and neither does a list whose
+/// sources give no title or description: an empty value never blanks a group's.
+fn retitle(want: &DesiredList, have: &ActualList) -> Option<Title> {
+    let current = have.title.as_ref()?;
+    let display_name = if want.titled {
+        want.display_name.clone()
+    } else {
+        current.display_name.clone()
+    };
+    let description = want
+        .description
+        .clone()
+        .or_else(|| current.description.clone());
+    let wanted = Title {
+        display_name,
+        description,
+    };
+    (&wanted != current).then_some(wanted)
 }
 
 /// A list key seen on one side or both.
@@ -270,11 +449,11 @@ enum Pair<'a> {
 
 /// Joins two key-ordered, key-unique sequences of lists by key, in key order.
 fn merge_by_key<'a>(
-    desired: &'a [DesiredList],
-    actual: &'a [ActualList],
+    desired: impl Iterator<Item = &'a DesiredList>,
+    actual: impl Iterator<Item = &'a ActualList>,
 ) -> impl Iterator<Item = Pair<'a>> {
-    let mut desired = desired.iter().peekable();
-    let mut actual = actual.iter().peekable();
+    let mut desired = desired.peekable();
+    let mut actual = actual.peekable();
     std::iter::from_fn(move || {
         let order = match (desired.peek(), actual.peek()) {
             (None, None) => return None,
@@ -339,6 +518,7 @@ mod tests {
                 current,
                 add: ids(add),
                 remove: ids(remove),
+                retitle: None,
             },
         }
     }
@@ -442,6 +622,112 @@ mod tests {
     ) {
         let plan = diff(&desired(want), &actual(have), &modules(create, on_vanish));
         assert_eq!(plan, Plan { lists, totals });
+    }
+
+    fn refused() -> HoldReason {
+        HoldReason::Refused {
+            status: 403,
+            code: "Authorization_RequestDenied".to_owned(),
+            message: "no".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_held_list_yields_no_operation_and_never_reads_as_vanished() {
+        let holds: BTreeMap<String, Hold> = ["b", "c"]
+            .into_iter()
+            .map(|key| {
+                let hold = Hold {
+                    family: "modules".to_owned(),
+                    reason: refused(),
+                };
+                (key.to_owned(), hold)
+            })
+            .collect();
+        let plan = diff_holding(
+            &desired(vec![want("a", &[1]), want("b", &[2])]),
+            &actual(vec![have("b", &[3]), have("c", &[4, 5])]),
+            &modules(true, OnVanish::Empty),
+            &holds,
+        );
+        assert_eq!(plan.totals.held, 2);
+        assert_eq!((plan.totals.adds, plan.totals.removes), (1, 0));
+        assert!(plan.operations().all(|op| op.list == "a"));
+        let held: Vec<(&str, u64)> = plan
+            .held()
+            .map(|(list, _)| (list.key.as_str(), list.current_size()))
+            .collect();
+        assert_eq!(held, [("b", 1), ("c", 2)]);
+        assert_eq!(plan.totals.lists, 3);
+    }
+
+    #[test]
+    fn holding_a_planned_list_takes_its_changes_out_of_the_totals() {
+        let mut plan = diff(
+            &desired(vec![want("a", &[1]), want("b", &[])]),
+            &actual(vec![have("b", &[2, 3])]),
+            &modules(true, OnVanish::Keep),
+        );
+        plan.hold("b", "modules", refused());
+        plan.hold("z", "modules", refused());
+        assert_eq!(
+            (plan.totals.updates, plan.totals.removes, plan.totals.held),
+            (0, 0, 2)
+        );
+        assert_eq!(
+            plan.lists
+                .iter()
+                .map(|l| l.key.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b", "z"]
+        );
+        assert!(matches!(
+            &plan.lists[1].change,
+            ListChange::Held {
+                would: Some(_),
+                current: 2,
+                ..
+            }
+        ));
+        assert!(plan.operations().all(|op| op.list == "a"));
+    }
+
+    fn titled(key: &str, display: &str, description: Option<&str>) -> ActualList {
+        ActualList {
+            title: Some(Title {
+                display_name: display.to_owned(),
+                description: description.map(str::to_owned),
+            }),
+            ..have(key, &[1])
+        }
+    }
+
+    #[rstest]
+    #[case::same_title_is_unchanged(want("a", &[1]), titled("a", "List a", None), None)]
+    #[case::unknown_title_is_left_alone(want("a", &[1]), have("a", &[1]), None)]
+    #[case::a_retitle_follows(want("a", &[1]), titled("a", "Old", None), Some(("List a", None)))]
+    #[case::a_key_fallback_never_retitles(DesiredList { titled: false, ..want("a", &[1]) }, titled("a", "Old", Some("d")), None)]
+    #[case::a_new_description_follows(DesiredList { description: Some("new".into()), ..want("a", &[1]) }, titled("a", "List a", Some("old")), Some(("List a", Some("new"))))]
+    #[case::an_empty_description_never_blanks(want("a", &[1]), titled("a", "Old", Some("kept")), Some(("List a", Some("kept"))))]
+    fn titles_follow_the_sources_and_an_empty_value_never_blanks_them(
+        #[case] wanted: DesiredList,
+        #[case] current: ActualList,
+        #[case] expected: Option<(&str, Option<&str>)>,
+    ) {
+        let plan = diff(
+            &desired(vec![wanted]),
+            &actual(vec![current]),
+            &modules(true, OnVanish::Keep),
+        );
+        let retitle = plan.lists.first().and_then(ListPlan::retitle);
+        let got = retitle.map(|t| (t.display_name.as_str(), t.description.as_deref()));
+        assert_eq!(got, expected);
+        assert_eq!(plan.totals.retitles, u64::from(expected.is_some()));
+        let updates = plan
+            .operations()
+            .filter(|op| op.kind == OperationKind::UpdateGroup)
+            .count();
+        assert_eq!(updates, usize::from(expected.is_some()));
     }
 
     #[test]
@@ -578,6 +864,9 @@ mod tests {
                         .get_mut(&op.list)
                         .expect("remove from a missing group");
                     assert!(group.remove(&op.member.unwrap()), "redundant {op:?}");
+                }
+                OperationKind::UpdateGroup => {
+                    assert!(groups.contains_key(&op.list), "retitle of a missing group");
                 }
             }
         }

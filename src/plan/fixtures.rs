@@ -22,6 +22,7 @@ pub fn want(key: &str, members: &[u128]) -> DesiredList {
         mail_nickname: key.into(),
         display_name: format!("List {key}"),
         description: None,
+        titled: true,
         members: Members::from(ids(members)),
     }
 }
@@ -32,6 +33,7 @@ pub fn have(key: &str, members: &[u128]) -> ActualList {
         key: key.into(),
         family: "modules".into(),
         group_id: format!("g-{key}"),
+        title: None,
         members: Members::from(ids(members)),
     }
 }

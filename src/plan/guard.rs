@@ -5,14 +5,16 @@
 //! only when it covers the whole plan, so an approval given for a smaller plan never
 //! carries a larger one through.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::GuardConfig;
 
-use super::Plan;
+use super::{HoldReason, Plan};
 
 /// What an operator approved for one run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approvals {
     /// `--accept-removals N`: removal guards are lifted when the plan removes at most N.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -20,16 +22,26 @@ pub struct Approvals {
     /// The additions guard is lifted when the plan adds at most this many.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accept_additions: Option<u64>,
+    /// `--accept-list LIST`: lists whose per-list guards are lifted for this run, by key
+    /// folded to lower case (list keys compare case-insensitively).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub accept_lists: BTreeSet<String>,
 }
 
 impl Approvals {
     /// Approval of exactly this plan's removals and additions: what `apply FILE --reason`
-    /// grants the saved plan the operator reviewed.
+    /// grants the saved plan the operator reviewed. Lists the plan holds stay held.
     pub fn whole_plan(plan: &Plan) -> Self {
         Self {
             accept_removals: Some(plan.totals.removes),
             accept_additions: Some(plan.totals.adds),
+            accept_lists: BTreeSet::new(),
         }
+    }
+
+    /// Whether `--accept-list` names `list` (case-insensitively).
+    pub fn accepts_list(&self, list: &str) -> bool {
+        self.accept_lists.contains(&list.to_lowercase())
     }
 }
 
@@ -176,10 +188,42 @@ pub fn guard(plan: &Plan, limits: &GuardConfig, approvals: &Approvals) -> Verdic
             observed: removes,
             list_size: Some(size),
             percent: Some(percent),
-            outcome: judge_removals(removes, limit),
+            outcome: if approvals.accepts_list(&list.key) {
+                Outcome::Accepted { by: removes }
+            } else {
+                judge_removals(removes, limit)
+            },
         });
     }
     Verdicts(verdicts)
+}
+
+/// Judges `plan` as [`guard`] does, then holds every list whose per-list guard tripped
+/// (DESIGN.md "Per-list isolation") and judges the run-wide guards again on what is left:
+/// the verdicts returned trip only for a run-wide limit, which stops the whole run.
+pub fn guard_holding(plan: &mut Plan, limits: &GuardConfig, approvals: &Approvals) -> Verdicts {
+    let first = guard(plan, limits, approvals);
+    let tripped: Vec<Verdict> = first
+        .tripped()
+        .filter(|v| v.list.is_some())
+        .cloned()
+        .collect();
+    if tripped.is_empty() {
+        return first;
+    }
+    for verdict in tripped {
+        let Some(key) = verdict.list.clone() else {
+            continue;
+        };
+        let family = plan
+            .lists
+            .iter()
+            .find(|l| l.key == key)
+            .map(|l| l.family.clone())
+            .unwrap_or_default();
+        plan.hold(&key, &family, HoldReason::Guard { verdict });
+    }
+    guard(plan, limits, approvals)
 }
 
 /// Passed within the limit; over it, accepted when approved, tripped otherwise.
@@ -248,6 +292,7 @@ mod tests {
     const NO_APPROVAL: Approvals = Approvals {
         accept_removals: None,
         accept_additions: None,
+        accept_lists: BTreeSet::new(),
     };
 
     #[rstest]
@@ -314,6 +359,7 @@ mod tests {
         let approvals = Approvals {
             accept_removals: accept,
             accept_additions: None,
+            ..NO_APPROVAL
         };
         let verdicts = guard(&plan, &limits(5, 50, 10, None), &approvals);
         assert_eq!(
@@ -334,6 +380,7 @@ mod tests {
         let approvals = Approvals {
             accept_removals: accept,
             accept_additions: None,
+            ..NO_APPROVAL
         };
         let verdicts = guard(&plan, &limits(500, 50, 10, None), &approvals);
         assert_eq!(
@@ -369,6 +416,7 @@ mod tests {
         let removals_only = Approvals {
             accept_removals: Some(1000),
             accept_additions: None,
+            ..NO_APPROVAL
         };
         let verdicts = guard(&plan, &limits(500, 50, 10, Some(3)), &removals_only);
         assert!(verdicts.any_tripped());
@@ -429,11 +477,64 @@ mod tests {
     }
 
     #[test]
+    fn a_per_list_trip_holds_that_list_only_and_accept_list_releases_it() {
+        let mut plan = plan_of(vec![
+            shrink("big", 0, 100, 60, 0),
+            shrink("ok", 1_000, 20, 2, 3),
+        ]);
+        let verdicts = guard_holding(&mut plan, &limits(500, 50, 10, None), &NO_APPROVAL);
+        assert!(!verdicts.any_tripped(), "{verdicts:?}");
+        let held: Vec<&str> = plan.held().map(|(l, _)| l.key.as_str()).collect();
+        assert_eq!(held, ["big"]);
+        assert_eq!((plan.totals.removes, plan.totals.adds), (2, 3));
+        assert!(plan.operations().all(|op| op.list == "ok"));
+
+        let mut plan = plan_of(vec![
+            shrink("big", 0, 100, 60, 0),
+            shrink("ok", 1_000, 20, 2, 3),
+        ]);
+        let approvals = Approvals {
+            accept_lists: ["big".to_owned()].into_iter().collect(),
+            ..NO_APPROVAL
+        };
+        assert!(approvals.accepts_list("BIG"));
+        let verdicts = guard_holding(&mut plan, &limits(500, 50, 10, None), &approvals);
+        assert_eq!(plan.totals.held, 0);
+        assert_eq!(
+            outcome(&verdicts, GuardKind::MaxRemovalPercentPerList, Some("big")),
+            Some(Outcome::Accepted { by: 60 })
+        );
+    }
+
+    #[test]
+    fn the_run_wide_guard_counts_only_the_lists_not_held() {
+        let mut plan = plan_of(vec![
+            shrink("big", 0, 100, 60, 0),
+            shrink("ok", 1_000, 20, 5, 0),
+        ]);
+        let verdicts = guard_holding(&mut plan, &limits(10, 50, 10, None), &NO_APPROVAL);
+        assert_eq!(
+            outcome(&verdicts, GuardKind::MaxRemovalsPerRun, None),
+            Some(Outcome::Passed)
+        );
+        let mut plan = plan_of(vec![
+            shrink("big", 0, 100, 60, 0),
+            shrink("ok", 1_000, 40, 15, 0),
+        ]);
+        let verdicts = guard_holding(&mut plan, &limits(10, 50, 10, None), &NO_APPROVAL);
+        assert!(
+            verdicts.any_tripped(),
+            "15 removals left over a limit of 10"
+        );
+    }
+
+    #[test]
     fn verdicts_serialise_with_their_config_key_and_outcome() {
         let plan = plan_of(vec![shrink("a", 0, 10, 6, 0)]);
         let approvals = Approvals {
             accept_removals: Some(6),
             accept_additions: None,
+            ..NO_APPROVAL
         };
         let verdicts = guard(&plan, &limits(5, 50, 10, None), &approvals);
         let json = serde_json::to_value(&verdicts).unwrap();

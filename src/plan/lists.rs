@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::{FamilyConfig, OnVanish};
 
 use super::ObjectId;
@@ -59,6 +61,9 @@ pub struct DesiredList {
     pub display_name: String,
     /// The group's description, when the family's template yields one.
     pub description: Option<String>,
+    /// Whether the display name follows the sources: false when it only fell back to the
+    /// list key because no source gave one (an empty value never retitles a group).
+    pub titled: bool,
     /// Who should be a member.
     pub members: Members,
 }
@@ -72,8 +77,20 @@ pub struct ActualList {
     pub family: String,
     /// The group's directory object id, as Graph spells it.
     pub group_id: String,
+    /// The group's title and description as last read, when known.
+    pub title: Option<Title>,
     /// Who is a member now.
     pub members: Members,
+}
+
+/// A group's title and description.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Title {
+    /// displayName.
+    pub display_name: String,
+    /// description; `None` when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// Two lists share a key, so the diff could not tell which one a group should follow.
@@ -226,6 +243,7 @@ mod tests {
             mail_nickname: key.into(),
             display_name: key.into(),
             description: None,
+            titled: true,
             members: Members::default(),
         }
     }
@@ -235,6 +253,7 @@ mod tests {
             key: key.into(),
             family: "modules".into(),
             group_id: group_id.into(),
+            title: None,
             members: Members::default(),
         }
     }

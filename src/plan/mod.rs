@@ -10,14 +10,19 @@ mod diff;
 #[cfg(test)]
 mod fixtures;
 mod guard;
+mod hold;
 mod id;
 mod lists;
 mod render;
 
-pub use diff::{ListChange, ListPlan, NewGroup, Operation, OperationKind, Plan, Totals, diff};
-pub use guard::{Approvals, GuardKind, Outcome, Verdict, Verdicts, guard};
+pub use diff::{
+    Hold, ListChange, ListPlan, NewGroup, Operation, OperationKind, Plan, Totals, diff,
+    diff_holding,
+};
+pub use guard::{Approvals, GuardKind, Outcome, Verdict, Verdicts, guard, guard_holding};
+pub use hold::{HoldReason, ListName, MAX_DISPLAY_NAME, check_names, nickname_problem};
 pub use id::{ObjectId, ParseObjectIdError};
 pub use lists::{
-    Actual, ActualList, Desired, DesiredList, DuplicateList, Members, Policies, Policy,
+    Actual, ActualList, Desired, DesiredList, DuplicateList, Members, Policies, Policy, Title,
 };
 pub use render::{render_plan, tripped_message};

@@ -31,16 +31,18 @@ fn write_plan(out: &mut String, plan: &Plan, verdicts: &Verdicts) -> fmt::Result
         writeln!(out)?;
         writeln!(
             out,
-            "{} lists: {} to create, {} to update, {} unchanged, {} vanished, {} not created; \
-             {} members to add, {} to remove.",
+            "{} lists: {} to create, {} to update, {} unchanged, {} vanished, {} not created, \
+             {} held; {} members to add, {} to remove; {} titles to update.",
             totals.lists,
             totals.creates,
             totals.updates,
             totals.unchanged,
             totals.vanished,
             totals.not_created,
+            totals.held,
             totals.adds,
             totals.removes,
+            totals.retitles,
         )?;
     }
     writeln!(out)?;
@@ -58,7 +60,8 @@ fn write_plan(out: &mut String, plan: &Plan, verdicts: &Verdicts) -> fmt::Result
     Ok(())
 }
 
-/// One line per list: `+` create, `~` update, `-` emptied, `=` kept, `!` not created.
+/// One line per list: `+` create, `~` update, `-` emptied, `=` kept, `!` not created,
+/// `#` held.
 struct ListLine<'a>(&'a ListPlan);
 
 impl fmt::Display for ListLine<'_> {
@@ -67,7 +70,28 @@ impl fmt::Display for ListLine<'_> {
         let (adds, removes) = (list.adds().len(), list.removes().len());
         match &list.change {
             ListChange::Create { .. } => write!(f, "+ {} (create): +{adds}", list.key),
-            ListChange::Update { .. } => write!(f, "~ {}: +{adds} −{removes}", list.key),
+            ListChange::Update { retitle, .. } => {
+                write!(f, "~ {}: +{adds} −{removes}", list.key)?;
+                match retitle {
+                    Some(title) => write!(f, "; ~ title `{}`", title.display_name),
+                    None => Ok(()),
+                }
+            }
+            ListChange::Held { hold, would, .. } => {
+                write!(f, "# {} (held, {}): {hold}", list.key, hold.key())?;
+                if let Some(would) = would {
+                    let held = ListPlan {
+                        key: list.key.clone(),
+                        family: list.family.clone(),
+                        change: (**would).clone(),
+                    };
+                    let (adds, removes) = (held.adds().len(), held.removes().len());
+                    if adds + removes > 0 {
+                        write!(f, "; would be +{adds} −{removes}")?;
+                    }
+                }
+                write!(f, "; to release: {}", hold.release(&list.key))
+            }
             ListChange::Vanished {
                 on_vanish: OnVanish::Empty,
                 ..
@@ -211,8 +235,8 @@ mod tests {
             "+ mod-x (create): +2",
             "~ mod-y: +3 −1",
             "- mod-z (vanished: empty): −1",
-            "5 lists: 1 to create, 1 to update, 0 unchanged, 2 vanished, 1 not created; \
-             5 members to add, 2 to remove.",
+            "5 lists: 1 to create, 1 to update, 0 unchanged, 2 vanished, 1 not created, \
+             0 held; 5 members to add, 2 to remove; 0 titles to update.",
             "  passed   max_removals_per_run: 2 removals, at most 500 allowed",
         ] {
             assert!(
@@ -283,6 +307,7 @@ mod tests {
         let approvals = Approvals {
             accept_removals: Some(6),
             accept_additions: None,
+            ..Approvals::default()
         };
         let text = render_plan(&plan, &guard(&plan, &limits(5), &approvals));
         assert!(

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::batches::{self, FirstAdds};
 use super::lease::RunLease;
 use super::progress::Progress;
-use super::{Stop, StopSignal};
-use crate::graph::{Ensured, GraphClient, GroupSpec, ManagedTag, Write};
-use crate::plan::ObjectId;
+use super::stop::{Stop, StopSignal};
+use crate::graph::{Ensured, GraphClient, GraphError, GroupSpec, ManagedTag, Write};
+use crate::plan::{ObjectId, Title};
 use crate::store::{Batch, GroupOrigin, JournalOp, ManagedGroup, OpKind, Outcome, RunId, Store};
 
 /// Most member and tag operations per journal batch: enough for every connection to carry a
@@ -21,6 +21,10 @@ pub const OPS_PER_BATCH: usize = 1_600;
 
 /// Group creations per journal batch.
 const CREATES_PER_BATCH: usize = 20;
+
+/// How the journal marks an operation whose failure holds its list (the group is gone or
+/// refused to rollcall): the report folds such failures into held lists.
+pub const HELD: &str = "list held: ";
 
 /// Passes over the pending operations before the run gives up and leaves the rest pending;
 /// later passes catch writes that failed while a new group replicated.
@@ -64,6 +68,8 @@ pub struct Apply<'a> {
     pub run: RunId,
     /// Groups to create, by list key.
     pub creates: &'a HashMap<String, PlannedGroup>,
+    /// Titles to set, by list key.
+    pub retitles: &'a HashMap<String, Title>,
     /// Signals, pause, lease loss.
     pub stop: &'a StopSignal,
     /// Progress shown to the operator.
@@ -122,9 +128,12 @@ impl Apply<'_> {
             }
             // Adds whose create never came to be sent (the plan lost its group properties).
             others.extend(first_adds.into_values().flatten().map(|(op, _)| op));
+            let mut held = HashMap::new();
             for chunk in batches::journal_batches(others, OPS_PER_BATCH) {
                 self.stop.check(self.store, self.lease).await?;
-                let (counts, unreachable) = self.write(&chunk, &mut groups, &not_created).await?;
+                let (counts, unreachable) = self
+                    .write(&chunk, &mut groups, &not_created, &mut held)
+                    .await?;
                 applied.add(counts);
                 if unreachable {
                     return Err(Stop::unreachable(chunk.len()));
@@ -229,20 +238,39 @@ impl Apply<'_> {
             ));
         }
         let (counts, _) = self.commit(&outcomes, &made, ops.len()).await?;
+        let titled: Vec<(String, Title)> = made
+            .iter()
+            .map(|g| {
+                let planned = &self.creates[&g.list];
+                let title = Title {
+                    display_name: planned.display_name.clone(),
+                    description: planned.description.clone(),
+                };
+                (g.list.clone(), title)
+            })
+            .collect();
+        self.record_titles(&titled).await;
         Ok((counts, unsettled))
     }
 
-    /// Sends a chunk of member and tag operations, then commits.
+    /// Sends a chunk of member, tag and title operations, then commits. A list whose group
+    /// Microsoft Graph refuses for good is held: the failure is journalled as such and the
+    /// list's later operations are superseded, never sent (`held`, by list key).
     async fn write(
         &self,
         ops: &[JournalOp],
         groups: &mut HashMap<String, ManagedGroup>,
         not_created: &HashSet<String>,
+        held: &mut HashMap<String, String>,
     ) -> Result<(Applied, bool), Stop> {
         let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let mut sent: Vec<(usize, Write)> = Vec::with_capacity(ops.len());
         let mut outcomes: Vec<(i64, Outcome)> = Vec::with_capacity(ops.len());
         for (ix, op) in ops.iter().enumerate() {
+            if let Some(why) = held.get(&op.op.list) {
+                outcomes.push((op.seq, Outcome::Superseded(format!("{HELD}{why}"))));
+                continue;
+            }
             let Some(group) = groups.get(&op.op.list) else {
                 let outcome = if not_created.contains(&op.op.list) {
                     Outcome::Failed(format!(
@@ -276,6 +304,14 @@ impl Apply<'_> {
                         since: since.clone(),
                     },
                 },
+                (OpKind::UpdateGroup, _) if self.retitles.contains_key(&op.op.list) => {
+                    let title = &self.retitles[&op.op.list];
+                    Write::Retitle {
+                        group: group.group_id.clone(),
+                        display_name: title.display_name.clone(),
+                        description: title.description.clone(),
+                    }
+                }
                 (kind, member) => {
                     outcomes.push((
                         op.seq,
@@ -292,24 +328,39 @@ impl Apply<'_> {
         let writes: Vec<Write> = sent.iter().map(|(_, w)| w.clone()).collect();
         let results = self.graph.write(&writes).await;
         let mut tagged = Vec::new();
+        let mut titled = Vec::new();
         for ((ix, write), result) in sent.iter().zip(results) {
             let op = &ops[*ix];
-            let outcome = match result {
-                Ok(()) => {
-                    if let Write::Tag { .. } = write
-                        && let Some(group) = groups.get_mut(&op.op.list)
-                    {
+            let outcome = outcome_of(write, result);
+            match (&outcome, write) {
+                (Outcome::Done, Write::Tag { .. }) => {
+                    if let Some(group) = groups.get_mut(&op.op.list) {
                         group.tagged = true;
                         tagged.push(group.clone());
                     }
-                    Outcome::Done
                 }
-                Err(e) if e.is_transient() => Outcome::Retry(e.to_string()),
-                Err(e) => Outcome::Failed(e.to_string()),
-            };
+                (Outcome::Done, Write::Retitle { .. }) => {
+                    titled.push((op.op.list.clone(), self.retitles[&op.op.list].clone()));
+                }
+                (Outcome::Failed(e), _) if e.starts_with(HELD) => {
+                    tracing::warn!(list = %op.op.list, error = %e, "Microsoft Graph refused the list's group; the list is held");
+                    held.insert(op.op.list.clone(), e[HELD.len()..].to_owned());
+                }
+                _ => {}
+            }
             outcomes.push((op.seq, outcome));
         }
-        self.commit(&outcomes, &tagged, sent.len()).await
+        let committed = self.commit(&outcomes, &tagged, sent.len()).await?;
+        self.record_titles(&titled).await;
+        Ok(committed)
+    }
+
+    /// Records the titles groups were given. Only a cache of what Microsoft 365 holds: on
+    /// failure the next delta round brings them again, so it is logged and the run goes on.
+    async fn record_titles(&self, titles: &[(String, Title)]) {
+        if let Err(e) = self.store.set_titles(titles).await {
+            tracing::warn!(error = %e, "could not record the groups' titles");
+        }
     }
 
     /// Commits one batch's outcomes; a failed commit stops the run at once. Also says
@@ -342,6 +393,7 @@ impl Apply<'_> {
                     tracing::warn!(run = %self.run, seq, error = %e, "operation failed");
                 }
                 Outcome::Retry(_) => retry += 1,
+                Outcome::Superseded(_) => {}
             }
         }
         self.progress.advance(outcomes.len() as u64);
@@ -349,9 +401,101 @@ impl Apply<'_> {
     }
 }
 
+/// What a write's result means for its journal operation: done; retried later (transient);
+/// failed for good; or failed in a way that holds the whole list (a 403 for the group, or
+/// a 404 that names the group rather than the member: the group is gone).
+pub(super) fn outcome_of(write: &Write, result: Result<(), GraphError>) -> Outcome {
+    let error = match result {
+        Ok(()) => return Outcome::Done,
+        Err(e) if e.is_transient() => return Outcome::Retry(e.to_string()),
+        Err(e) => e,
+    };
+    let group = match write {
+        Write::Add { group, .. }
+        | Write::Remove { group, .. }
+        | Write::Tag { group, .. }
+        | Write::Retitle { group, .. } => group,
+    };
+    let holds = match &error {
+        GraphError::Status { status: 403, .. } => true,
+        GraphError::Status {
+            status: 404,
+            message,
+            ..
+        } => match write {
+            Write::Add { member, .. } => !message.contains(&member.to_string()),
+            _ => {
+                message.contains(group.as_str())
+                    || matches!(write, Write::Retitle { .. } | Write::Tag { .. })
+            }
+        },
+        _ => false,
+    };
+    if holds {
+        Outcome::Failed(format!("{HELD}{error}"))
+    } else {
+        Outcome::Failed(error.to_string())
+    }
+}
+
 impl Applied {
     fn add(&mut self, other: Applied) {
         self.done += other.done;
         self.failed += other.failed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16, message: &str) -> Result<(), GraphError> {
+        Err(GraphError::Status {
+            request: "PATCH /v1.0/groups/g-1".to_owned(),
+            status,
+            code: "Request_ResourceNotFound".to_owned(),
+            message: message.to_owned(),
+        })
+    }
+
+    fn add() -> Write {
+        Write::Add {
+            group: "g-1".to_owned(),
+            member: ObjectId::from_u128(7),
+        }
+    }
+
+    #[test]
+    fn a_group_refused_for_good_holds_its_list_and_a_member_refused_stays_the_members() {
+        let member = ObjectId::from_u128(7).to_string();
+        assert_eq!(outcome_of(&add(), Ok(())), Outcome::Done);
+        let gone = outcome_of(&add(), status(404, "Resource 'g-1' does not exist"));
+        assert!(
+            matches!(&gone, Outcome::Failed(e) if e.starts_with(HELD)),
+            "{gone:?}"
+        );
+        let denied = outcome_of(&add(), status(403, "Insufficient privileges"));
+        assert!(
+            matches!(&denied, Outcome::Failed(e) if e.starts_with(HELD)),
+            "{denied:?}"
+        );
+        let unknown = outcome_of(
+            &add(),
+            status(404, &format!("Resource '{member}' does not exist")),
+        );
+        assert!(
+            matches!(&unknown, Outcome::Failed(e) if !e.starts_with(HELD)),
+            "{unknown:?}"
+        );
+        let throttled = outcome_of(&add(), status(429, "slow down"));
+        assert!(matches!(throttled, Outcome::Retry(_)));
+        let retitle = Write::Retitle {
+            group: "g-1".to_owned(),
+            display_name: "T".to_owned(),
+            description: None,
+        };
+        assert!(
+            matches!(outcome_of(&retitle, status(404, "gone")), Outcome::Failed(e) if e.starts_with(HELD))
+        );
     }
 }

@@ -14,12 +14,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::flow::Planned;
+use super::planned::Planned;
 use crate::plan::{Actual, Plan, Verdicts};
 use crate::source::SourceSummary;
 
 /// The saved-plan format this rollcall writes and reads.
-pub const SAVED_PLAN_VERSION: u32 = 1;
+/// Version 2: plans hold lists (`held`), retitle groups, and count both in their totals.
+pub const SAVED_PLAN_VERSION: u32 = 2;
 
 /// A plan as `plan --out FILE` saves it, with everything it was computed from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -343,6 +344,7 @@ mod tests {
             key: key.to_owned(),
             family: "modules".to_owned(),
             group_id: group.to_owned(),
+            title: None,
             members: members.iter().copied().map(ObjectId::from_u128).collect(),
         }
     }
@@ -517,8 +519,9 @@ mod tests {
     #[rstest]
     #[case::not_json(b"rm -rf /".as_slice(), "is not a saved plan")]
     #[case::json_without_a_version(b"{\"plan\": {}}".as_slice(), "format version none")]
-    #[case::another_version(b"{\"version\": 2}".as_slice(), "format version 2")]
-    #[case::a_version_without_the_rest(b"{\"version\": 1}".as_slice(), "is not a saved plan")]
+    #[case::an_older_version(b"{\"version\": 1}".as_slice(), "format version 1")]
+    #[case::another_version(b"{\"version\": 3}".as_slice(), "format version 3")]
+    #[case::a_version_without_the_rest(b"{\"version\": 2}".as_slice(), "is not a saved plan")]
     fn files_that_are_not_saved_plans_of_this_version_are_refused_by_name(
         #[case] bytes: &[u8],
         #[case] expected: &str,

@@ -5,6 +5,7 @@
 //! its exporter: the registry is a value `serve` owns, not a process-wide recorder, and label
 //! sets are typed.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::exit::Exit;
 use crate::graph::GraphStats;
 use crate::plan::GuardKind;
+use crate::plan::HoldReason;
 use crate::reconcile::RunReport;
 use crate::store::{OpKind, OpStatus, Run, RunKind, RunStatus, Store, StoreError};
 
@@ -30,6 +32,8 @@ pub const RECONCILING: &[RunKind] = &[RunKind::Run, RunKind::Rebuild, RunKind::A
 pub enum TickOutcome {
     /// Every planned change applied.
     Success,
+    /// Every list applied but some, held each for a reason of its own (exit 7).
+    Held,
     /// The run failed (exit 1), or could not start.
     Failed,
     /// Stopped before any change (exit 3).
@@ -42,8 +46,9 @@ pub enum TickOutcome {
 
 impl TickOutcome {
     /// Every outcome, so that each counter starts at zero.
-    pub const ALL: [TickOutcome; 5] = [
+    pub const ALL: [TickOutcome; 6] = [
         TickOutcome::Success,
+        TickOutcome::Held,
         TickOutcome::Failed,
         TickOutcome::Stopped,
         TickOutcome::Interrupted,
@@ -54,6 +59,7 @@ impl TickOutcome {
     pub fn of(exit: Exit) -> TickOutcome {
         match exit {
             Exit::Success | Exit::Drift => TickOutcome::Success,
+            Exit::Held => TickOutcome::Held,
             Exit::Stopped => TickOutcome::Stopped,
             Exit::Interrupted => TickOutcome::Interrupted,
             Exit::Skipped => TickOutcome::Skipped,
@@ -65,6 +71,7 @@ impl TickOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
             TickOutcome::Success => "success",
+            TickOutcome::Held => "held",
             TickOutcome::Failed => "failed",
             TickOutcome::Stopped => "stopped",
             TickOutcome::Interrupted => "interrupted",
@@ -100,6 +107,11 @@ struct GuardLabels {
     guard: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HoldLabels {
+    reason: String,
+}
+
 /// What one tick did, for the counters.
 #[derive(Debug, Clone, Default)]
 pub struct TickRecord {
@@ -123,6 +135,7 @@ pub struct Metrics {
     throttle_wait: Counter<f64, AtomicU64>,
     guard_trips: Family<GuardLabels, Counter>,
     drift: Family<KindLabels, Gauge>,
+    held: Family<HoldLabels, Gauge>,
     last_success: Gauge<f64, AtomicU64>,
     unresolved: Gauge,
     pending: Gauge,
@@ -149,13 +162,14 @@ impl Metrics {
         let throttle_wait = Counter::<f64, AtomicU64>::default();
         let guard_trips = Family::<GuardLabels, Counter>::default();
         let drift = Family::<KindLabels, Gauge>::default();
+        let held = Family::<HoldLabels, Gauge>::default();
         let last_success = Gauge::<f64, AtomicU64>::default();
         let unresolved = Gauge::default();
         let pending = Gauge::default();
         let paused = Gauge::default();
         registry.register(
             "rollcall_runs",
-            "Scheduled runs by kind and outcome (success, failed, stopped, interrupted, skipped)",
+            "Scheduled runs by kind and outcome (success, held, failed, stopped, interrupted, skipped)",
             runs.clone(),
         );
         registry.register_with_unit(
@@ -166,7 +180,7 @@ impl Metrics {
         );
         registry.register(
             "rollcall_operations",
-            "Journalled operations settled by scheduled runs, by kind (add, remove, create, tag) and outcome (done, failed)",
+            "Journalled operations settled by scheduled runs, by kind (add, remove, create, tag, retitle) and outcome (done, failed)",
             operations.clone(),
         );
         registry.register(
@@ -194,6 +208,11 @@ impl Metrics {
             "rollcall_drift_lists",
             "Lists found drifted by the last verify or rebuild the state database records, by its kind",
             drift.clone(),
+        );
+        registry.register(
+            "rollcall_held_lists",
+            "Lists the last finished run held (left exactly as they were), by reason",
+            held.clone(),
         );
         registry.register(
             "rollcall_last_success_timestamp_seconds",
@@ -242,6 +261,7 @@ impl Metrics {
             throttle_wait,
             guard_trips,
             drift,
+            held,
             last_success,
             unresolved,
             pending,
@@ -326,6 +346,24 @@ impl Metrics {
                 })
                 .set(i64::try_from(lists).unwrap_or(i64::MAX));
         }
+        let last = store
+            .last_finished_run(RECONCILING, RunStatus::Succeeded)
+            .await?;
+        let mut held: BTreeMap<String, i64> = HoldReason::KEYS
+            .iter()
+            .map(|key| ((*key).to_owned(), 0))
+            .collect();
+        for list in last
+            .as_ref()
+            .and_then(report_of)
+            .map(|r| r.held)
+            .unwrap_or_default()
+        {
+            *held.entry(list.reason).or_default() += 1;
+        }
+        for (reason, lists) in held {
+            self.held.get_or_create(&HoldLabels { reason }).set(lists);
+        }
         self.pending.set(store.pending_everywhere().await?);
         self.paused
             .set(i64::from(store.pause_state().await?.paused));
@@ -349,6 +387,7 @@ fn op_label(kind: OpKind) -> &'static str {
         OpKind::RemoveMember => "remove",
         OpKind::CreateGroup => "create",
         OpKind::TagGroup => "tag",
+        OpKind::UpdateGroup => "retitle",
     }
 }
 

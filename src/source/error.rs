@@ -195,22 +195,6 @@ pub enum SourceError {
         /// The configured timeout.
         after: Duration,
     },
-    /// One list key is fed by sources of different families.
-    #[error(
-        "list `{list}` is fed by source `{first_source}` (family `{first_family}`) and source `{second_source}` (family `{second_family}`); a list belongs to one family, so rename the list in one of the sources"
-    )]
-    DuplicateList {
-        /// The list key.
-        list: String,
-        /// The first source feeding it.
-        first_source: String,
-        /// The first source's family.
-        first_family: String,
-        /// The other source feeding it.
-        second_source: String,
-        /// The other source's family.
-        second_family: String,
-    },
     /// An `[[override]]` value cannot be matched to a member key.
     #[error("override[{index}] for list `{list}`: {message}")]
     Override {
@@ -294,7 +278,6 @@ impl SourceError {
             | SourceError::MinRows { source_name, .. }
             | SourceError::Shrink { source_name, .. }
             | SourceError::Unexpected { source_name, .. } => source_name,
-            SourceError::DuplicateList { second_source, .. } => second_source,
         }
     }
 
@@ -316,7 +299,6 @@ impl SourceError {
             SourceError::Unreachable { .. } => "unreachable",
             SourceError::Sql { .. } => "sql-error",
             SourceError::Timeout { .. } => "timeout",
-            SourceError::DuplicateList { .. } => "duplicate-list",
             SourceError::Override { .. } => "override",
             SourceError::Empty { .. } => "empty",
             SourceError::MinRows { .. } => "min-rows",

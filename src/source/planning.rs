@@ -33,6 +33,7 @@ impl Snapshot {
                 mail_nickname: list.mail_nickname.clone(),
                 display_name: list.display_name.clone(),
                 description: list.description.clone(),
+                titled: list.titled,
                 members: Members::default(),
             })
             .collect()
@@ -96,6 +97,7 @@ mod tests {
             display_name: format!("Module {key}"),
             mail_nickname: key.to_owned(),
             description: Some("Year 1".to_owned()),
+            titled: true,
         }
     }
 
@@ -103,6 +105,7 @@ mod tests {
         Snapshot {
             sources: Vec::new(),
             lists: lists.iter().map(|l| (l.key.clone(), l.clone())).collect(),
+            held: BTreeMap::new(),
             warnings: Vec::new(),
         }
     }

@@ -20,6 +20,8 @@ pub struct SourceList {
     pub display_name: Option<String>,
     /// The first non-empty description in canonical (byte) order.
     pub description: Option<String>,
+    /// The data row (1-based, header excluded) where the source first named this list.
+    pub first_row: u64,
 }
 
 /// A row as a reader found it, before trimming.
@@ -90,6 +92,7 @@ impl Columns {
 #[derive(Debug)]
 struct ListRows {
     key: Box<str>,
+    first_row: u64,
     /// The members' ids in [`Accumulator::names`], duplicates included until `finish`.
     members: Vec<u32>,
     display_names: BTreeSet<String>,
@@ -166,6 +169,7 @@ impl Accumulator {
                     self.by_key.insert(list.into(), index);
                     self.lists.push(ListRows {
                         key: list.into(),
+                        first_row: self.rows,
                         members: Vec::new(),
                         display_names: BTreeSet::new(),
                         descriptions: BTreeSet::new(),
@@ -236,6 +240,7 @@ impl Accumulator {
                         .collect(),
                     display_name: rows.display_names.into_iter().next(),
                     description: rows.descriptions.into_iter().next(),
+                    first_row: rows.first_row,
                 };
                 (String::from(rows.key), list)
             })
@@ -388,7 +393,15 @@ mod tests {
                 row("c", "bo@x"),
             ],
         );
-        assert_eq!(interleaved.lists, grouped.lists);
+        let members = |c: &Collected| -> Vec<(String, BTreeSet<String>)> {
+            c.lists
+                .iter()
+                .map(|(k, l)| (k.clone(), l.members.clone()))
+                .collect()
+        };
+        assert_eq!(members(&interleaved), members(&grouped));
+        assert_eq!(interleaved.lists["b"].first_row, 1);
+        assert_eq!(grouped.lists["b"].first_row, 3);
         assert_eq!(interleaved.checksum, grouped.checksum);
         assert_eq!((interleaved.rows, interleaved.distinct), (7, 5));
         let b: Vec<&String> = interleaved.lists["b"].members.iter().collect();

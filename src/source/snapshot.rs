@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{SourceError, SourceRead};
 use crate::config::{Config, FamilyConfig, MemberKey, OverrideConfig};
+use crate::plan::{Hold, HoldReason};
 
 /// A person as a source names them.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -49,6 +50,10 @@ pub struct DesiredList {
     pub mail_nickname: String,
     /// The group's description, rendered; `None` when it renders empty.
     pub description: Option<String>,
+    /// Whether the display name follows the sources (false: it fell back to the list key
+    /// because no source gave one, and must not retitle a group).
+    #[serde(default)]
+    pub titled: bool,
 }
 
 /// Everything the sources say, read at one moment.
@@ -58,12 +63,22 @@ pub struct Snapshot {
     pub sources: Vec<SourceSummary>,
     /// The desired lists by key.
     pub lists: BTreeMap<String, DesiredList>,
+    /// Lists the sources make impossible to plan (one key in two families), by key: held,
+    /// every other list goes on.
+    #[serde(skip)]
+    pub held: BTreeMap<String, Hold>,
     /// Things an operator should know that do not stop the run.
     pub warnings: Vec<String>,
 }
 
 /// A list being assembled from its sources.
 struct Draft {
+    /// The key as first seen (list keys compare case-insensitively).
+    key: String,
+    /// Where it was first seen: source and data row.
+    seen: (String, u64),
+    /// Families of any other source that fed it: a clash, which holds the list.
+    other_families: Vec<String>,
     family: String,
     sources: Vec<String>,
     /// The member keys its sources use (overrides may add others; those do not count).
@@ -74,25 +89,25 @@ struct Draft {
 }
 
 /// Merges source reads (in configuration order) into a snapshot.
+///
+/// List keys compare case-insensitively (Exchange nicknames do): two spellings are one list,
+/// kept under the spelling seen first (sources in configuration order, then rows in file
+/// order), with a warning naming both. One key fed by two families holds that list.
 pub(crate) fn assemble(config: &Config, reads: Vec<SourceRead>) -> Result<Snapshot, SourceError> {
     let mut summaries = Vec::with_capacity(reads.len());
+    let mut warnings = Vec::new();
+    // By the key folded to lower case.
     let mut drafts: BTreeMap<String, Draft> = BTreeMap::new();
     for read in reads {
         summaries.push(read.summary());
         let key = read.member_key;
-        for (list, rows) in read.lists {
-            if let Some(other) = drafts.get(&list)
-                && other.family != read.family
-            {
-                return Err(SourceError::DuplicateList {
-                    list,
-                    first_source: other.sources[0].clone(),
-                    first_family: other.family.clone(),
-                    second_source: read.name,
-                    second_family: read.family,
-                });
-            }
-            let draft = drafts.entry(list).or_insert_with(|| Draft {
+        let mut lists: Vec<(String, super::SourceList)> = read.lists.into_iter().collect();
+        lists.sort_by_key(|(_, rows)| rows.first_row);
+        for (list, rows) in lists {
+            let draft = drafts.entry(list.to_lowercase()).or_insert_with(|| Draft {
+                key: list.clone(),
+                seen: (read.name.clone(), rows.first_row),
+                other_families: Vec::new(),
                 family: read.family.clone(),
                 sources: Vec::new(),
                 keys: BTreeSet::new(),
@@ -100,6 +115,15 @@ pub(crate) fn assemble(config: &Config, reads: Vec<SourceRead>) -> Result<Snapsh
                 display_name: None,
                 description: None,
             });
+            if draft.key != list {
+                warnings.push(format!(
+                    "list `{list}` (source `{}` row {}) and list `{}` (source `{}` row {}) differ                      only in case; they are one list, kept as `{}`",
+                    read.name, rows.first_row, draft.key, draft.seen.0, draft.seen.1, draft.key
+                ));
+            }
+            if draft.family != read.family && !draft.other_families.contains(&read.family) {
+                draft.other_families.push(read.family.clone());
+            }
             draft.sources.push(read.name.clone());
             draft.keys.insert(key);
             let members = rows.members.into_iter().map(|value| Member { key, value });
@@ -117,11 +141,10 @@ pub(crate) fn assemble(config: &Config, reads: Vec<SourceRead>) -> Result<Snapsh
         }
     }
 
-    let mut warnings = Vec::new();
     let mut exclusions = Vec::new();
     for (index, rule) in config.overrides.iter().enumerate() {
-        let list = rule.list.trim();
-        match drafts.get_mut(list) {
+        let list = rule.list.trim().to_lowercase();
+        match drafts.get_mut(&list) {
             Some(draft) => {
                 let (include, exclude) = parse_override(index, rule, draft)?;
                 draft.members.extend(include);
@@ -134,7 +157,7 @@ pub(crate) fn assemble(config: &Config, reads: Vec<SourceRead>) -> Result<Snapsh
     }
     // Exclusions go last, so they win over source rows and over every include.
     for (list, exclude) in exclusions {
-        if let Some(draft) = drafts.get_mut(list) {
+        if let Some(draft) = drafts.get_mut(&list) {
             for member in &exclude {
                 draft.members.remove(member);
             }
@@ -142,7 +165,24 @@ pub(crate) fn assemble(config: &Config, reads: Vec<SourceRead>) -> Result<Snapsh
     }
 
     let mut lists = BTreeMap::new();
-    for (key, draft) in drafts {
+    let mut held = BTreeMap::new();
+    for draft in drafts.into_values() {
+        if !draft.other_families.is_empty() {
+            let mut families = vec![draft.family.clone()];
+            families.extend(draft.other_families.iter().cloned());
+            held.insert(
+                draft.key.clone(),
+                Hold {
+                    family: draft.family.clone(),
+                    reason: HoldReason::FamilyClash {
+                        families,
+                        sources: draft.sources.clone(),
+                    },
+                },
+            );
+            continue;
+        }
+        let key = draft.key.clone();
         let Some(family) = config.family(&draft.family) else {
             return Err(SourceError::Config {
                 source_name: draft.sources[0].clone(),
@@ -154,6 +194,7 @@ pub(crate) fn assemble(config: &Config, reads: Vec<SourceRead>) -> Result<Snapsh
     Ok(Snapshot {
         sources: summaries,
         lists,
+        held,
         warnings,
     })
 }
@@ -230,6 +271,7 @@ fn render(family: &FamilyConfig, key: String, draft: Draft) -> DesiredList {
     let fill = |template: &str| render_template(template, &key, display_name, description);
     let rendered_description = fill(&family.description);
     DesiredList {
+        titled: draft.display_name.is_some() || !family.display_name.contains("{display_name}"),
         display_name: fill(&family.display_name),
         mail_nickname: fill(&family.mail_nickname),
         description: Some(rendered_description).filter(|d| !d.trim().is_empty()),
@@ -304,11 +346,13 @@ mail_nickname = "dept-{list}"
             checksum: String::new(),
             lists: lists
                 .iter()
-                .map(|(list, members)| {
+                .enumerate()
+                .map(|(row, (list, members))| {
                     let list_rows = SourceList {
                         members: members.iter().map(|m| key.normalize(m)).collect(),
                         display_name: None,
                         description: None,
+                        first_row: row as u64 + 1,
                     };
                     ((*list).to_owned(), list_rows)
                 })
@@ -427,28 +471,88 @@ include = ["c@x.org"]
     }
 
     #[test]
-    fn one_list_in_two_families_is_an_error_naming_both() {
+    fn one_list_in_two_families_is_held_naming_both_and_the_others_go_on() {
         let reads = vec![
             read(
                 "enrolments",
                 "modules",
                 MemberKey::Upn,
-                &[("cs", &["a@x.org"])],
+                &[("cs", &["a@x.org"]), ("ma", &["b@x.org"])],
             ),
             read(
                 "hr",
                 "departments",
                 MemberKey::EmployeeId,
-                &[("cs", &["E1"])],
+                &[("CS", &["E1"])],
             ),
         ];
-        let error = assemble(&config(""), reads).unwrap_err();
-        assert_eq!(error.check(), "duplicate-list");
-        assert_eq!(error.source_name(), "hr");
-        let message = error.to_string();
-        for part in ["`cs`", "`enrolments`", "`modules`", "`hr`", "`departments`"] {
+        let snapshot = assemble(&config(""), reads).unwrap();
+        assert_eq!(snapshot.lists.keys().collect::<Vec<_>>(), ["ma"]);
+        let hold = &snapshot.held["cs"];
+        assert_eq!(hold.family, "modules");
+        let message = hold.reason.to_string();
+        for part in ["enrolments", "modules", "hr", "departments"] {
             assert!(message.contains(part), "{part} missing in: {message}");
         }
+    }
+
+    #[test]
+    fn two_spellings_of_a_key_are_one_list_kept_as_first_seen_with_a_warning() {
+        let mut first = read(
+            "feed-a",
+            "modules",
+            MemberKey::Upn,
+            &[("mod-cs101-2026", &["a@x.org"])],
+        );
+        first.lists.get_mut("mod-cs101-2026").unwrap().first_row = 7;
+        let mut second = read(
+            "feed-b",
+            "modules",
+            MemberKey::Upn,
+            &[
+                ("MOD-CS101-2026", &["b@x.org"]),
+                ("Mod-Cs101-2026", &["c@x.org"]),
+            ],
+        );
+        second.lists.get_mut("MOD-CS101-2026").unwrap().first_row = 3;
+        second.lists.get_mut("Mod-Cs101-2026").unwrap().first_row = 9;
+        let snapshot = assemble(&config(""), vec![first, second]).unwrap();
+        assert_eq!(
+            snapshot.lists.keys().collect::<Vec<_>>(),
+            ["mod-cs101-2026"]
+        );
+        let list = &snapshot.lists["mod-cs101-2026"];
+        assert_eq!(list.members.len(), 3);
+        assert_eq!(list.sources, ["feed-a", "feed-b", "feed-b"]);
+        assert_eq!(snapshot.warnings.len(), 2, "{:?}", snapshot.warnings);
+        let warning = &snapshot.warnings[0];
+        for part in [
+            "`MOD-CS101-2026` (source `feed-b` row 3)",
+            "(source `feed-a` row 7)",
+            "kept as `mod-cs101-2026`",
+        ] {
+            assert!(warning.contains(part), "{part} missing in: {warning}");
+        }
+    }
+
+    #[test]
+    fn an_override_names_its_list_in_any_case() {
+        let config = config(
+            r#"
+[[override]]
+list = "MOD-A"
+include = ["x@x.org"]
+"#,
+        );
+        let reads = vec![read(
+            "s",
+            "modules",
+            MemberKey::Upn,
+            &[("mod-a", &["a@x.org"])],
+        )];
+        let snapshot = assemble(&config, reads).unwrap();
+        assert_eq!(snapshot.lists["mod-a"].members.len(), 2);
+        assert!(snapshot.warnings.is_empty(), "{:?}", snapshot.warnings);
     }
 
     #[test]

@@ -205,6 +205,7 @@ impl Store {
                 Outcome::Done => continue,
                 Outcome::Failed(e) => (OpStatus::Failed, e),
                 Outcome::Retry(e) => (OpStatus::Pending, e),
+                Outcome::Superseded(e) => (OpStatus::Superseded, e),
             };
             sqlx::query(&self.backend.sql(
                 "UPDATE journal SET status = ?, attempts = attempts + 1, last_error = ?, updated_at = ? \
@@ -283,7 +284,7 @@ async fn mirror_done(
         match OpKind::parse(&kind)? {
             OpKind::AddMember => adds.push((list, member)),
             OpKind::RemoveMember => removes.push((list, member)),
-            OpKind::CreateGroup | OpKind::TagGroup => {}
+            OpKind::CreateGroup | OpKind::TagGroup | OpKind::UpdateGroup => {}
         }
     }
     super::state::mirror_insert(tx, backend, &adds).await?;

@@ -20,6 +20,7 @@ mod notify;
 mod runs;
 mod sql;
 mod state;
+mod titles;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

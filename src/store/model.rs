@@ -110,6 +110,8 @@ stored_names! {
         AddMember = "add_member",
         /// Remove a member.
         RemoveMember = "remove_member",
+        /// Set the group's title and description.
+        UpdateGroup = "update_group",
     }
 }
 
@@ -297,6 +299,8 @@ pub enum Outcome {
     Failed(String),
     /// Failed for now (throttled past the budget, timed out): it stays pending for resume.
     Retry(String),
+    /// Not sent, and never to be: its list was held during the apply (why, as text).
+    Superseded(String),
 }
 
 /// One batch's results, committed together before the next batch is sent.

@@ -296,7 +296,7 @@ async fn in_flight_batch(tenant: &Tenant, what: &str) -> Writes {
                 .as_ref()
                 .is_some_and(|m| group.members.contains(m)),
             OpKind::TagGroup => !group.extensions.is_empty(),
-            OpKind::CreateGroup => true,
+            OpKind::CreateGroup | OpKind::UpdateGroup => true,
             OpKind::RemoveMember => op
                 .op
                 .member

@@ -4,11 +4,12 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{
-    ActualState, GROUPS_SCOPE, ReadMode, actual_list, claim, gone, ids, read_members, tagged,
+    ActualState, GROUPS_SCOPE, ReadMode, actual_list, actual_of, claim, gone, ids, read_members,
+    tagged, titles,
 };
 use crate::config::Config;
 use crate::graph::{GraphClient, GroupsDelta};
-use crate::plan::{Actual, DesiredList, ObjectId};
+use crate::plan::{DesiredList, ObjectId};
 use crate::reconcile::Stop;
 use crate::store::{GroupOrigin, ManagedGroup, MirrorChange, Store};
 
@@ -30,6 +31,9 @@ pub(super) async fn read_delta(
     let recorded = store.groups().await.map_err(Stop::store)?;
     let mut mirror = store.mirror().await.map_err(Stop::store)?;
     let (changes, forget) = changes_of(&round, &recorded);
+    state.titles = store.titles().await.map_err(Stop::store)?;
+    let retitled = titles::of_round(&round, &recorded, &state.titles);
+    state.titles.extend(retitled.iter().cloned());
     let nicknames_now: HashMap<&str, &String> = round
         .groups
         .iter()
@@ -63,8 +67,11 @@ pub(super) async fn read_delta(
         if state.managed.values().any(|m| m.group_id == group.id) {
             continue;
         }
+        state
+            .titles
+            .insert(list.key.clone(), titles::of_group(&group));
         match &group.tag {
-            Some(tag) if tag.list == list.key => {
+            Some(tag) if tag.list.eq_ignore_ascii_case(&list.key) => {
                 // Rollcall's own group, unknown to the store (a create never recorded).
                 let managed = tagged(&tag.list, &tag.family, &group);
                 fresh.push(managed.clone());
@@ -78,7 +85,7 @@ pub(super) async fn read_delta(
         }
     }
     let fresh_refs: Vec<&ManagedGroup> = fresh.iter().collect();
-    let mut read = read_members(graph, &fresh_refs).await?;
+    let mut read = read_members(graph, &fresh_refs, &mut state.refused).await?;
 
     let mut lists = Vec::with_capacity(state.managed.len());
     let fresh_lists: HashSet<&str> = fresh.iter().map(|g| g.list.as_str()).collect();
@@ -119,6 +126,7 @@ pub(super) async fn read_delta(
             .apply_delta_round(&changes, &forget, GROUPS_SCOPE, &round.delta_link)
             .await
             .map_err(Stop::store)?;
+        store.set_titles(&retitled).await.map_err(Stop::store)?;
         let recovered = fresh.iter().filter(|g| g.origin == GroupOrigin::Created);
         for (group, list) in
             recovered.filter_map(|g| Some((g, read.iter().find(|l| l.key == g.list)?)))
@@ -138,7 +146,7 @@ pub(super) async fn read_delta(
         "managed groups brought up to date by a delta round"
     );
     lists.append(&mut read);
-    state.actual = Actual::new(lists).map_err(|e| Stop::failed(anyhow::anyhow!("{e}")))?;
+    state.actual = actual_of(lists, &state.titles)?;
     Ok(state)
 }
 
@@ -158,6 +166,10 @@ pub async fn settle(store: &Store, graph: &GraphClient) {
         }
         store
             .apply_delta_round(&changes, &forget, GROUPS_SCOPE, &round.delta_link)
+            .await?;
+        let known = store.titles().await?;
+        store
+            .set_titles(&titles::of_round(&round, &recorded, &known))
             .await?;
         anyhow::Ok(changes.len())
     }

@@ -13,13 +13,14 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 mod delta;
+mod titles;
 
 pub use delta::settle;
 
 use super::Stop;
 use crate::config::Config;
 use crate::graph::{DirectoryGroup, GraphClient, GraphError};
-use crate::plan::{Actual, ActualList, DesiredList, Members, ObjectId};
+use crate::plan::{Actual, ActualList, DesiredList, Hold, HoldReason, Members, ObjectId, Title};
 use crate::store::{GroupOrigin, ManagedGroup, Store};
 
 /// The state store's scope name for the groups delta link.
@@ -60,6 +61,10 @@ pub struct ActualState {
     pub adopted: Vec<ManagedGroup>,
     /// Lists rollcall cannot create because their nickname is taken.
     pub conflicts: Vec<Conflict>,
+    /// Lists whose group Microsoft Graph refused to read for good (gone, 403): held.
+    pub refused: BTreeMap<String, Hold>,
+    /// The managed groups' titles, where known, by list key.
+    pub titles: HashMap<String, Title>,
     /// Things operators should know (a managed group deleted outside rollcall, …).
     pub warnings: Vec<String>,
     /// How it was read (a delta read falls back to a full one when its link expired).
@@ -172,8 +177,15 @@ async fn read_full(
         }
     }
 
+    let seen = titles::of_listing(&state.managed, &by_id);
+    if repair {
+        store.set_titles(&seen).await.map_err(Stop::store)?;
+    }
+    state.titles = seen.into_iter().collect();
     let managed: Vec<&ManagedGroup> = state.managed.values().collect();
-    let lists = read_members(graph, &managed).await?;
+    let mut refused = BTreeMap::new();
+    let lists = read_members(graph, &managed, &mut refused).await?;
+    state.refused = refused;
     if repair {
         let unrecorded: Vec<&str> = state.adopted.iter().map(|g| g.list.as_str()).collect();
         mirror(store, &unrecorded, &lists).await?;
@@ -184,8 +196,16 @@ async fn read_full(
                 .map_err(Stop::store)?;
         }
     }
-    state.actual = Actual::new(lists).map_err(|e| Stop::failed(anyhow::anyhow!("{e}")))?;
+    state.actual = actual_of(lists, &state.titles)?;
     Ok(state)
+}
+
+/// The actual side of the diff: the lists read, each with its title where known.
+fn actual_of(mut lists: Vec<ActualList>, titles: &HashMap<String, Title>) -> Result<Actual, Stop> {
+    for list in &mut lists {
+        list.title = titles.get(&list.key).cloned();
+    }
+    Actual::new(lists).map_err(|e| Stop::failed(anyhow::anyhow!("{e}")))
 }
 
 /// Records a group this run adopts, with the members it was read with, so that the next
@@ -238,7 +258,11 @@ fn claim(config: &Config, list: &DesiredList, group: &DirectoryGroup, state: &mu
         group_id: group.id.clone(),
         reason: reason.to_owned(),
     };
-    let conflict = if let Some(tag) = &group.tag {
+    let conflict = if let Some(tag) = group
+        .tag
+        .as_ref()
+        .filter(|t| !t.list.eq_ignore_ascii_case(&list.key))
+    {
         Some(refuse(&format!(
             "it is tagged as rollcall's list `{}`",
             tag.list
@@ -278,29 +302,54 @@ fn actual_list(group: &ManagedGroup, members: Vec<ObjectId>) -> ActualList {
         key: group.list.clone(),
         family: group.family.clone(),
         group_id: group.group_id.clone(),
+        title: None,
         members: Members::from(members),
     }
 }
 
-/// Every member of each group, read completely.
+/// Every member of each group, read completely. A group Microsoft Graph refuses for good
+/// (404: deleted since it was listed; 403) holds its list, in `refused`; any other failure
+/// stops the run, since a read cut short is never "fewer members".
 async fn read_members(
     graph: &GraphClient,
     managed: &[&ManagedGroup],
+    refused: &mut BTreeMap<String, Hold>,
 ) -> Result<Vec<ActualList>, Stop> {
     let ids: Vec<String> = managed.iter().map(|g| g.group_id.clone()).collect();
     let members = graph.members_of(&ids).await;
     let mut lists = Vec::with_capacity(managed.len());
     for (group, members) in managed.iter().zip(members) {
-        let members = members.map_err(|e| {
-            Stop::graph(
-                format!(
-                    "read the members of list `{}` ({})",
-                    group.list, group.group_id
-                ),
-                e,
-            )
-        })?;
-        lists.push(actual_list(group, members));
+        match members {
+            Ok(members) => lists.push(actual_list(group, members)),
+            Err(GraphError::Status {
+                status: status @ (403 | 404),
+                code,
+                message,
+                ..
+            }) => {
+                tracing::warn!(list = %group.list, group = %group.group_id, status, "the group's members cannot be read; the list is held");
+                refused.insert(
+                    group.list.clone(),
+                    Hold {
+                        family: group.family.clone(),
+                        reason: HoldReason::Refused {
+                            status,
+                            code,
+                            message,
+                        },
+                    },
+                );
+            }
+            Err(e) => {
+                return Err(Stop::graph(
+                    format!(
+                        "read the members of list `{}` ({})",
+                        group.list, group.group_id
+                    ),
+                    e,
+                ));
+            }
+        }
     }
     Ok(lists)
 }

@@ -1,18 +1,24 @@
-//! A run's report, as `show RUN` prints it and the state store keeps it.
+//! A run's report, as `show RUN` prints it and the state store keeps it: built from the
+//! plan (each list's fate, held lists included) and folded from the journal, so that `run`,
+//! `resume` and `show` agree. How it prints is in [`text`].
 
 use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::actual::Conflict;
-use super::apply::Applied;
-use super::flow::{Drift, Planned};
+use super::apply::{Applied, HELD};
 use super::identity::Refresh;
+use super::planned::{Durations, Planned};
+use super::verify::Drift;
 use crate::graph::{GraphError, GraphStats};
-use crate::plan::{Totals, Verdict};
+use crate::plan::{HoldReason, Totals, Verdict};
 use crate::source::SourceSummary;
 use crate::store::{JournalOp, OpKind, OpStatus};
+
+mod text;
+
+pub use text::{Detailed, seconds};
 
 /// How many unresolved member keys a list's report line names before it only counts them.
 const UNRESOLVED_SHOWN: usize = 20;
@@ -34,8 +40,8 @@ pub struct RunReport {
     pub applied: Applied,
     /// Per list: what changed, what failed, who could not be resolved.
     pub lists: Vec<ListReport>,
-    /// Lists whose nickname belongs to a group rollcall leaves alone.
-    pub conflicts: Vec<Conflict>,
+    /// Lists this run left exactly as they were, each with why and what releases it.
+    pub held: Vec<HeldList>,
     /// Member keys no account answers to, across lists.
     pub unresolved: u64,
     /// Guards that tripped.
@@ -66,31 +72,6 @@ pub struct RunReport {
     pub drifted: Vec<Drift>,
 }
 
-/// How long each phase of a run took, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Durations {
-    /// Reading and checking the sources.
-    pub sources_ms: u64,
-    /// Refreshing the directory mirror and resolving member keys.
-    pub directory_ms: u64,
-    /// Reading the managed groups' membership.
-    pub actual_ms: u64,
-    /// Diffing and guarding.
-    pub plan_ms: u64,
-    /// Journalling and applying.
-    pub apply_ms: u64,
-    /// The whole run, from its start to its record.
-    pub total_ms: u64,
-}
-
-impl Durations {
-    /// Milliseconds since `start`.
-    pub fn since(start: std::time::Instant) -> u64 {
-        u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-}
-
 /// One operation that failed for good.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -113,6 +94,7 @@ impl OpError {
     /// The failure of `op`, with Graph's status and code when its error text carries them.
     fn of(op: &JournalOp) -> OpError {
         let text = op.last_error.clone().unwrap_or_default();
+        let text = text.strip_prefix(HELD).map_or(text.clone(), str::to_owned);
         let (status, code, message) = match GraphError::parse_status(&text) {
             Some(GraphError::Status {
                 status,
@@ -219,6 +201,32 @@ pub struct FailedCheck {
     pub check: String,
 }
 
+/// A list the run held: why, and the exact command (or fix) that releases it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HeldList {
+    /// The list key.
+    pub list: String,
+    /// The reason's stable name (`guard`, `invalid_name`, `refused`, …), as `/metrics` labels it.
+    pub reason: String,
+    /// What is wrong, in words.
+    pub message: String,
+    /// What releases it.
+    pub release: String,
+}
+
+impl HeldList {
+    /// The report line of `list` held for `hold`.
+    pub fn new(list: &str, hold: &HoldReason) -> HeldList {
+        HeldList {
+            list: list.to_owned(),
+            reason: hold.key().to_owned(),
+            message: hold.to_string(),
+            release: hold.release(list),
+        }
+    }
+}
+
 /// One list's line in a report.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -233,6 +241,8 @@ pub struct ListReport {
     pub added: u64,
     /// Members removed.
     pub removed: u64,
+    /// Its title or description was set.
+    pub retitled: bool,
     /// Operations that failed for good.
     pub failed: u64,
     /// Operations still pending.
@@ -305,7 +315,11 @@ impl RunReport {
                 .into_iter()
                 .map(|(list, line)| ListReport { list, ..line })
                 .collect(),
-            conflicts: planned.actual.conflicts.clone(),
+            held: planned
+                .plan
+                .held()
+                .map(|(list, hold)| HeldList::new(&list.key, hold))
+                .collect(),
             unresolved: planned.unresolved.values().map(|v| v.len() as u64).sum(),
             tripped: planned.verdicts.tripped().cloned().collect(),
             warnings,
@@ -332,14 +346,28 @@ impl RunReport {
                         OpKind::CreateGroup => line.created = true,
                         OpKind::AddMember => line.added += 1,
                         OpKind::RemoveMember => line.removed += 1,
+                        OpKind::UpdateGroup => line.retitled = true,
                         OpKind::TagGroup => {}
                     }
                 }
                 OpStatus::Failed => {
                     applied.failed += 1;
                     line.failed += 1;
+                    let error = OpError::of(op);
+                    let refused = op
+                        .last_error
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with(HELD));
+                    if refused && !self.held.iter().any(|h| h.list == op.op.list) {
+                        let hold = HoldReason::Refused {
+                            status: error.status.unwrap_or_default(),
+                            code: error.code.clone().unwrap_or_default(),
+                            message: error.message.clone(),
+                        };
+                        self.held.push(HeldList::new(&op.op.list, &hold));
+                    }
                     if errors.len() < ERRORS_KEPT {
-                        errors.push(OpError::of(op));
+                        errors.push(error);
                     }
                 }
                 OpStatus::Pending => {
@@ -357,272 +385,6 @@ impl RunReport {
             .into_iter()
             .map(|(list, line)| ListReport { list, ..line })
             .collect();
-    }
-}
-
-/// How a report shows its per-list lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ListStyle {
-    /// One compact line per list that changed (what `run` prints).
-    Lines,
-    /// A table with a column per count (what `show RUN` prints).
-    Table,
-}
-
-impl fmt::Display for RunReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.render(f, ListStyle::Lines)
-    }
-}
-
-/// A report with its per-list lines as a table, for `show RUN`.
-#[derive(Debug, Clone, Copy)]
-pub struct Detailed<'a>(pub &'a RunReport);
-
-impl fmt::Display for Detailed<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.render(f, ListStyle::Table)
-    }
-}
-
-impl RunReport {
-    /// The report as text, its lists in `style`.
-    fn render(&self, f: &mut fmt::Formatter<'_>, style: ListStyle) -> fmt::Result {
-        if let Some(approval) = &self.approval {
-            writeln!(f, "approved {approval}")?;
-        }
-        for source in &self.sources {
-            writeln!(
-                f,
-                "source {}: {} rows, {} distinct (sha256 {})",
-                source.name,
-                source.rows,
-                source.distinct,
-                &source.checksum[..source.checksum.len().min(12)]
-            )?;
-        }
-        if let Some(directory) = &self.directory {
-            let how = if directory.full {
-                "full read"
-            } else {
-                "changes"
-            };
-            writeln!(f, "directory: {} users ({how})", directory.users)?;
-        }
-        let t = &self.totals;
-        writeln!(
-            f,
-            "plan: {} lists, {} unchanged, {} to create, {} to update; +{} −{} members; {} vanished, {} not created",
-            t.lists,
-            t.unchanged,
-            t.creates,
-            t.updates,
-            t.adds,
-            t.removes,
-            t.vanished,
-            t.not_created
-        )?;
-        let a = &self.applied;
-        writeln!(
-            f,
-            "applied: {} done, {} failed, {} pending",
-            a.done, a.failed, a.pending
-        )?;
-        match style {
-            ListStyle::Table => self.list_table(f)?,
-            ListStyle::Lines => self.list_lines(f)?,
-        }
-        for conflict in &self.conflicts {
-            writeln!(
-                f,
-                "conflict: list {} wants nickname {} held by group {}: {}",
-                conflict.list, conflict.mail_nickname, conflict.group_id, conflict.reason
-            )?;
-        }
-        if self.unresolved > 0 {
-            writeln!(
-                f,
-                "unresolved: {} member keys have no account yet; they are tried again next run",
-                self.unresolved
-            )?;
-        }
-        for verdict in &self.tripped {
-            writeln!(
-                f,
-                "guard tripped: {}{} observed {} over limit {}",
-                verdict.guard.key(),
-                verdict
-                    .list
-                    .as_deref()
-                    .map_or_else(String::new, |l| format!(" on {l}")),
-                verdict.observed,
-                verdict.limit
-            )?;
-        }
-        for warning in &self.warnings {
-            writeln!(f, "warning: {warning}")?;
-        }
-        if let Some(drift) = self.drift {
-            writeln!(f, "drift: {drift} lists")?;
-        }
-        for drift in &self.drifted {
-            writeln!(f, "  {}", drift_text(drift))?;
-        }
-        for error in &self.errors {
-            writeln!(f, "failed: {error}")?;
-        }
-        if self.applied.failed > self.errors.len() as u64 && !self.errors.is_empty() {
-            writeln!(
-                f,
-                "failed: … and {} more (`rollcall show RUN --output json` has the journal counts)",
-                self.applied.failed - self.errors.len() as u64
-            )?;
-        }
-        if let Some(groups) = self.managed_groups {
-            writeln!(f, "managed groups found: {groups}")?;
-        }
-        if let Some(rows) = self.orphans_repaired.filter(|&rows| rows > 0) {
-            writeln!(f, "orphaned rows repaired: {rows}")?;
-        }
-        if self.resumed > 0 {
-            writeln!(f, "resumed: {} time(s)", self.resumed)?;
-        }
-        let g = &self.graph;
-        writeln!(
-            f,
-            "graph: {} requests ({} inside $batch), {} retried, {} throttled (held back {}); replies 2xx {} 4xx {} 5xx {}, {} without reply",
-            g.requests,
-            g.batched,
-            g.retries,
-            g.throttled,
-            seconds(g.throttle_wait_ms),
-            g.status_2xx,
-            g.status_4xx,
-            g.status_5xx,
-            g.no_reply
-        )?;
-        let d = &self.durations;
-        if d.total_ms > 0 {
-            writeln!(
-                f,
-                "took {}: sources {}, directory {}, actual {}, plan {}, apply {}",
-                seconds(d.total_ms),
-                seconds(d.sources_ms),
-                seconds(d.directory_ms),
-                seconds(d.actual_ms),
-                seconds(d.plan_ms),
-                seconds(d.apply_ms)
-            )?;
-        }
-        if let Some(failed) = &self.failed_check {
-            writeln!(
-                f,
-                "source check failed: `{}` on source {}",
-                failed.check, failed.source
-            )?;
-        }
-        if let Some(error) = &self.error {
-            writeln!(f, "error: {error}")?;
-        }
-        Ok(())
-    }
-
-    /// One compact line per list that changed.
-    fn list_lines(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for line in &self.lists {
-            let mut parts = Vec::new();
-            if line.created {
-                parts.push("created".to_owned());
-            }
-            if line.adopted {
-                parts.push("adopted".to_owned());
-            }
-            if line.added > 0 || line.removed > 0 {
-                parts.push(format!("+{} −{}", line.added, line.removed));
-            }
-            if line.failed > 0 {
-                parts.push(format!("{} failed", line.failed));
-            }
-            if line.pending > 0 {
-                parts.push(format!("{} pending", line.pending));
-            }
-            if line.unresolved_count > 0 {
-                let mut names = line.unresolved.join(", ");
-                if line.unresolved_count as usize > line.unresolved.len() {
-                    let _ = write!(names, ", …");
-                }
-                parts.push(format!("{} unresolved ({names})", line.unresolved_count));
-            }
-            if !parts.is_empty() {
-                writeln!(f, "  {}: {}", line.list, parts.join("; "))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// A table of the lists that changed, failed or have unresolved members.
-    fn list_table(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let lines: Vec<&ListReport> = self
-            .lists
-            .iter()
-            .filter(|l| {
-                l.created
-                    || l.adopted
-                    || l.added + l.removed + l.failed + l.pending + l.unresolved_count > 0
-            })
-            .collect();
-        if lines.is_empty() {
-            return Ok(());
-        }
-        let width = lines.iter().map(|l| l.list.len()).max().unwrap_or(4).max(4);
-        writeln!(
-            f,
-            "  {:<width$}  {:<7}  {:>7}  {:>7}  {:>6}  {:>7}  {:>10}",
-            "list", "group", "added", "removed", "failed", "pending", "unresolved"
-        )?;
-        for line in lines {
-            let group = match (line.created, line.adopted) {
-                (true, _) => "created",
-                (_, true) => "adopted",
-                _ => "",
-            };
-            writeln!(
-                f,
-                "  {:<width$}  {:<7}  {:>7}  {:>7}  {:>6}  {:>7}  {:>10}",
-                line.list,
-                group,
-                format!("+{}", line.added),
-                format!("−{}", line.removed),
-                line.failed,
-                line.pending,
-                line.unresolved_count
-            )?;
-        }
-        Ok(())
-    }
-}
-
-/// A duration in milliseconds for people: `850ms`, `1.5s`.
-pub fn seconds(ms: u64) -> String {
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    }
-}
-
-/// One drifted list in a few words.
-pub fn drift_text(drift: &Drift) -> String {
-    if drift.group_missing {
-        format!(
-            "{}: no managed group ({} members wanted)",
-            drift.list, drift.missing
-        )
-    } else {
-        format!(
-            "{}: {} missing, {} extra",
-            drift.list, drift.missing, drift.extra
-        )
     }
 }
 
@@ -724,6 +486,34 @@ mod tests {
         assert!(table.contains("list  group"), "{table}");
         assert!(table.contains("  b     "), "{table}");
         assert!(table.contains("−1"), "{table}");
+    }
+
+    #[test]
+    fn a_group_refused_during_apply_is_a_held_list_with_its_release() {
+        let mut refused = op(1, "gone", OpKind::AddMember, OpStatus::Failed);
+        refused.last_error = Some(format!(
+            "{HELD}POST /v1.0/groups/g/members/$ref: Microsoft Graph answered 404 \
+             Request_ResourceNotFound: Resource 'g' does not exist"
+        ));
+        let mut report = RunReport::default();
+        report.count_journal(&[
+            refused,
+            op(2, "gone", OpKind::AddMember, OpStatus::Superseded),
+            op(3, "ok", OpKind::AddMember, OpStatus::Done),
+        ]);
+        assert_eq!(report.held.len(), 1, "{report:?}");
+        let held = &report.held[0];
+        assert_eq!(
+            (held.list.as_str(), held.reason.as_str()),
+            ("gone", "refused")
+        );
+        assert!(held.message.contains("404"), "{held:?}");
+        assert!(held.release.contains("creates it again"), "{held:?}");
+        assert_eq!(report.errors[0].status, Some(404));
+        assert!(
+            report.to_string().contains("held: list gone (refused)"),
+            "{report}"
+        );
     }
 
     #[test]
