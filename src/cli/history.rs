@@ -90,15 +90,23 @@ pub async fn status(context: &Context) -> Result<Exit, CommandError> {
             verify.started_at.format("%F %T")
         );
     }
-    if let Some(line) = runs
-        .iter()
-        .find(|r| {
-            matches!(r.kind, RunKind::Run | RunKind::Rebuild | RunKind::Apply)
-                && r.exit_code.is_some()
-        })
-        .and_then(tripped_line)
-    {
+    let last = runs.iter().find(|r| {
+        matches!(r.kind, RunKind::Run | RunKind::Rebuild | RunKind::Apply) && r.exit_code.is_some()
+    });
+    if let Some(line) = last.and_then(tripped_line) {
         println!("{line}");
+    }
+    if let Some(run) = last {
+        let held = report(run).held;
+        if !held.is_empty() {
+            println!("held lists: {} in the last run ({})", held.len(), run.id);
+        }
+        for list in held {
+            println!(
+                "  {} ({}): {}; to release: {}",
+                list.list, list.reason, list.message, list.release
+            );
+        }
     }
     println!("last runs:");
     print_runs(runs.iter().take(5));

@@ -602,4 +602,73 @@ include = ["x@x.org"]
     fn render_template_leaves_unknown_braces_alone() {
         assert_eq!(render_template("{x}-{list}{", "l", "d", ""), "{x}-l{");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Whatever spellings the sources use, the lists a run plans (not held) never make the
+        /// state store raise a constraint error: each holds a group of its own, found by its
+        /// nickname as Exchange compares them (ignoring case), under a key of its own.
+        #[test]
+        fn case_variants_and_nickname_clashes_never_reach_a_store_constraint(
+            first in proptest::collection::vec("[a-cA-C]{1,3}( ?)", 1..12),
+            second in proptest::collection::vec("[a-cA-C]{1,3}", 0..12),
+            templates in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just("{list}"),
+                proptest::strategy::Just("a{list}"),
+            ], 2),
+        ) {
+            let config = Config::parse(
+                &format!(
+                    "[[family]]\nname = \"modules\"\nmail_nickname = \"{}\"\n\n\
+                     [[family]]\nname = \"departments\"\nmail_nickname = \"{}\"\n",
+                    templates[0], templates[1]
+                ),
+                std::path::Path::new("rollcall.toml"),
+            )
+            .unwrap();
+            let member: &[&str] = &["a@x.org"];
+            let a_refs: Vec<(&str, &[&str])> = first.iter().map(|k| (k.as_str(), member)).collect();
+            let b_refs: Vec<(&str, &[&str])> = second.iter().map(|k| (k.as_str(), member)).collect();
+            let snapshot = assemble(
+                &config,
+                vec![
+                    read("enrolments", "modules", MemberKey::Upn, &a_refs),
+                    read("people", "departments", MemberKey::Upn, &b_refs),
+                ],
+            )
+            .unwrap();
+            let holds = crate::plan::check_names(snapshot.lists.values().map(|l| crate::plan::ListName {
+                key: &l.key,
+                mail_nickname: &l.mail_nickname,
+                display_name: &l.display_name,
+                sources: &l.sources,
+            }));
+            let planned: Vec<&DesiredList> = snapshot
+                .lists
+                .values()
+                .filter(|l| !holds.contains_key(&l.key))
+                .collect();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            runtime.block_on(async {
+                let url = crate::config::DatabaseUrl::new(format!("sqlite://{}", dir.path().join("state.db").display()));
+                let store = crate::store::Store::open(&url).await.unwrap();
+                for list in &planned {
+                    // Microsoft 365 finds a group by its nickname, ignoring case.
+                    let group = crate::store::ManagedGroup {
+                        list: list.key.clone(),
+                        group_id: format!("group-{}", list.mail_nickname.to_lowercase()),
+                        family: list.family.clone(),
+                        origin: crate::store::GroupOrigin::Created,
+                        mail_nickname: list.mail_nickname.clone(),
+                        tagged: true,
+                    };
+                    store.upsert_group(&group).await.unwrap();
+                }
+                proptest::prop_assert_eq!(store.groups().await.unwrap().len(), planned.len());
+                store.close().await;
+                Ok(())
+            })?;
+        }
+    }
 }

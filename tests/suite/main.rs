@@ -11,6 +11,7 @@ mod generate;
 mod graph;
 mod incidents;
 mod interrupt;
+mod isolation;
 mod maintenance;
 mod notify;
 mod reconcile;

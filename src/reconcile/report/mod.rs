@@ -143,6 +143,8 @@ pub struct Approval {
     pub accept_additions: Option<u64>,
     /// Sources whose shrink was accepted.
     pub accept_shrink: Vec<String>,
+    /// Lists released from their per-list guard (`--accept-list`).
+    pub accept_list: Vec<String>,
     /// The saved plan applied (`apply FILE`).
     pub plan_file: Option<String>,
 }
@@ -154,6 +156,7 @@ impl Approval {
         let approves = approval.accept_removals.is_some()
             || approval.accept_additions.is_some()
             || !approval.accept_shrink.is_empty()
+            || !approval.accept_list.is_empty()
             || approval.plan_file.is_some()
             || approval
                 .reason
@@ -183,6 +186,9 @@ impl fmt::Display for Approval {
         }
         if !self.accept_shrink.is_empty() {
             accepts.push(format!("shrink of {}", self.accept_shrink.join(", ")));
+        }
+        if !self.accept_list.is_empty() {
+            accepts.push(format!("list {}", self.accept_list.join(", ")));
         }
         if !accepts.is_empty() {
             write!(f, " (accepts {})", accepts.join(", "))?;

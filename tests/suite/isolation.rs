@@ -1,0 +1,290 @@
+//! Per-list isolation end to end (DESIGN.md "Per-list isolation", exit 7): ordinary data
+//! that once jammed every list now holds one list at most. A key in two cases is one list; a
+//! key Exchange refuses and a list whose per-list guard trips are held while every other
+//! list's changes (withdrawals first of all) are applied; `--accept-list` releases a guard
+//! hold for one run; a retitled module reaches its group's displayName with one PATCH.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::common::db::TestDatabase;
+use crate::common::tenant::{Tenant, TenantOptions};
+use crate::on_every_backend;
+
+on_every_backend!(
+    a_key_in_two_cases_is_one_list_with_every_member_run_after_run,
+    a_key_with_a_space_is_held_and_every_other_lists_withdrawals_are_applied,
+    a_per_list_guard_trip_holds_that_list_only_until_accept_list_releases_it,
+    a_retitled_module_reaches_its_group_with_one_patch_and_then_none,
+);
+
+/// A tenant after a first run that built every list.
+async fn converged(db: TestDatabase) -> Tenant {
+    let tenant = Tenant::start(db, TenantOptions::new()).await;
+    tenant.rollcall(&["run"]).await.expect(0);
+    tenant.assert_converged("after the first run");
+    tenant
+}
+
+/// Adds a CSV source `extra` of family `family` whose rows are `(list, member)`.
+fn add_extra_source(tenant: &mut Tenant, family: &str, rows: &[(&str, &str)]) {
+    let path = tenant.dir().join("extra.csv");
+    let mut csv = String::from("list,member\n");
+    for (list, member) in rows {
+        csv.push_str(&format!("{list},{member}\n"));
+    }
+    std::fs::write(&path, csv).expect("extra.csv is written");
+    tenant.add_config(&format!(
+        "[[source]]\nname = \"extra\"\nfamily = \"{family}\"\nkind = \"csv\"\npath = {}\nmember_key = \"upn\"\n",
+        toml::Value::String(path.to_string_lossy().into_owned())
+    ));
+}
+
+/// The index of a module with at least `size` students who have an account, other than those
+/// in `not`.
+fn module_with(tenant: &Tenant, size: usize, not: &[usize]) -> usize {
+    let university = &tenant.university;
+    (0..university.modules.len())
+        .filter(|i| !not.contains(i))
+        .find(|&i| {
+            university.modules[i]
+                .students
+                .iter()
+                .filter(|&&p| university.people[p].has_account)
+                .count()
+                >= size
+        })
+        .unwrap_or_else(|| panic!("no module has {size} students with an account"))
+}
+
+/// Withdraws `count` students with an account from module `index`.
+fn withdraw(tenant: &mut Tenant, index: usize, count: usize) {
+    tenant.edit_university(|university| {
+        let gone: Vec<usize> = university.modules[index]
+            .students
+            .iter()
+            .copied()
+            .filter(|&p| university.people[p].has_account)
+            .take(count)
+            .collect();
+        assert_eq!(gone.len(), count, "module {index} has too few students");
+        for person in gone {
+            university.modules[index].students.remove(&person);
+        }
+    });
+}
+
+/// The held lists of a report or plan in JSON, as `(list, reason)`.
+fn held(value: &Value) -> Vec<(String, String)> {
+    value["held"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no `held` in {value}"))
+        .iter()
+        .map(|h| {
+            (
+                h["list"].as_str().unwrap_or_default().to_owned(),
+                h["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn a_key_in_two_cases_is_one_list_with_every_member_run_after_run(db: TestDatabase) {
+    let mut tenant = Tenant::start(db, TenantOptions::new()).await;
+    let module = tenant.university.modules[0].key.clone();
+    let newcomer = tenant
+        .university
+        .people
+        .iter()
+        .find(|p| p.has_account && !tenant.desired.lists[&module].contains(&p.object_id))
+        .expect("somebody is not on the first module")
+        .clone();
+    let shouted = module.to_uppercase();
+    assert_ne!(shouted, module);
+    add_extra_source(&mut tenant, "modules", &[(&shouted, &newcomer.upn)]);
+    tenant
+        .desired
+        .lists
+        .get_mut(&module)
+        .unwrap()
+        .insert(newcomer.object_id.clone());
+
+    for run in ["the first run", "the second run"] {
+        let ran = tenant.rollcall(&["run"]).await;
+        ran.expect(0);
+        tenant.assert_converged(&format!("after {run}"));
+        let report = tenant.show_last_run().await;
+        let warnings: Vec<&str> = report["report"]["warnings"]
+            .as_array()
+            .expect("the report has warnings")
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|w| w.contains("differ only in case"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{run}: {warnings:?}");
+        for part in [
+            format!("`{shouted}` (source `extra` row 1)"),
+            format!("`{module}` (source `enrolments` row"),
+            format!("kept as `{module}`"),
+        ] {
+            assert!(
+                warnings[0].contains(&part),
+                "{run}: `{part}` in {}",
+                warnings[0]
+            );
+        }
+    }
+    assert_eq!(tenant.managed_groups().await, tenant.desired.lists.len());
+    let writes = tenant.stat("write_requests");
+    tenant.rollcall(&["run"]).await.expect(0);
+    assert_eq!(
+        tenant.stat("write_requests"),
+        writes,
+        "a converged run wrote"
+    );
+    tenant.assert_verified("at the end").await;
+    tenant.finish();
+}
+
+async fn a_key_with_a_space_is_held_and_every_other_lists_withdrawals_are_applied(
+    db: TestDatabase,
+) {
+    let mut tenant = converged(db).await;
+    let module = module_with(&tenant, 3, &[]);
+    withdraw(&mut tenant, module, 2);
+    let someone = tenant.university.people[0].upn.clone();
+    add_extra_source(&mut tenant, "modules", &[("mod bad key", &someone)]);
+
+    let plan = tenant.rollcall(&["plan", "--output", "json"]).await;
+    plan.expect(7);
+    assert_eq!(
+        held(&plan.json()),
+        [("mod bad key".to_owned(), "invalid_name".to_owned())]
+    );
+
+    let ran = tenant.rollcall(&["run"]).await;
+    ran.expect(7);
+    assert!(
+        ran.stdout.contains("held: list mod bad key (invalid_name)")
+            && ran.stdout.contains("source extra"),
+        "{}",
+        ran.stdout
+    );
+    tenant.assert_converged("after the run that held the bad key");
+    let report = tenant.show_last_run().await;
+    assert_eq!(report["exit_code"], 7, "{report}");
+    assert_eq!(
+        held(&report["report"]),
+        [("mod bad key".to_owned(), "invalid_name".to_owned())]
+    );
+    let status = tenant.rollcall(&["status"]).await;
+    assert!(status.stdout.contains("mod bad key"), "{}", status.stdout);
+    tenant.finish();
+}
+
+async fn a_per_list_guard_trip_holds_that_list_only_until_accept_list_releases_it(
+    db: TestDatabase,
+) {
+    let mut tenant = converged(db).await;
+    let halved = module_with(&tenant, 12, &[]);
+    let other = module_with(&tenant, 3, &[halved]);
+    let size = tenant.desired.lists[&tenant.university.modules[halved].key].len();
+    let key = tenant.university.modules[halved].key.clone();
+    let before: BTreeSet<String> = tenant.desired.lists[&key].clone();
+    withdraw(&mut tenant, halved, size / 2 + 1);
+    withdraw(&mut tenant, other, 1);
+
+    let ran = tenant.rollcall(&["run"]).await;
+    ran.expect(7);
+    assert!(
+        ran.stdout
+            .contains(&format!("rollcall run --accept-list {key} --reason TEXT")),
+        "{}",
+        ran.stdout
+    );
+    let skip: BTreeSet<String> = [key.clone()].into_iter().collect();
+    tenant.assert_converged_except(&skip, "after the run that held the halved list");
+    let group = tenant
+        .sandbox
+        .state()
+        .groups
+        .into_iter()
+        .find(|g| g.mail_nickname == key)
+        .expect("the halved list's group");
+    assert_eq!(
+        group.members.into_iter().collect::<BTreeSet<_>>(),
+        before,
+        "the held list was touched"
+    );
+    assert_eq!(
+        held(&tenant.show_last_run().await["report"]),
+        [(key.clone(), "guard".to_owned())]
+    );
+
+    tenant.rollcall(&["run"]).await.expect(7);
+    tenant
+        .rollcall(&["run", "--accept-list", &key.to_uppercase()])
+        .await
+        .expect(2);
+    tenant
+        .rollcall(&[
+            "run",
+            "--accept-list",
+            &key.to_uppercase(),
+            "--reason",
+            "the module was split in two",
+        ])
+        .await
+        .expect(0);
+    tenant.assert_verified("after --accept-list").await;
+    let approval = &tenant.show_last_run().await["report"]["approval"];
+    assert_eq!(
+        approval["reason"], "the module was split in two",
+        "{approval}"
+    );
+    tenant.finish();
+}
+
+async fn a_retitled_module_reaches_its_group_with_one_patch_and_then_none(db: TestDatabase) {
+    let mut tenant = converged(db).await;
+    let key = tenant.university.modules[0].key.clone();
+    tenant.edit_university(|university| {
+        university.modules[0].title = "Renamed by the Senate".to_owned();
+    });
+    let title = tenant.university.modules[0].display_name();
+
+    let plan = tenant.rollcall(&["plan"]).await;
+    plan.expect(0);
+    assert!(
+        plan.stdout
+            .contains(&format!("~ {key}: +0 −0; ~ title `{title}`")),
+        "{}",
+        plan.stdout
+    );
+    let verify = tenant.rollcall(&["verify"]).await;
+    verify.expect(5);
+    assert!(verify.stdout.contains("title differs"), "{}", verify.stdout);
+
+    let writes = tenant.stat("write_requests");
+    tenant.rollcall(&["run"]).await.expect(0);
+    assert_eq!(tenant.stat("write_requests") - writes, 1, "one PATCH");
+    let group = tenant
+        .sandbox
+        .state()
+        .groups
+        .into_iter()
+        .find(|g| g.mail_nickname == key)
+        .expect("the module's group");
+    assert_eq!(group.display_name, title);
+
+    let writes = tenant.stat("write_requests");
+    tenant.rollcall(&["run"]).await.expect(0);
+    assert_eq!(
+        tenant.stat("write_requests"),
+        writes,
+        "the title was sent again"
+    );
+    tenant.assert_verified("after the retitle").await;
+    tenant.finish();
+}
