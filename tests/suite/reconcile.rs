@@ -66,10 +66,10 @@ async fn fresh_build_matches_the_sources_and_a_second_run_writes_nothing(db: Tes
     );
     assert_unresolved_reported(&plan, &tenant.desired);
     assert_eq!(
-        plan["conflicts"].as_array().map(Vec::len),
+        plan["held"].as_array().map(Vec::len),
         Some(0),
-        "an empty tenant has no conflicts: {}",
-        plan["conflicts"]
+        "an empty tenant holds no list: {}",
+        plan["held"]
     );
     assert_eq!(tenant.stat("writes"), 0, "`plan` changed the tenant");
 
@@ -281,10 +281,10 @@ async fn adoption_takes_over_groups_named_like_lists(db: TestDatabase) {
         );
     }
     assert_eq!(
-        plan["conflicts"].as_array().map(Vec::len),
+        plan["held"].as_array().map(Vec::len),
         Some(0),
-        "with adoption on there are no conflicts: {}",
-        plan["conflicts"]
+        "with adoption on no list is held: {}",
+        plan["held"]
     );
 
     tenant.rollcall(&["run"]).await.expect(0);
@@ -312,15 +312,21 @@ async fn without_adoption_groups_named_like_lists_are_conflicts_left_alone(db: T
     let plan = tenant
         .rollcall(&["plan", "--output", "json"])
         .await
-        .expect(0)
+        .expect(7)
         .json();
-    let reported: BTreeSet<(String, String, String)> = plan["conflicts"]
+    let reported: BTreeSet<(String, String, String)> = plan["plan"]["lists"]
         .as_array()
-        .unwrap_or_else(|| panic!("the plan JSON has no conflicts array: {plan}"))
+        .unwrap_or_else(|| panic!("the plan JSON has no lists: {plan}"))
         .iter()
-        .map(|c| {
-            let field = |name: &str| c[name].as_str().unwrap_or_default().to_owned();
-            (field("list"), field("mail_nickname"), field("group_id"))
+        .filter(|l| l["action"] == "held")
+        .map(|l| {
+            assert_eq!(l["hold"]["reason"], "nickname_taken", "{l}");
+            let field = |name: &str| l["hold"][name].as_str().unwrap_or_default().to_owned();
+            (
+                l["key"].as_str().unwrap_or_default().to_owned(),
+                field("mail_nickname"),
+                field("group_id"),
+            )
         })
         .collect();
     let expected: BTreeSet<(String, String, String)> = existing
@@ -348,7 +354,7 @@ async fn without_adoption_groups_named_like_lists_are_conflicts_left_alone(db: T
         );
     }
 
-    tenant.rollcall(&["run"]).await.expect(0);
+    tenant.rollcall(&["run"]).await.expect(7);
     tenant.assert_converged_except(&conflicts, "after a run with conflicts");
     let verify = tenant
         .rollcall(&["verify", "--output", "json"])
