@@ -9,7 +9,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::journal::upsert_group;
 use super::model::{from_millis, millis};
-use super::sql::CHUNK_ROWS;
+use super::sql::{CHUNK_ROWS, one_list};
 use super::{Backend, GroupOrigin, Identity, ManagedGroup, Store, StoreError, text};
 use crate::config::MemberKey;
 
@@ -327,7 +327,11 @@ async fn store_link(
         .bind(millis(Utc::now()))
         .execute(&mut **tx)
         .await
-        .map_err(StoreError::query(format!("store the {scope} delta link")))?;
+        .map_err(StoreError::writing(
+            format!("store the {scope} delta link"),
+            "delta_links",
+            None,
+        ))?;
     Ok(())
 }
 
@@ -352,10 +356,14 @@ pub(crate) async fn mirror_insert(
         insert
             .execute(&mut **tx)
             .await
-            .map_err(StoreError::query(format!(
-                "add {} members to the mirror (is every list a managed group?)",
-                chunk.len()
-            )))?;
+            .map_err(StoreError::writing(
+                format!(
+                    "add {} members to the mirror (is every list a managed group?)",
+                    chunk.len()
+                ),
+                "mirror",
+                one_list(chunk.iter().map(|(list, _)| list.as_str())),
+            ))?;
     }
     Ok(())
 }
@@ -380,10 +388,11 @@ pub(crate) async fn mirror_delete(
         delete
             .execute(&mut **tx)
             .await
-            .map_err(StoreError::query(format!(
-                "remove {} members from the mirror",
-                chunk.len()
-            )))?;
+            .map_err(StoreError::writing(
+                format!("remove {} members from the mirror", chunk.len()),
+                "mirror",
+                one_list(chunk.iter().map(|(list, _)| list.as_str())),
+            ))?;
     }
     Ok(())
 }
@@ -407,7 +416,7 @@ async fn insert_identities(
     backend: Backend,
     identities: &[Identity],
 ) -> Result<(), StoreError> {
-    let action = || StoreError::query(format!("record {} identities", identities.len()));
+    let action_text = || format!("record {} identities", identities.len());
     let columns = ["key_kind", "key_value", "object_id", "checked_at"];
     for chunk in identities.chunks(CHUNK_ROWS) {
         let query = format!(
@@ -424,7 +433,10 @@ async fn insert_identities(
                 .bind(identity.object_id.as_deref())
                 .bind(millis(identity.checked_at));
         }
-        insert.execute(&mut **tx).await.map_err(action())?;
+        insert
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::writing(action_text(), "identities", None))?;
     }
     Ok(())
 }

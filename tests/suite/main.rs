@@ -19,3 +19,4 @@ mod sandbox;
 mod serve;
 mod sql_source;
 mod store;
+mod store_refusals;
