@@ -4,6 +4,7 @@ mod approvals;
 mod common;
 mod config;
 mod crash;
+mod csv_exports;
 mod csv_source;
 mod delta;
 mod deploy;
