@@ -133,6 +133,38 @@ impl Store {
         Ok(mirror)
     }
 
+    /// The managed groups whose mirror holds no member, by list key: either empty groups or
+    /// groups whose mirror rows were lost, which only a full read of each tells apart.
+    pub async fn lists_without_members(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT g.list_key FROM managed_groups g WHERE NOT EXISTS \
+             (SELECT 1 FROM mirror m WHERE m.list_key = g.list_key) ORDER BY g.list_key",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query(
+            "look for managed groups without a mirror",
+        ))
+    }
+
+    /// How many groups the store records as managed.
+    pub async fn group_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM managed_groups")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::query("count the managed groups"))?;
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
+    /// Whether the directory mirror holds any identity at all.
+    pub async fn has_identities(&self) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT key_value FROM identities LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::query("look for identities"))?;
+        Ok(row.is_some())
+    }
+
     /// Mirrored member counts per list, by list key; lists without members are left out.
     pub async fn member_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(

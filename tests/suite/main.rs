@@ -19,5 +19,6 @@ mod reports;
 mod sandbox;
 mod serve;
 mod sql_source;
+mod state_trust;
 mod store;
 mod store_refusals;
