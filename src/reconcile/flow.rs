@@ -190,7 +190,11 @@ impl Engine {
             actual,
             plan,
             verdicts,
-            warnings: snapshot.warnings,
+            warnings: snapshot
+                .warnings
+                .into_iter()
+                .chain(directory.warning())
+                .collect(),
             durations,
         })
     }
