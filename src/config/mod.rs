@@ -429,6 +429,10 @@ pub struct SourceConfig {
     /// CSV: the optional control file (`rows=N`, `sha256=HEX`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<PathBuf>,
+    /// CSV: the field delimiter, `,` when unset; `;` as Excel writes it in much of Europe,
+    /// or a tab (`"\t"` or `"tab"`). See [`SourceConfig::csv_delimiter`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<String>,
     /// How the `member` column names a person.
     pub member_key: MemberKey,
     /// Fewer rows than this is a failed source.
@@ -437,6 +441,33 @@ pub struct SourceConfig {
     /// Zero rows is a failure unless this is true.
     #[serde(default)]
     pub allow_empty: bool,
+}
+
+impl SourceConfig {
+    /// The CSV field delimiter as a byte: `,` when unset, a tab for `"\t"` or `"tab"`, or
+    /// one ASCII punctuation character other than the quote `"`. Anything else (several
+    /// characters, a letter or digit, a quote, a line break) is refused with the reason.
+    pub fn csv_delimiter(&self) -> Result<u8, String> {
+        let Some(text) = self.delimiter.as_deref() else {
+            return Ok(b',');
+        };
+        if text == "\t" || text.eq_ignore_ascii_case("tab") {
+            return Ok(b'\t');
+        }
+        let mut chars = text.chars();
+        match (chars.next(), chars.next()) {
+            (Some('"'), None) => Err(
+                "`\"` is the CSV quote character and cannot also separate fields; use \",\", \";\" or \"tab\""
+                    .to_owned(),
+            ),
+            (Some('\t'), None) => Ok(b'\t'),
+            (Some(c), None) if c.is_ascii_punctuation() => Ok(c as u8),
+            _ => Err(format!(
+                "`{}` is not a field delimiter: give one character such as \",\" (the default), \";\" or \"|\", or \"tab\"",
+                text.escape_default()
+            )),
+        }
+    }
 }
 
 fn default_source_timeout() -> Duration {

@@ -209,6 +209,12 @@ impl Config {
                     if source.path.is_some() || source.control.is_some() {
                         return Err(err(at("path"), "`path` and `control` belong to csv sources; an sql source has `url_env` and `query`".into()));
                     }
+                    if source.delimiter.is_some() {
+                        return Err(err(
+                            at("delimiter"),
+                            "`delimiter` belongs to csv sources".into(),
+                        ));
+                    }
                     source.database_url().map_err(|m| err(at("url"), m))?;
                     match &source.query {
                         Some(q) if !q.trim().is_empty() => {}
@@ -235,6 +241,9 @@ impl Config {
                     if source.path.is_none() {
                         return Err(err(at("path"), "a csv source needs `path`".into()));
                     }
+                    source
+                        .csv_delimiter()
+                        .map_err(|m| err(at("delimiter"), m))?;
                 }
             }
             if source.allow_empty && source.min_rows > 0 {

@@ -23,15 +23,42 @@ pub struct Refresh {
     pub users: usize,
     /// Whether it was a full read.
     pub full: bool,
+    /// Whether a stored delta link was not trusted because the identities it extends were
+    /// lost (none left), so the whole directory was read instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lost_rows: bool,
 }
 
+impl Refresh {
+    /// What operators should know about this refresh, for the run's warnings.
+    pub fn warning(&self) -> Option<String> {
+        self.lost_rows.then(|| LOST_IDENTITIES.to_owned())
+    }
+}
+
+/// The warning for a users delta link found without the identities it extends.
+const LOST_IDENTITIES: &str = "the directory mirror (identities) was empty although the users \
+     delta link says it is up to date (rows lost from the state database); the link was not \
+     trusted and the whole directory was read again";
+
 /// Brings the directory mirror up to date: one delta round from the stored link, or a full
-/// read when there is none, when it expired, or when `full` asks for one.
+/// read when there is none, when it expired, when `full` asks for one, or when the
+/// identities the link extends are gone (DESIGN.md: a run trusts a delta link only while
+/// the state it extends is whole).
 pub async fn refresh(store: &Store, graph: &GraphClient, full: bool) -> Result<Refresh, Stop> {
+    let mut lost_rows = false;
     let link = if full {
         None
     } else {
         store.delta_link(USERS_SCOPE).await.map_err(Stop::store)?
+    };
+    let link = match link {
+        Some(_) if !store.has_identities().await.map_err(Stop::store)? => {
+            tracing::warn!("{LOST_IDENTITIES}");
+            lost_rows = true;
+            None
+        }
+        link => link,
     };
     let delta = match graph.users_delta(link.as_deref()).await {
         Err(GraphError::DeltaExpired) => {
@@ -63,6 +90,7 @@ pub async fn refresh(store: &Store, graph: &GraphClient, full: bool) -> Result<R
     Ok(Refresh {
         users: delta.users.len(),
         full: delta.full,
+        lost_rows,
     })
 }
 

@@ -116,7 +116,11 @@ impl Engine {
             actual,
             plan,
             verdicts,
-            warnings: snapshot.warnings,
+            warnings: snapshot
+                .warnings
+                .into_iter()
+                .chain(directory.warning())
+                .collect(),
             durations,
         })
     }

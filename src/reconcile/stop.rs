@@ -31,11 +31,27 @@ impl Stop {
 
     /// The state store failed before anything was sent.
     pub fn store(e: StoreError) -> Stop {
+        if e.is_data_error() {
+            return Stop::refused_write(e);
+        }
         Stop::new(Exit::Failed, RunStatus::Failed, e)
     }
 
-    /// The state store failed while applying: stop sending at once.
+    /// The state store refused what rollcall wrote (a constraint violation, a value the
+    /// column cannot hold): rollcall's defect, exit 1, never reported as a lost database.
+    /// The refused write was rolled back; anything sent before it is journalled, and the next
+    /// run plans again from the sources and Microsoft 365.
+    fn refused_write(e: StoreError) -> Stop {
+        tracing::error!(error = %e, "the state database refused a write: a defect in rollcall");
+        Stop::new(Exit::Failed, RunStatus::Failed, e)
+    }
+
+    /// The state store failed while applying: stop sending at once. A refused write is
+    /// rollcall's defect (exit 1), not a lost database.
     pub fn lost_store(e: StoreError) -> Stop {
+        if e.is_data_error() {
+            return Stop::refused_write(e);
+        }
         Stop::new(
             Exit::Interrupted,
             RunStatus::Interrupted,

@@ -23,14 +23,19 @@ pub(crate) fn read(source: &SourceConfig, path: &Path) -> Result<SourceRead, Sou
         .map(|control| Control::load(name, control))
         .transpose()?;
 
+    // Validation has refused a bad delimiter already; a comma is what an unset one means.
+    let delimiter = source.csv_delimiter().unwrap_or(b',');
     let file = File::open(path).map_err(|error| unreadable(name, path, error))?;
     let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
         .has_headers(true)
         .flexible(false)
         .buffer_capacity(64 * 1024)
         .from_reader(HashingReader::new(file));
 
-    let headers = reader.headers().map_err(|e| csv_error(name, path, e, 1))?;
+    let headers = reader
+        .headers()
+        .map_err(|e| csv_error(name, path, e, 1, delimiter))?;
     let columns = Columns::locate(headers.iter()).map_err(|fault| match fault {
         ColumnFault::Missing { column, found } => SourceError::MissingColumn {
             source_name: name.to_owned(),
@@ -55,7 +60,7 @@ pub(crate) fn read(source: &SourceConfig, path: &Path) -> Result<SourceRead, Sou
             Ok(true) => {}
             Err(e) => {
                 let line = e.position().map_or(line, csv::Position::line);
-                let error = csv_error(name, path, e, line);
+                let error = csv_error(name, path, e, line, delimiter);
                 return Err(truncation_or(&mut reader, name, path, line, error));
             }
         }
@@ -120,7 +125,7 @@ fn unreadable(name: &str, path: &Path, error: io::Error) -> SourceError {
     }
 }
 
-fn csv_error(name: &str, path: &Path, error: csv::Error, line: u64) -> SourceError {
+fn csv_error(name: &str, path: &Path, error: csv::Error, line: u64, delimiter: u8) -> SourceError {
     let line = error.position().map_or(line, csv::Position::line);
     let message = match error.kind() {
         csv::ErrorKind::Utf8 { .. } => {
@@ -133,7 +138,8 @@ fn csv_error(name: &str, path: &Path, error: csv::Error, line: u64) -> SourceErr
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..
         } => format!(
-            "the row has {len} fields but the header has {expected_len}; quote fields that contain commas"
+            "the row has {len} fields but the header has {expected_len}; quote fields that contain `{}` (the source's delimiter)",
+            (delimiter as char).escape_default()
         ),
         _ => error.to_string(),
     };

@@ -129,6 +129,18 @@ impl Store {
         Ok(changed)
     }
 
+    /// Deletes mirror rows of lists that are no managed group (foreign keys switched off, or
+    /// a partial restore): a run's reading must not extend them. Returns how many went.
+    pub async fn forget_orphaned_mirror(&self) -> Result<u64, StoreError> {
+        let deleted = sqlx::query(
+            "DELETE FROM mirror WHERE list_key NOT IN (SELECT list_key FROM managed_groups)",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::query("repair orphaned mirror rows"))?;
+        Ok(deleted.rows_affected())
+    }
+
     /// Checks the database without changing it (not even migrating): schema version,
     /// SQLite's own integrity and foreign-key checks, orphaned rows, stuck runs, a stale
     /// lease and pending operations of finished runs. Empty means healthy.

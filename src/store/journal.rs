@@ -83,7 +83,12 @@ impl Store {
                     .bind(now)
                     .bind(now);
             }
-            insert.execute(&mut *tx).await.map_err(action())?;
+            let list = super::sql::one_list(chunk.iter().map(|op| op.list.as_str()));
+            insert.execute(&mut *tx).await.map_err(StoreError::writing(
+                format!("journal the plan of run {run}"),
+                "journal",
+                list,
+            ))?;
         }
         tx.commit().await.map_err(action())?;
         Ok(last + 1..seq + 1)
@@ -291,12 +296,40 @@ async fn mirror_done(
     super::state::mirror_delete(tx, backend, &removes).await
 }
 
+/// Records a managed group, or updates the one with the same list key. Not an upsert: on
+/// MySQL/MariaDB `ON DUPLICATE KEY UPDATE` fires on any unique key, so a group id already
+/// recorded under another list would silently rewrite that list's row; an UPDATE by list key
+/// and, for a new list, a plain INSERT let every backend refuse it alike.
 pub(crate) async fn upsert_group(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     group: &ManagedGroup,
     now: i64,
 ) -> Result<(), StoreError> {
+    let refused = || {
+        StoreError::writing(
+            format!("record managed group `{}`", group.list),
+            "managed_groups",
+            Some(&group.list),
+        )
+    };
+    let updated = sqlx::query(&backend.sql(
+        "UPDATE managed_groups SET group_id = ?, family = ?, origin = ?, mail_nickname = ?, \
+         tagged = ?, updated_at = ? WHERE list_key = ?",
+    ))
+    .bind(group.group_id.as_str())
+    .bind(group.family.as_str())
+    .bind(group.origin.as_str())
+    .bind(group.mail_nickname.as_str())
+    .bind(i64::from(group.tagged))
+    .bind(now)
+    .bind(group.list.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(refused())?;
+    if updated.rows_affected() > 0 {
+        return Ok(());
+    }
     let columns = [
         "list_key",
         "group_id",
@@ -307,22 +340,7 @@ pub(crate) async fn upsert_group(
         "created_at",
         "updated_at",
     ];
-    let query = format!(
-        "{}{}",
-        backend.insert("managed_groups", &columns, 1),
-        backend.on_conflict(
-            &["list_key"],
-            &[
-                "group_id",
-                "family",
-                "origin",
-                "mail_nickname",
-                "tagged",
-                "updated_at"
-            ]
-        )
-    );
-    sqlx::query(&backend.sql(&query))
+    sqlx::query(&backend.sql(&backend.insert("managed_groups", &columns, 1)))
         .bind(group.list.as_str())
         .bind(group.group_id.as_str())
         .bind(group.family.as_str())
@@ -333,10 +351,7 @@ pub(crate) async fn upsert_group(
         .bind(now)
         .execute(&mut **tx)
         .await
-        .map_err(StoreError::query(format!(
-            "record managed group `{}`",
-            group.list
-        )))?;
+        .map_err(refused())?;
     Ok(())
 }
 

@@ -34,7 +34,7 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::config::DatabaseUrl;
 
 pub use doctor::{Finding, Severity};
-pub use error::StoreError;
+pub use error::{DataRule, RefusedWrite, StoreError};
 pub use lease::RUN_LEASE;
 pub use model::{
     Batch, GroupOrigin, Held, Identity, JournalCounts, JournalOp, Lease, LeaseState, ManagedGroup,

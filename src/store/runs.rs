@@ -64,7 +64,10 @@ impl Store {
         Ok(())
     }
 
-    /// Ends a run with its status, exit code and report.
+    /// Ends a run with its status, exit code and report. A failed run is never resumed, so
+    /// its pending operations (a batch whose outcomes the database refused) are marked
+    /// superseded in the same transaction: the next run plans again from the sources and
+    /// Microsoft 365, and the journal holds no pending operation that nothing will pick up.
     pub async fn finish_run(
         &self,
         run: RunId,
@@ -72,18 +75,33 @@ impl Store {
         exit_code: i32,
         report: &serde_json::Value,
     ) -> Result<(), StoreError> {
+        let action = || StoreError::query(format!("record the end of run {run}"));
+        let now = millis(Utc::now());
+        let mut tx = self.pool.begin().await.map_err(action())?;
         sqlx::query(&self.backend.sql(
             "UPDATE runs SET status = ?, exit_code = ?, report = ?, finished_at = ? WHERE id = ?",
         ))
         .bind(status.as_str())
         .bind(i64::from(exit_code))
         .bind(report.to_string())
-        .bind(millis(Utc::now()))
+        .bind(now)
         .bind(run.0)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map_err(StoreError::query(format!("record the end of run {run}")))?;
-        Ok(())
+        .map_err(action())?;
+        if status == RunStatus::Failed {
+            sqlx::query(&self.backend.sql(
+                "UPDATE journal SET status = ?, updated_at = ? WHERE run_id = ? AND status = ?",
+            ))
+            .bind(OpStatus::Superseded.as_str())
+            .bind(now)
+            .bind(run.0)
+            .bind(OpStatus::Pending.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(action())?;
+        }
+        tx.commit().await.map_err(action())
     }
 
     /// Marks a run interrupted: its pending operations stay for `resume`.

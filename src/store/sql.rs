@@ -11,6 +11,13 @@ use super::Backend;
 /// thousandfold.
 pub(crate) const CHUNK_ROWS: usize = 1_000;
 
+/// The list that every row of a write belongs to, if they all belong to one: a refused
+/// write then names it.
+pub(crate) fn one_list<'a>(mut lists: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let first = lists.next()?;
+    lists.all(|l| l == first).then_some(first)
+}
+
 impl Backend {
     /// The query in this backend's placeholder style.
     pub(crate) fn sql<'q>(self, query: &'q str) -> Cow<'q, str> {

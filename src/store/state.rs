@@ -9,7 +9,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::journal::upsert_group;
 use super::model::{from_millis, millis};
-use super::sql::CHUNK_ROWS;
+use super::sql::{CHUNK_ROWS, one_list};
 use super::{Backend, GroupOrigin, Identity, ManagedGroup, Store, StoreError, text};
 use crate::config::MemberKey;
 
@@ -131,6 +131,38 @@ impl Store {
             mirror.entry(list).or_default().push(member);
         }
         Ok(mirror)
+    }
+
+    /// The managed groups whose mirror holds no member, by list key: either empty groups or
+    /// groups whose mirror rows were lost, which only a full read of each tells apart.
+    pub async fn lists_without_members(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT g.list_key FROM managed_groups g WHERE NOT EXISTS \
+             (SELECT 1 FROM mirror m WHERE m.list_key = g.list_key) ORDER BY g.list_key",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query(
+            "look for managed groups without a mirror",
+        ))
+    }
+
+    /// How many groups the store records as managed.
+    pub async fn group_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM managed_groups")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::query("count the managed groups"))?;
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
+    /// Whether the directory mirror holds any identity at all.
+    pub async fn has_identities(&self) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT key_value FROM identities LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::query("look for identities"))?;
+        Ok(row.is_some())
     }
 
     /// Mirrored member counts per list, by list key; lists without members are left out.
@@ -327,7 +359,11 @@ async fn store_link(
         .bind(millis(Utc::now()))
         .execute(&mut **tx)
         .await
-        .map_err(StoreError::query(format!("store the {scope} delta link")))?;
+        .map_err(StoreError::writing(
+            format!("store the {scope} delta link"),
+            "delta_links",
+            None,
+        ))?;
     Ok(())
 }
 
@@ -352,10 +388,14 @@ pub(crate) async fn mirror_insert(
         insert
             .execute(&mut **tx)
             .await
-            .map_err(StoreError::query(format!(
-                "add {} members to the mirror (is every list a managed group?)",
-                chunk.len()
-            )))?;
+            .map_err(StoreError::writing(
+                format!(
+                    "add {} members to the mirror (is every list a managed group?)",
+                    chunk.len()
+                ),
+                "mirror",
+                one_list(chunk.iter().map(|(list, _)| list.as_str())),
+            ))?;
     }
     Ok(())
 }
@@ -380,10 +420,11 @@ pub(crate) async fn mirror_delete(
         delete
             .execute(&mut **tx)
             .await
-            .map_err(StoreError::query(format!(
-                "remove {} members from the mirror",
-                chunk.len()
-            )))?;
+            .map_err(StoreError::writing(
+                format!("remove {} members from the mirror", chunk.len()),
+                "mirror",
+                one_list(chunk.iter().map(|(list, _)| list.as_str())),
+            ))?;
     }
     Ok(())
 }
@@ -407,7 +448,7 @@ async fn insert_identities(
     backend: Backend,
     identities: &[Identity],
 ) -> Result<(), StoreError> {
-    let action = || StoreError::query(format!("record {} identities", identities.len()));
+    let action_text = || format!("record {} identities", identities.len());
     let columns = ["key_kind", "key_value", "object_id", "checked_at"];
     for chunk in identities.chunks(CHUNK_ROWS) {
         let query = format!(
@@ -424,7 +465,10 @@ async fn insert_identities(
                 .bind(identity.object_id.as_deref())
                 .bind(millis(identity.checked_at));
         }
-        insert.execute(&mut **tx).await.map_err(action())?;
+        insert
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::writing(action_text(), "identities", None))?;
     }
     Ok(())
 }

@@ -247,3 +247,66 @@ member_key = "upn"
     assert_eq!(error.source_name(), "broken");
     assert_eq!(error.check(), "unreadable");
 }
+
+/// `GOOD` written again with another field delimiter (fields quoted only where they must be).
+fn with_delimiter(delimiter: u8) -> Vec<u8> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(GOOD);
+    let mut writer = csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    for record in reader.records() {
+        writer.write_record(&record.unwrap()).unwrap();
+    }
+    writer.into_inner().unwrap()
+}
+
+#[tokio::test]
+async fn semicolon_and_tab_exports_give_the_same_lists_as_the_comma_one() {
+    let comma = Export::new(GOOD, Some(&control_for(GOOD, 4)));
+    let expected = read_all(&comma.config).await.unwrap().lists;
+    for (setting, byte) in [
+        (r#"delimiter = ";""#, b';'),
+        (r#"delimiter = "\t""#, b'\t'),
+        (r#"delimiter = "tab""#, b'\t'),
+    ] {
+        let bytes = with_delimiter(byte);
+        let export = Export::with_config(&bytes, Some(&control_for(&bytes, 4)), setting);
+        let snapshot = read_all(&export.config)
+            .await
+            .unwrap_or_else(|e| panic!("{setting}: {e}"));
+        assert_eq!(snapshot.lists, expected, "{setting}");
+        assert_eq!(snapshot.sources[0].rows, 4, "{setting}");
+    }
+}
+
+#[tokio::test]
+async fn a_comma_export_read_with_semicolons_is_refused_not_misread() {
+    let export = Export::with_config(GOOD, None, r#"delimiter = ";""#);
+    let error = export.error().await;
+    assert_names(&error, "missing-column", &["list"]);
+}
+
+#[test]
+fn a_delimiter_that_is_not_one_character_is_a_config_error_naming_the_key() {
+    for bad in [r#""||""#, r#""""#, r#""\"""#, r#""\n""#, r#""a""#, "','"] {
+        let text = format!(
+            "[[family]]\nname = \"modules\"\n\n[[source]]\nname = \"enrolments\"\nfamily = \"modules\"\n\
+             kind = \"csv\"\npath = \"enrolments.csv\"\nmember_key = \"upn\"\ndelimiter = {bad}\n"
+        );
+        let result = Config::parse(&text, Path::new("rollcall.toml"));
+        if bad == "','" {
+            result.unwrap_or_else(|e| panic!("a comma is a delimiter: {e}"));
+            continue;
+        }
+        let message = result
+            .expect_err(&format!("delimiter = {bad} was accepted"))
+            .to_string();
+        assert!(
+            message.contains("source[0].delimiter"),
+            "delimiter = {bad}: {message}"
+        );
+    }
+}

@@ -6,7 +6,9 @@
 //! mirror and brings it up to date with one `/groups/delta` round from the link the last
 //! read stored; only the nicknames of lists without a group are looked up. A full read takes
 //! a fresh delta link before it starts, and stores it once the mirror holds what it read, so
-//! changes made while it ran come again in the next round (replays change nothing).
+//! changes made while it ran come again in the next round (replays change nothing). A delta
+//! read is trusted only while the mirror it extends is whole ([`trust`]): groups whose mirror
+//! lost its rows are read in full, and all of them when most did.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 mod delta;
 mod titles;
+mod trust;
 
 pub use delta::settle;
 
@@ -86,9 +89,18 @@ pub async fn read(
 ) -> Result<ActualState, Stop> {
     if mode == ReadMode::Delta {
         if let Some(link) = store.delta_link(GROUPS_SCOPE).await.map_err(Stop::store)? {
+            let trust = trust::check(store, repair).await?;
+            if trust.distrusts_link() {
+                let mut state = read_full(config, store, graph, desired, repair).await?;
+                trust.explain_full_read(&mut state);
+                return Ok(state);
+            }
             match graph.groups_delta(&link).await {
                 Ok(round) => {
-                    return delta::read_delta(config, store, graph, desired, repair, round).await;
+                    let mut state =
+                        delta::read_delta(config, store, graph, desired, repair, round).await?;
+                    trust.reread(store, graph, repair, &mut state).await?;
+                    return Ok(state);
                 }
                 Err(GraphError::DeltaExpired) => tracing::warn!(
                     "the groups delta link expired or is unknown to Microsoft Graph (410 Gone, \
