@@ -117,7 +117,8 @@ pub(crate) fn assemble(config: &Config, reads: Vec<SourceRead>) -> Result<Snapsh
             });
             if draft.key != list {
                 warnings.push(format!(
-                    "list `{list}` (source `{}` row {}) and list `{}` (source `{}` row {}) differ                      only in case; they are one list, kept as `{}`",
+                    "list `{list}` (source `{}` row {}) and list `{}` (source `{}` row {}) differ \
+                     only in case; they are one list, kept as `{}`",
                     read.name, rows.first_row, draft.key, draft.seen.0, draft.seen.1, draft.key
                 ));
             }

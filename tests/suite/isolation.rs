@@ -117,12 +117,17 @@ async fn a_key_in_two_cases_is_one_list_with_every_member_run_after_run(db: Test
         let report = tenant.show_last_run().await;
         let warnings: Vec<&str> = report["report"]["warnings"]
             .as_array()
-            .expect("the report has warnings")
+            .unwrap_or_else(|| {
+                panic!(
+                    "{run}: the report has no warnings: {report}\n{}",
+                    ran.stdout
+                )
+            })
             .iter()
             .filter_map(Value::as_str)
             .filter(|w| w.contains("differ only in case"))
             .collect();
-        assert_eq!(warnings.len(), 1, "{run}: {warnings:?}");
+        assert_eq!(warnings.len(), 1, "{run}: {warnings:?} in {report}");
         for part in [
             format!("`{shouted}` (source `extra` row 1)"),
             format!("`{module}` (source `enrolments` row"),
@@ -237,12 +242,16 @@ async fn a_per_list_guard_trip_holds_that_list_only_until_accept_list_releases_i
         ])
         .await
         .expect(0);
-    tenant.assert_verified("after --accept-list").await;
     let approval = &tenant.show_last_run().await["report"]["approval"];
     assert_eq!(
-        approval["reason"], "the module was split in two",
+        (&approval["reason"], &approval["accept_list"][0]),
+        (
+            &"the module was split in two".into(),
+            &key.to_uppercase().into()
+        ),
         "{approval}"
     );
+    tenant.assert_verified("after --accept-list").await;
     tenant.finish();
 }
 
