@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::Utc;
 
-use super::Stop;
+use super::stop::Stop;
 use crate::config::MemberKey;
 use crate::graph::{DirectoryUser, GraphClient, GraphError};
 use crate::plan::ObjectId;

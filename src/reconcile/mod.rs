@@ -14,6 +14,7 @@
 mod actual;
 mod apply;
 mod batches;
+mod commands;
 mod engine;
 mod identity;
 mod journal;

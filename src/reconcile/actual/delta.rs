@@ -10,7 +10,7 @@ use super::{
 use crate::config::Config;
 use crate::graph::{GraphClient, GroupsDelta};
 use crate::plan::{DesiredList, ObjectId};
-use crate::reconcile::Stop;
+use crate::reconcile::stop::Stop;
 use crate::store::{GroupOrigin, ManagedGroup, MirrorChange, Store};
 
 /// The delta read: the managed groups the store records, their mirror brought up to date by

@@ -20,7 +20,7 @@ mod trust;
 
 pub use delta::settle;
 
-use super::Stop;
+use super::stop::Stop;
 use crate::config::Config;
 use crate::graph::{DirectoryGroup, GraphClient, GraphError};
 use crate::plan::{Actual, ActualList, DesiredList, Hold, HoldReason, Members, ObjectId, Title};

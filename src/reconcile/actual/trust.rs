@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use super::{ActualState, actual_of, ids, read_members};
 use crate::graph::GraphClient;
 use crate::plan::ActualList;
-use crate::reconcile::Stop;
+use crate::reconcile::stop::Stop;
 use crate::store::{ManagedGroup, Store};
 
 /// How many list keys a warning names before it only counts the rest.
