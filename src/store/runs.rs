@@ -137,21 +137,28 @@ impl Store {
         .await
         .map_err(action())?;
         let now = millis(Utc::now());
-        for id in &stuck {
-            sqlx::query(
-                &self
-                    .backend
-                    .sql("UPDATE runs SET status = ?, finished_at = ? WHERE id = ?"),
-            )
+        let mut interrupted = Vec::with_capacity(stuck.len());
+        for id in stuck {
+            // The status is checked again: a run that ended since the SELECT (a skipped run's
+            // record, written by another instance in between) keeps the end it recorded.
+            let updated = sqlx::query(&self.backend.sql(
+                "UPDATE runs SET status = ?, finished_at = ? WHERE id = ? AND status IN (?, ?)",
+            ))
             .bind(RunStatus::Interrupted.as_str())
             .bind(now)
-            .bind(*id)
+            .bind(id)
+            .bind(RunStatus::Planning.as_str())
+            .bind(RunStatus::Applying.as_str())
             .execute(&mut *tx)
             .await
-            .map_err(action())?;
+            .map_err(action())?
+            .rows_affected();
+            if updated > 0 {
+                interrupted.push(RunId(id));
+            }
         }
         tx.commit().await.map_err(action())?;
-        Ok(stuck.into_iter().map(RunId).collect())
+        Ok(interrupted)
     }
 
     /// One run.
