@@ -317,6 +317,37 @@ mod tests {
     }
 
     #[test]
+    fn a_run_that_held_lists_is_its_own_condition_naming_each_list_and_its_release() {
+        let report = RunReport {
+            held: vec![crate::reconcile::HeldList {
+                list: "mod b".to_owned(),
+                reason: "invalid_name".to_owned(),
+                message: "it renders the mailNickname `mod b`".to_owned(),
+                release: "fix the list key in source enrolments".to_owned(),
+            }],
+            ..RunReport::default()
+        };
+        let held = ended(RunStatus::Succeeded, Exit::Held, &report);
+        assert_eq!(Condition::of(&held), Some(Condition::Held));
+        assert_eq!(event(Some("ok"), Condition::Held), Some("held"));
+        let body = message(&held, "held", Some("ok"));
+        assert_eq!(body["exit_code"], 7);
+        assert_eq!(body["held"][0]["reason"], "invalid_name");
+        let line = body["lists"][0].as_str().unwrap_or_default();
+        assert!(
+            line.contains("mod b held (invalid_name)") && line.contains("fix the list key"),
+            "{line}"
+        );
+        assert!(
+            body["summary"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("1 held"),
+            "{body}"
+        );
+    }
+
+    #[test]
     fn run_ends_map_to_conditions() {
         let plain = RunReport::default();
         let trip = tripped();
