@@ -51,31 +51,6 @@ fn list_size(tenant: &Tenant, key: &str) -> i64 {
     tenant.desired.lists[key].len() as i64
 }
 
-/// Withdraws `count` students who have an account from module `index`, rewriting the
-/// sources: the plan removes exactly `count` members from its list. Returns them.
-fn withdraw(tenant: &mut Tenant, index: usize, count: usize) -> Vec<usize> {
-    let mut withdrawn = Vec::new();
-    tenant.edit_university(|university| {
-        let module = &university.modules[index];
-        withdrawn = module
-            .students
-            .iter()
-            .copied()
-            .filter(|&p| university.people[p].has_account)
-            .take(count)
-            .collect();
-        for person in &withdrawn {
-            university.modules[index].students.remove(person);
-        }
-    });
-    assert_eq!(
-        withdrawn.len(),
-        count,
-        "module {index} has too few students"
-    );
-    withdrawn
-}
-
 /// Enrols `students` in module `index` again: the plan adds them back.
 fn enrol(tenant: &mut Tenant, index: usize, students: &[usize]) {
     tenant.edit_university(|university| {
@@ -219,7 +194,7 @@ async fn removals_over_the_limit_stop_the_run_until_the_operator_accepts_that_ma
     tenant.set_guard("max_removal_percent_per_list", 100);
     let (module, _) = largest_module(&tenant, None);
 
-    withdraw(&mut tenant, module, 5);
+    tenant.withdraw(module, 5);
     let plan = assert_passes(&tenant, "5 removals against a limit of 5").await;
     let at_limit = verdict(&plan["verdicts"], "max_removals_per_run", None)
         .expect("the run-wide removal guard always gives a verdict");
@@ -229,7 +204,7 @@ async fn removals_over_the_limit_stop_the_run_until_the_operator_accepts_that_ma
         "{at_limit}"
     );
 
-    withdraw(&mut tenant, module, 1);
+    tenant.withdraw(module, 1);
     assert_tripped(
         &tenant,
         "max_removals_per_run",
@@ -281,7 +256,7 @@ async fn removals_over_the_limit_stop_the_run_until_the_operator_accepts_that_ma
     );
 
     // The approval was for that run only.
-    withdraw(&mut tenant, module, 6);
+    tenant.withdraw(module, 6);
     assert_tripped(
         &tenant,
         "max_removals_per_run",
@@ -310,7 +285,7 @@ async fn per_list_percent_additions_and_emptied_vanished_lists_trip_over_their_t
     let size = list_size(&tenant, &key);
     let limit = size / 10;
     assert!(limit >= 2, "the largest module has only {size} members");
-    let mut withdrawn = withdraw(&mut tenant, module, limit as usize);
+    let mut withdrawn = tenant.withdraw(module, limit as usize);
     let plan = assert_passes(&tenant, "10 % of a list removed").await;
     assert_eq!(
         verdict(
@@ -321,7 +296,7 @@ async fn per_list_percent_additions_and_emptied_vanished_lists_trip_over_their_t
         None,
         "a list within its share gets no verdict"
     );
-    withdrawn.extend(withdraw(&mut tenant, module, 1));
+    withdrawn.extend(tenant.withdraw(module, 1));
     assert_held_by_guard(
         &tenant,
         &key,
@@ -469,7 +444,7 @@ async fn a_saved_plan_is_applied_once_exactly_as_it_was_reviewed(db: TestDatabas
     let mut tenant = converged(db).await;
     tenant.set_guard("max_removals_per_run", 3);
     let (module, _) = largest_module(&tenant, None);
-    withdraw(&mut tenant, module, 5);
+    tenant.withdraw(module, 5);
     tenant.rollcall(&["run"]).await.expect(3);
 
     let file = save_plan(&tenant, "reviewed-plan.json").await;
@@ -562,11 +537,11 @@ async fn a_saved_plan_is_refused_once_sources_membership_or_its_age_moved_on(db:
     let mut tenant = converged(db).await;
     tenant.set_guard("max_removals_per_run", 3);
     let (module, key) = largest_module(&tenant, None);
-    withdraw(&mut tenant, module, 5);
+    tenant.withdraw(module, 5);
 
     // A source changed since.
     let file = save_plan(&tenant, "before-another-withdrawal.json").await;
-    withdraw(&mut tenant, module, 1);
+    tenant.withdraw(module, 1);
     assert_refused(&tenant, &file, "source `enrolments` changed").await;
 
     // Membership changed since, behind rollcall's back.

@@ -58,21 +58,11 @@ fn module_with(tenant: &Tenant, size: usize, not: &[usize]) -> usize {
         .unwrap_or_else(|| panic!("no module has {size} students with an account"))
 }
 
-/// Withdraws `count` students with an account from module `index`.
-fn withdraw(tenant: &mut Tenant, index: usize, count: usize) {
-    tenant.edit_university(|university| {
-        let gone: Vec<usize> = university.modules[index]
-            .students
-            .iter()
-            .copied()
-            .filter(|&p| university.people[p].has_account)
-            .take(count)
-            .collect();
-        assert_eq!(gone.len(), count, "module {index} has too few students");
-        for person in gone {
-            university.modules[index].students.remove(&person);
-        }
-    });
+/// One more `run` exits 0 and sends no write.
+async fn assert_next_run_writes_nothing(tenant: &Tenant, why: &str) {
+    let writes = tenant.stat("write_requests");
+    tenant.rollcall(&["run"]).await.expect(0);
+    assert_eq!(tenant.stat("write_requests"), writes, "{why}");
 }
 
 /// The held lists of a report or plan in JSON, as `(list, reason)`.
@@ -141,13 +131,7 @@ async fn a_key_in_two_cases_is_one_list_with_every_member_run_after_run(db: Test
         }
     }
     assert_eq!(tenant.managed_groups().await, tenant.desired.lists.len());
-    let writes = tenant.stat("write_requests");
-    tenant.rollcall(&["run"]).await.expect(0);
-    assert_eq!(
-        tenant.stat("write_requests"),
-        writes,
-        "a converged run wrote"
-    );
+    assert_next_run_writes_nothing(&tenant, "a converged run wrote").await;
     tenant.assert_verified("at the end").await;
     tenant.finish();
 }
@@ -157,7 +141,7 @@ async fn a_key_with_a_space_is_held_and_every_other_lists_withdrawals_are_applie
 ) {
     let mut tenant = converged(db).await;
     let module = module_with(&tenant, 3, &[]);
-    withdraw(&mut tenant, module, 2);
+    tenant.withdraw(module, 2);
     let someone = tenant.university.people[0].upn.clone();
     add_extra_source(&mut tenant, "modules", &[("mod bad key", &someone)]);
 
@@ -197,8 +181,8 @@ async fn a_per_list_guard_trip_holds_that_list_only_until_accept_list_releases_i
     let size = tenant.desired.lists[&tenant.university.modules[halved].key].len();
     let key = tenant.university.modules[halved].key.clone();
     let before: BTreeSet<String> = tenant.desired.lists[&key].clone();
-    withdraw(&mut tenant, halved, size / 2 + 1);
-    withdraw(&mut tenant, other, 1);
+    tenant.withdraw(halved, size / 2 + 1);
+    tenant.withdraw(other, 1);
 
     let ran = tenant.rollcall(&["run"]).await;
     ran.expect(7);
@@ -287,13 +271,7 @@ async fn a_retitled_module_reaches_its_group_with_one_patch_and_then_none(db: Te
         .expect("the module's group");
     assert_eq!(group.display_name, title);
 
-    let writes = tenant.stat("write_requests");
-    tenant.rollcall(&["run"]).await.expect(0);
-    assert_eq!(
-        tenant.stat("write_requests"),
-        writes,
-        "the title was sent again"
-    );
+    assert_next_run_writes_nothing(&tenant, "the title was sent again").await;
     tenant.assert_verified("after the retitle").await;
     tenant.finish();
 }

@@ -37,27 +37,6 @@ async fn raw(url: &str, sql: &str) {
     conn.close().await.unwrap();
 }
 
-/// Withdraws `count` students with an account from module `index`: the plan removes them.
-fn withdraw(tenant: &mut Tenant, index: usize, count: usize) {
-    tenant.edit_university(|university| {
-        let withdrawn: Vec<usize> = university.modules[index]
-            .students
-            .iter()
-            .copied()
-            .filter(|&p| university.people[p].has_account)
-            .take(count)
-            .collect();
-        assert_eq!(
-            withdrawn.len(),
-            count,
-            "module {index} has too few students"
-        );
-        for person in &withdrawn {
-            university.modules[index].students.remove(person);
-        }
-    });
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_has_per_list_counts_the_approval_graph_error_codes_and_durations() {
     let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
@@ -66,7 +45,7 @@ async fn a_report_has_per_list_counts_the_approval_graph_error_codes_and_duratio
     let mut tenant = Tenant::start(db, TenantOptions::new()).await;
     tenant.rollcall(&["run"]).await.expect(0);
     let module = tenant.university.modules[0].key.clone();
-    withdraw(&mut tenant, 0, 2);
+    tenant.withdraw(0, 2);
     // One member of another module's list now resolves, from the mirror, to an account that
     // is gone: adding it fails for good with Graph's 404 Request_ResourceNotFound.
     let other = tenant.university.modules[1].key.clone();

@@ -319,6 +319,30 @@ impl Tenant {
         self.desired = Desired::of(&self.university, &self.sandbox.state());
     }
 
+    /// Withdraws `count` students who have an account from module `index` and rewrites the
+    /// sources: the plan removes exactly them from its list. Returns them.
+    pub fn withdraw(&mut self, index: usize, count: usize) -> Vec<usize> {
+        let mut withdrawn = Vec::new();
+        self.edit_university(|university| {
+            withdrawn = university.modules[index]
+                .students
+                .iter()
+                .copied()
+                .filter(|&p| university.people[p].has_account)
+                .take(count)
+                .collect();
+            for person in &withdrawn {
+                university.modules[index].students.remove(person);
+            }
+        });
+        assert_eq!(
+            withdrawn.len(),
+            count,
+            "module {index} has too few students"
+        );
+        withdrawn
+    }
+
     /// Changes about `fraction` of the enrolments and opens a module (a typical day), and
     /// rewrites the sources and config to match.
     pub fn churn(&mut self, fraction: f64, seed: u64) -> Churn {
