@@ -186,6 +186,11 @@ pub struct GuardConfig {
     /// Additions across all lists in one run; unlimited when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_additions_per_run: Option<u64>,
+    /// Additions to one list, as a percentage of its current members: a list that would grow
+    /// by more is held (a join gone wrong). Unlimited when absent; new lists and lists under
+    /// `min_list_size_for_percent` are exempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_addition_percent_per_list: Option<u32>,
     /// How long a saved plan stays applicable.
     #[serde(default = "default_plan_ttl", with = "humantime_serde")]
     pub plan_ttl: Duration,
@@ -199,6 +204,7 @@ impl Default for GuardConfig {
             min_list_size_for_percent: default_min_list_size_for_percent(),
             max_source_shrink_percent: default_max_source_shrink_percent(),
             max_additions_per_run: None,
+            max_addition_percent_per_list: None,
             plan_ttl: default_plan_ttl(),
         }
     }
@@ -329,6 +335,10 @@ pub struct FamilyConfig {
     /// What happens to a list that no source mentions any more.
     #[serde(default)]
     pub on_vanish: OnVanish,
+    /// The most members a list of the family may have: a list whose desired membership is
+    /// larger is held (a join gone wrong must not put every student on one list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_members: Option<u64>,
 }
 
 fn default_mail_nickname() -> String {

@@ -120,6 +120,12 @@ impl Config {
                 ));
             }
         }
+        if self.guard.max_addition_percent_per_list == Some(0) {
+            return Err(err(
+                "guard.max_addition_percent_per_list".into(),
+                "0 would hold every list that gains a member; leave it out for no limit".into(),
+            ));
+        }
         if self.guard.plan_ttl.is_zero() {
             return Err(err(
                 "guard.plan_ttl".into(),
@@ -169,6 +175,12 @@ impl Config {
         for (i, family) in self.families.iter().enumerate() {
             let at = |field: &str| format!("family[{i}].{field}");
             check_name(&family.name).map_err(|m| err(at("name"), m))?;
+            if family.max_members == Some(0) {
+                return Err(err(
+                    at("max_members"),
+                    "0 would hold every list of the family; leave it out for no limit".into(),
+                ));
+            }
             if !family_names.insert(family.name.as_str()) {
                 return Err(err(
                     at("name"),

@@ -5,13 +5,13 @@
 //! only when it covers the whole plan, so an approval given for a smaller plan never
 //! carries a larger one through.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::GuardConfig;
 
-use super::{HoldReason, Plan};
+use super::{HoldReason, ListChange, Plan};
 
 /// What an operator approved for one run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +55,10 @@ pub enum GuardKind {
     MaxRemovalPercentPerList,
     /// Additions across all lists.
     MaxAdditionsPerRun,
+    /// Additions to one list, as a share of its current members.
+    MaxAdditionPercentPerList,
+    /// A list's desired size against its family's `max_members`.
+    MaxMembers,
 }
 
 impl GuardKind {
@@ -64,7 +68,26 @@ impl GuardKind {
             GuardKind::MaxRemovalsPerRun => "max_removals_per_run",
             GuardKind::MaxRemovalPercentPerList => "max_removal_percent_per_list",
             GuardKind::MaxAdditionsPerRun => "max_additions_per_run",
+            GuardKind::MaxAdditionPercentPerList => "max_addition_percent_per_list",
+            GuardKind::MaxMembers => "max_members",
         }
+    }
+
+    /// Every guard, run-wide ones first.
+    pub const ALL: [GuardKind; 5] = [
+        GuardKind::MaxRemovalsPerRun,
+        GuardKind::MaxAdditionsPerRun,
+        GuardKind::MaxRemovalPercentPerList,
+        GuardKind::MaxAdditionPercentPerList,
+        GuardKind::MaxMembers,
+    ];
+
+    /// Whether the guard judges one list (a trip holds that list) rather than the whole run.
+    pub fn per_list(self) -> bool {
+        !matches!(
+            self,
+            GuardKind::MaxRemovalsPerRun | GuardKind::MaxAdditionsPerRun
+        )
     }
 }
 
@@ -95,12 +118,12 @@ pub struct Verdict {
     pub limit: u64,
     /// How many the plan adds or removes.
     pub observed: u64,
-    /// The list's current member count, for the percentage guard.
+    /// The list's current member count, for the percentage guards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub list_size: Option<u64>,
     /// The configured percentage, for the percentage guard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub percent: Option<u8>,
+    pub percent: Option<u32>,
     /// The judgement.
     #[serde(flatten)]
     pub outcome: Outcome,
@@ -187,7 +210,7 @@ pub fn guard(plan: &Plan, limits: &GuardConfig, approvals: &Approvals) -> Verdic
             limit,
             observed: removes,
             list_size: Some(size),
-            percent: Some(percent),
+            percent: Some(u32::from(percent)),
             outcome: if approvals.accepts_list(&list.key) {
                 Outcome::Accepted { by: removes }
             } else {
@@ -198,11 +221,19 @@ pub fn guard(plan: &Plan, limits: &GuardConfig, approvals: &Approvals) -> Verdic
     Verdicts(verdicts)
 }
 
-/// Judges `plan` as [`guard`] does, then holds every list whose per-list guard tripped
-/// (DESIGN.md "Per-list isolation") and judges the run-wide guards again on what is left:
-/// the verdicts returned trip only for a run-wide limit, which stops the whole run.
-pub fn guard_holding(plan: &mut Plan, limits: &GuardConfig, approvals: &Approvals) -> Verdicts {
-    let first = guard(plan, limits, approvals);
+/// Judges `plan` as [`guard`] does, and each list against the growth guards (its family's
+/// `max_members` from `max_members`, by family; `max_addition_percent_per_list`), then holds
+/// every list whose per-list guard tripped (DESIGN.md "Per-list isolation") and judges the
+/// run-wide guards again on what is left: the verdicts returned trip only for a run-wide
+/// limit, which stops the whole run.
+pub fn guard_holding(
+    plan: &mut Plan,
+    limits: &GuardConfig,
+    max_members: &BTreeMap<String, u64>,
+    approvals: &Approvals,
+) -> Verdicts {
+    let mut first = guard(plan, limits, approvals);
+    first.0.extend(growth(plan, limits, max_members, approvals));
     let tripped: Vec<Verdict> = first
         .tripped()
         .filter(|v| v.list.is_some())
@@ -223,7 +254,73 @@ pub fn guard_holding(plan: &mut Plan, limits: &GuardConfig, approvals: &Approval
             .unwrap_or_default();
         plan.hold(&key, &family, HoldReason::Guard { verdict });
     }
-    guard(plan, limits, approvals)
+    let mut judged = guard(plan, limits, approvals);
+    judged
+        .0
+        .extend(growth(plan, limits, max_members, approvals));
+    judged
+}
+
+/// The growth guards' verdicts, one for each list over its limit: `max_members` (its
+/// family's; new lists too) and `max_addition_percent_per_list` (lists with at least
+/// `min_list_size_for_percent` current members; new lists are exempt). `--accept-list`, or
+/// `--accept-additions` covering the whole plan's additions, accepts them.
+fn growth(
+    plan: &Plan,
+    limits: &GuardConfig,
+    max_members: &BTreeMap<String, u64>,
+    approvals: &Approvals,
+) -> Vec<Verdict> {
+    let additions_approved = approvals
+        .accept_additions
+        .filter(|&n| n >= plan.totals.adds);
+    let mut verdicts = Vec::new();
+    for list in &plan.lists {
+        let adds = list.adds().len() as u64;
+        if adds == 0 {
+            continue;
+        }
+        let size = list.current_size();
+        let approved = if approvals.accepts_list(&list.key) {
+            Some(adds)
+        } else {
+            additions_approved
+        };
+        let desired = size + adds - list.removes().len() as u64;
+        if let Some(&most) = max_members.get(&list.family)
+            && desired > most
+        {
+            verdicts.push(Verdict {
+                guard: GuardKind::MaxMembers,
+                list: Some(list.key.clone()),
+                limit: most,
+                observed: desired,
+                list_size: Some(size),
+                percent: None,
+                outcome: judge(desired, most, approved),
+            });
+        }
+        let growing = matches!(list.change, ListChange::Update { .. });
+        if let Some(percent) = limits.max_addition_percent_per_list
+            && growing
+            && size >= limits.min_list_size_for_percent
+        {
+            // Like the removal guard, in whole members: 100 % of 11 allows 11 additions.
+            let limit = size.saturating_mul(u64::from(percent)) / 100;
+            if adds > limit {
+                verdicts.push(Verdict {
+                    guard: GuardKind::MaxAdditionPercentPerList,
+                    list: Some(list.key.clone()),
+                    limit,
+                    observed: adds,
+                    list_size: Some(size),
+                    percent: Some(percent),
+                    outcome: judge(adds, limit, approved),
+                });
+            }
+        }
+    }
+    verdicts
 }
 
 /// Passed within the limit; over it, accepted when approved, tripped otherwise.
@@ -482,7 +579,12 @@ mod tests {
             shrink("big", 0, 100, 60, 0),
             shrink("ok", 1_000, 20, 2, 3),
         ]);
-        let verdicts = guard_holding(&mut plan, &limits(500, 50, 10, None), &NO_APPROVAL);
+        let verdicts = guard_holding(
+            &mut plan,
+            &limits(500, 50, 10, None),
+            &BTreeMap::new(),
+            &NO_APPROVAL,
+        );
         assert!(!verdicts.any_tripped(), "{verdicts:?}");
         let held: Vec<&str> = plan.held().map(|(l, _)| l.key.as_str()).collect();
         assert_eq!(held, ["big"]);
@@ -498,7 +600,12 @@ mod tests {
             ..NO_APPROVAL
         };
         assert!(approvals.accepts_list("BIG"));
-        let verdicts = guard_holding(&mut plan, &limits(500, 50, 10, None), &approvals);
+        let verdicts = guard_holding(
+            &mut plan,
+            &limits(500, 50, 10, None),
+            &BTreeMap::new(),
+            &approvals,
+        );
         assert_eq!(plan.totals.held, 0);
         assert_eq!(
             outcome(&verdicts, GuardKind::MaxRemovalPercentPerList, Some("big")),
@@ -512,7 +619,12 @@ mod tests {
             shrink("big", 0, 100, 60, 0),
             shrink("ok", 1_000, 20, 5, 0),
         ]);
-        let verdicts = guard_holding(&mut plan, &limits(10, 50, 10, None), &NO_APPROVAL);
+        let verdicts = guard_holding(
+            &mut plan,
+            &limits(10, 50, 10, None),
+            &BTreeMap::new(),
+            &NO_APPROVAL,
+        );
         assert_eq!(
             outcome(&verdicts, GuardKind::MaxRemovalsPerRun, None),
             Some(Outcome::Passed)
@@ -521,11 +633,72 @@ mod tests {
             shrink("big", 0, 100, 60, 0),
             shrink("ok", 1_000, 40, 15, 0),
         ]);
-        let verdicts = guard_holding(&mut plan, &limits(10, 50, 10, None), &NO_APPROVAL);
+        let verdicts = guard_holding(
+            &mut plan,
+            &limits(10, 50, 10, None),
+            &BTreeMap::new(),
+            &NO_APPROVAL,
+        );
         assert!(
             verdicts.any_tripped(),
             "15 removals left over a limit of 10"
         );
+    }
+
+    #[test]
+    fn a_list_grown_past_its_share_or_its_familys_size_is_held_and_new_lists_are_exempt() {
+        let limits = GuardConfig {
+            max_addition_percent_per_list: Some(100),
+            ..limits(500, 50, 10, None)
+        };
+        let grown = || {
+            let mut plan = plan_of(vec![
+                shrink("joined", 0, 20, 0, 21),
+                shrink("ok", 1_000, 20, 0, 20),
+            ]);
+            let fresh = diff(
+                &desired(vec![want("new", &(5_000..5_100).collect::<Vec<u128>>())]),
+                &actual(vec![]),
+                &modules(true, OnVanish::Keep),
+            );
+            plan.lists.extend(fresh.lists);
+            plan.lists.sort_by(|a, b| a.key.cmp(&b.key));
+            plan.totals.adds += fresh.totals.adds;
+            plan.totals.creates += fresh.totals.creates;
+            plan.totals.lists += fresh.totals.lists;
+            plan
+        };
+        let mut plan = grown();
+        let verdicts = guard_holding(&mut plan, &limits, &BTreeMap::new(), &NO_APPROVAL);
+        assert!(!verdicts.any_tripped());
+        let held: Vec<&str> = plan.held().map(|(l, _)| l.key.as_str()).collect();
+        assert_eq!(
+            held,
+            ["joined"],
+            "100 % of 20 allows 20 additions, not 21; new lists are exempt"
+        );
+        let reason = plan.held().next().unwrap().1.to_string();
+        assert!(reason.contains("gain 21 members on its 20"), "{reason}");
+
+        let most: BTreeMap<String, u64> = [("modules".to_owned(), 40)].into_iter().collect();
+        let mut plan = grown();
+        guard_holding(&mut plan, &GuardConfig::default(), &most, &NO_APPROVAL);
+        let held: Vec<&str> = plan.held().map(|(l, _)| l.key.as_str()).collect();
+        assert_eq!(
+            held,
+            ["joined", "new"],
+            "41 and 100 members, over 40; 40 is at the limit"
+        );
+
+        let mut plan = grown();
+        let approvals = Approvals {
+            accept_lists: ["joined".to_owned(), "new".to_owned()]
+                .into_iter()
+                .collect(),
+            ..NO_APPROVAL
+        };
+        guard_holding(&mut plan, &limits, &most, &approvals);
+        assert_eq!(plan.totals.held, 0);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::Verdict;
+use super::{GuardKind, Verdict};
 
 /// Longest displayName Microsoft 365 accepts.
 pub const MAX_DISPLAY_NAME: usize = 256;
@@ -168,14 +168,25 @@ impl fmt::Display for HoldReason {
                 f,
                 "groups {first} and {second} both carry rollcall's tag for it"
             ),
-            HoldReason::Guard { verdict } => write!(
-                f,
-                "{} tripped: it would remove {} of its {} members, over the limit of {}",
-                verdict.guard.key(),
-                verdict.observed,
-                verdict.list_size.unwrap_or_default(),
-                verdict.limit
-            ),
+            HoldReason::Guard { verdict } => {
+                let size = verdict.list_size.unwrap_or_default();
+                let (guard, observed, limit) =
+                    (verdict.guard.key(), verdict.observed, verdict.limit);
+                match verdict.guard {
+                    GuardKind::MaxAdditionPercentPerList => write!(
+                        f,
+                        "{guard} tripped: it would gain {observed} members on its {size}, over the limit of {limit}"
+                    ),
+                    GuardKind::MaxMembers => write!(
+                        f,
+                        "{guard} tripped: it would have {observed} members, over its family's limit of {limit}"
+                    ),
+                    _ => write!(
+                        f,
+                        "{guard} tripped: it would remove {observed} of its {size} members, over the limit of {limit}"
+                    ),
+                }
+            }
             HoldReason::Refused {
                 status,
                 code,

@@ -132,6 +132,19 @@ impl fmt::Display for VerdictLine<'_> {
                  at most {} ({percent}%) allowed",
                 v.observed, v.limit
             ),
+            (GuardKind::MaxAdditionPercentPerList, Some(list), Some(size), Some(percent)) => {
+                write!(
+                    f,
+                    "{outcome} max_addition_percent_per_list: {list} gains {} on its {size} members, \
+                 at most {} ({percent}%) allowed",
+                    v.observed, v.limit
+                )
+            }
+            (GuardKind::MaxMembers, Some(list), ..) => write!(
+                f,
+                "{outcome} max_members: {list} would have {} members, at most {} allowed",
+                v.observed, v.limit
+            ),
             (GuardKind::MaxAdditionsPerRun, ..) => write!(
                 f,
                 "{outcome} max_additions_per_run: {} additions, at most {} allowed",
@@ -161,17 +174,19 @@ pub fn tripped_message(verdict: &Verdict, removals: u64) -> String {
              run with `rollcall run --accept-removals {removals}`, or {save}.",
             verdict.observed, verdict.limit
         ),
-        GuardKind::MaxRemovalPercentPerList => format!(
-            "Guard max_removal_percent_per_list tripped: list `{}` would lose {} of its {} \
-             members, more than the {} ({}%) allowed. {review} if the removals are right, \
-             approve them for one run with `rollcall run --accept-removals {removals}` (the \
-             plan's total), or {save}.",
-            verdict.list.as_deref().unwrap_or("?"),
-            verdict.observed,
-            verdict.list_size.unwrap_or_default(),
-            verdict.limit,
-            verdict.percent.unwrap_or_default(),
-        ),
+        GuardKind::MaxRemovalPercentPerList
+        | GuardKind::MaxAdditionPercentPerList
+        | GuardKind::MaxMembers => {
+            let list = verdict.list.as_deref().unwrap_or("?");
+            format!(
+                "Guard {} tripped on list `{list}`: {} against a limit of {}. The list is held \
+                 and every other list goes on; if the change is right, release it for one run \
+                 with `rollcall run --accept-list {list} --reason TEXT`.",
+                verdict.guard.key(),
+                verdict.observed,
+                verdict.limit,
+            )
+        }
         GuardKind::MaxAdditionsPerRun => format!(
             "Guard max_additions_per_run tripped: the plan adds {} members, more than the {} \
              allowed. {review} if the additions are right, {save}, or raise \
@@ -283,17 +298,20 @@ mod tests {
         let messages: Vec<_> = verdicts.tripped().map(|v| tripped_message(v, 13)).collect();
         assert_eq!(messages.len(), 2);
         for message in &messages {
-            assert!(
-                message.contains("`rollcall run --accept-removals 13`"),
-                "{message}"
-            );
-            assert!(
-                message.contains("`rollcall apply FILE --reason TEXT`"),
-                "{message}"
-            );
             assert!(text.contains(message.as_str()));
         }
-        assert!(messages[1].contains("list `a` would lose 12 of its 20 members"));
+        for part in [
+            "`rollcall run --accept-removals 13`",
+            "`rollcall apply FILE --reason TEXT`",
+        ] {
+            assert!(messages[0].contains(part), "{}", messages[0]);
+        }
+        for part in [
+            "list `a`: 12 against a limit of 10. The list is held",
+            "`rollcall run --accept-list a --reason TEXT`",
+        ] {
+            assert!(messages[1].contains(part), "{}", messages[1]);
+        }
     }
 
     #[test]

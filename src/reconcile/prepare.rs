@@ -104,7 +104,13 @@ impl Engine {
         let desired = Desired::new(lists).map_err(|e| Stop::failed(anyhow::anyhow!("{e}")))?;
         let policies = Policies::from_families(&self.config.families);
         let mut plan = plan::diff_holding(&desired, &actual.actual, &policies, &holds);
-        let verdicts = plan::guard_holding(&mut plan, &self.config.guard, approvals);
+        let max_members: BTreeMap<String, u64> = self
+            .config
+            .families
+            .iter()
+            .filter_map(|f| Some((f.name.clone(), f.max_members?)))
+            .collect();
+        let verdicts = plan::guard_holding(&mut plan, &self.config.guard, &max_members, approvals);
         for (list, hold) in plan.held() {
             tracing::warn!(list = %list.key, reason = hold.key(), "list held: {hold}");
         }

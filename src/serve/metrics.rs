@@ -234,11 +234,7 @@ impl Metrics {
             "1 while rollcall is paused (scheduled runs skip), else 0",
             paused.clone(),
         );
-        for guard in [
-            GuardKind::MaxRemovalsPerRun,
-            GuardKind::MaxRemovalPercentPerList,
-            GuardKind::MaxAdditionsPerRun,
-        ] {
+        for guard in GuardKind::ALL {
             let _ = guard_trips.get_or_create(&GuardLabels {
                 guard: guard.key().to_owned(),
             });

@@ -17,6 +17,7 @@ on_every_backend!(
     a_key_with_a_space_is_held_and_every_other_lists_withdrawals_are_applied,
     a_per_list_guard_trip_holds_that_list_only_until_accept_list_releases_it,
     a_retitled_module_reaches_its_group_with_one_patch_and_then_none,
+    a_list_tripled_by_a_bad_join_is_held_until_released_and_max_members_holds_the_same_way,
 );
 
 /// A tenant after a first run that built every list.
@@ -273,5 +274,85 @@ async fn a_retitled_module_reaches_its_group_with_one_patch_and_then_none(db: Te
 
     assert_next_run_writes_nothing(&tenant, "the title was sent again").await;
     tenant.assert_verified("after the retitle").await;
+    tenant.finish();
+}
+
+/// Enrols `count` people with an account who are not on module `index` (a join gone wrong).
+fn join_wrongly(tenant: &mut Tenant, index: usize, count: usize) {
+    tenant.edit_university(|university| {
+        let module = &university.modules[index];
+        let strangers: Vec<usize> = (0..university.people.len())
+            .filter(|p| university.people[*p].has_account)
+            .filter(|p| !module.students.contains(p) && !module.teachers.contains(p))
+            .take(count)
+            .collect();
+        assert_eq!(strangers.len(), count, "too few people to join wrongly");
+        university.modules[index].students.extend(strangers);
+    });
+}
+
+async fn a_list_tripled_by_a_bad_join_is_held_until_released_and_max_members_holds_the_same_way(
+    db: TestDatabase,
+) {
+    let mut tenant = converged(db).await;
+    tenant.set_guard("max_addition_percent_per_list", 100);
+    let joined = module_with(&tenant, 10, &[]);
+    let other = module_with(&tenant, 3, &[joined]);
+    let key = tenant.university.modules[joined].key.clone();
+    let size = tenant.desired.lists[&key].len();
+    let before: BTreeSet<String> = tenant.desired.lists[&key].clone();
+    join_wrongly(&mut tenant, joined, 2 * size);
+    tenant.withdraw(other, 1);
+
+    tenant.rollcall(&["run"]).await.expect(7);
+    let skip: BTreeSet<String> = [key.clone()].into_iter().collect();
+    tenant.assert_converged_except(&skip, "after the run that held the tripled list");
+    let group = tenant
+        .sandbox
+        .state()
+        .groups
+        .into_iter()
+        .find(|g| g.mail_nickname == key)
+        .expect("the tripled list's group");
+    assert_eq!(group.members.into_iter().collect::<BTreeSet<_>>(), before);
+    let report = tenant.show_last_run().await;
+    assert_eq!(held(&report["report"]), [(key.clone(), "guard".to_owned())]);
+    let message = report["report"]["held"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("max_addition_percent_per_list")
+            && message.contains(&format!("gain {} members on its {size}", 2 * size)),
+        "{message}"
+    );
+    tenant
+        .rollcall(&[
+            "run",
+            "--accept-list",
+            &key,
+            "--reason",
+            "a merged module, confirmed",
+        ])
+        .await
+        .expect(0);
+    tenant.assert_converged("after --accept-list");
+
+    // max_members holds a list that would grow past it the same way; one at it passes.
+    tenant.set_guard("max_addition_percent_per_list", 100_000);
+    let biggest = tenant
+        .desired
+        .lists
+        .values()
+        .map(BTreeSet::len)
+        .max()
+        .unwrap_or(0);
+    tenant.set_family("modules", "max_members", biggest as i64);
+    tenant.rollcall(&["plan"]).await.expect(0);
+    let other_key = tenant.university.modules[other].key.clone();
+    let other_size = tenant.desired.lists[&other_key].len();
+    join_wrongly(&mut tenant, other, biggest + 1 - other_size);
+    let plan = tenant.rollcall(&["plan", "--output", "json"]).await;
+    plan.expect(7);
+    assert_eq!(held(&plan.json()), [(other_key, "guard".to_owned())]);
     tenant.finish();
 }
