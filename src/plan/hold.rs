@@ -357,7 +357,7 @@ mod tests {
     #[test]
     fn a_guard_hold_is_released_with_accept_list() {
         let verdict = Verdict {
-            guard: super::super::GuardKind::MaxRemovalPercentPerList,
+            guard: GuardKind::MaxRemovalPercentPerList,
             list: Some("mod-a".to_owned()),
             limit: 5,
             observed: 6,
