@@ -17,5 +17,6 @@ mod reconcile;
 mod reports;
 mod sandbox;
 mod serve;
+mod signin;
 mod sql_source;
 mod store;
