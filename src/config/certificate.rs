@@ -228,8 +228,13 @@ impl Certificate {
 #[cfg(unix)]
 pub(super) fn check_private(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
-    let metadata =
-        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let metadata = std::fs::metadata(path).map_err(|e| {
+        format!(
+            "cannot read {}: {e}{}",
+            path.display(),
+            super::credential::unexpanded_hint(path)
+        )
+    })?;
     let mode = metadata.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
         return Err(format!(

@@ -88,6 +88,40 @@ fn federation_from_environment() -> Option<PathBuf> {
     Some(PathBuf::from(file))
 }
 
+/// How a `[graph]` file path names systemd's credentials directory (`LoadCredential=`),
+/// whose path depends on the unit: `$CREDENTIALS_DIRECTORY/app.pem`.
+const CREDENTIALS_DIRECTORY: [&str; 2] = ["$CREDENTIALS_DIRECTORY", "${CREDENTIALS_DIRECTORY}"];
+
+/// Replaces a leading `$CREDENTIALS_DIRECTORY` with the directory systemd gives the unit.
+/// Returns whether the path starts with it (set or not): such a path is never made
+/// relative to the configuration's folder.
+pub(super) fn expand_credentials_directory(path: &mut Option<PathBuf>) -> bool {
+    let Some(text) = path.as_ref().and_then(|p| p.to_str()) else {
+        return false;
+    };
+    let Some(rest) = CREDENTIALS_DIRECTORY
+        .iter()
+        .find_map(|prefix| text.strip_prefix(prefix))
+    else {
+        return false;
+    };
+    if let Some(directory) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        let expanded = PathBuf::from(directory).join(rest.trim_start_matches('/'));
+        *path = Some(expanded);
+    }
+    true
+}
+
+/// A hint for a path that still names `$CREDENTIALS_DIRECTORY`: systemd did not set it.
+pub(super) fn unexpanded_hint(path: &Path) -> &'static str {
+    if path.starts_with("$CREDENTIALS_DIRECTORY") || path.starts_with("${CREDENTIALS_DIRECTORY}") {
+        " (CREDENTIALS_DIRECTORY is not set: systemd sets it for a unit with LoadCredential=; \
+         outside one, set it to the folder holding the file)"
+    } else {
+        ""
+    }
+}
+
 /// Reads a client assertion; it is handed on as it is and never kept.
 pub fn read_assertion(path: &Path) -> Result<SecretString, String> {
     match std::fs::read_to_string(path) {

@@ -31,10 +31,16 @@ impl Config {
         };
         resolve(&mut self.state.url_file);
         if let Some(graph) = &mut self.graph {
-            resolve(&mut graph.client_secret_file);
-            resolve(&mut graph.certificate_path);
-            resolve(&mut graph.private_key_path);
-            resolve(&mut graph.client_assertion_file);
+            for path in [
+                &mut graph.client_secret_file,
+                &mut graph.certificate_path,
+                &mut graph.private_key_path,
+                &mut graph.client_assertion_file,
+            ] {
+                if !credential::expand_credentials_directory(path) {
+                    resolve(path);
+                }
+            }
         }
         if self.state.url.is_none() && self.state.url_env.is_none() && self.state.url_file.is_none()
         {
