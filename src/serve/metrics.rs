@@ -501,6 +501,37 @@ mod tests {
     }
 
     #[test]
+    fn certificate_expiry_is_a_gauge_labelled_with_its_thumbprint() {
+        use crate::config::AssertionAlgorithm;
+        use crate::config::test_certificates::{Validity, make};
+        let made = make(Validity::ExpiringSoon, AssertionAlgorithm::RS256);
+        let graph: GraphConfig = toml::from_str(&format!(
+            "tenant_id = \"t\"\nclient_id = \"c\"\ncertificate_path = {:?}\n",
+            made.combined.display().to_string()
+        ))
+        .unwrap();
+        let thumbprint = made.load().thumbprints.sha1_hex();
+        let metrics = Metrics::new();
+        metrics.refresh_credential();
+        assert!(
+            !metrics
+                .render()
+                .contains("rollcall_credential_expiry_seconds{"),
+            "no sample without a certificate"
+        );
+        metrics.follow_credential(Some(graph));
+        metrics.refresh_credential();
+        let text = metrics.render();
+        let left = sample(
+            &text,
+            &format!("rollcall_credential_expiry_seconds{{thumbprint=\"{thumbprint}\"}}"),
+        )
+        .unwrap_or_else(|| panic!("{text}"));
+        let ten_days = 10.0 * 86_400.0;
+        assert!((ten_days - 120.0..=ten_days).contains(&left), "{left}");
+    }
+
+    #[test]
     fn exit_codes_map_to_outcomes() {
         assert_eq!(TickOutcome::of(Exit::Success), TickOutcome::Success);
         assert_eq!(TickOutcome::of(Exit::Failed), TickOutcome::Failed);

@@ -14,7 +14,7 @@ use rollcall::sandbox::SandboxOptions;
 
 use crate::common::certificates::{
     ISSUER, Key, SUBJECT, certificate_pem, current_certificate, encrypted_key_pem, federated_token,
-    key_pem, now, write_private,
+    federated_token_from, key_pem, now, write_private,
 };
 use crate::common::db::{Backend, TestDatabase};
 use crate::common::tenant::{Ran, Tenant, TenantOptions};
@@ -412,5 +412,245 @@ async fn no_log_line_state_row_or_report_holds_a_secret_key_or_assertion() {
         ("a certificate assertion", &assertion_header(&certificate)),
     ] {
         assert!(!written.contains(needle), "{what} was written somewhere");
+    }
+}
+
+/// Posts a client assertion to the sandbox's token endpoint as `client_id`; answers the
+/// status and the JSON reply.
+async fn post_assertion(
+    tenant: &Tenant,
+    client_id: &str,
+    assertion: &str,
+) -> (u16, serde_json::Value) {
+    let defaults = SandboxOptions::default();
+    let reply = reqwest::Client::new()
+        .post(token_endpoint(tenant, &defaults.tenant_id))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "https://graph.microsoft.com/.default"),
+            ("client_id", client_id),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion),
+            ("client_info", "1"),
+        ])
+        .send()
+        .await
+        .expect("the token endpoint answers");
+    let status = reply.status().as_u16();
+    (status, reply.json().await.expect("the reply is JSON"))
+}
+
+fn token_endpoint(tenant: &Tenant, tenant_id: &str) -> String {
+    format!(
+        "{}/{tenant_id}/oauth2/v2.0/token",
+        tenant.sandbox.authority()
+    )
+}
+
+/// An assertion shaped as MSAL sends it (padded `x5t` and `x5t#S256`, an `x5c` header,
+/// fractional `exp`, no `nbf`), with `edit` applied to its header and claims first.
+fn msal_assertion(
+    certificate: &str,
+    key: Key,
+    edit: impl FnOnce(&mut jsonwebtoken::Header, &mut serde_json::Value),
+) -> String {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+    use sha2::Digest;
+    let der = pem::parse(certificate).unwrap().into_contents();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.x5t = Some(URL_SAFE.encode(sha1::Sha1::digest(&der)));
+    header.x5t_s256 = Some(URL_SAFE.encode(sha2::Sha256::digest(&der)));
+    header.x5c = Some(vec![STANDARD.encode(&der)]);
+    let defaults = SandboxOptions::default();
+    let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    let mut claims = serde_json::json!({
+        "aud": "",
+        "iss": defaults.client_id,
+        "sub": defaults.client_id,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "iat": now,
+        "exp": now + 600.5,
+    });
+    edit(&mut header, &mut claims);
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(key_pem(key).as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_accepts_msals_assertions_and_answers_entras_codes_for_bad_ones() {
+    let tenant = tenant().await;
+    let defaults = SandboxOptions::default();
+    let certificate = current_certificate(Key::App);
+    // Registered through the admin endpoint, as `rollcall sandbox --client-cert` would.
+    let registered: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "{}/_sandbox/client-certs",
+            tenant.sandbox.base_url()
+        ))
+        .body(certificate.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let der = pem::parse(&certificate).unwrap().into_contents();
+    assert_eq!(registered["thumbprint"], Thumbprints::of(&der).sha1_hex());
+    trust_the_cluster(&tenant);
+    let audience = token_endpoint(&tenant, &defaults.tenant_id);
+    let good = |header: &mut jsonwebtoken::Header, claims: &mut serde_json::Value| {
+        let _ = header;
+        claims["aud"] = audience.clone().into();
+    };
+
+    let (status, reply) = post_assertion(
+        &tenant,
+        &defaults.client_id,
+        &msal_assertion(&certificate, Key::App, good),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply["access_token"].is_string(), "{reply}");
+    let (status, reply) = post_assertion(
+        &tenant,
+        &defaults.client_id,
+        &federated_token(SUBJECT, now(), 600),
+    )
+    .await;
+    assert_eq!(status, 200, "a federated token: {reply}");
+
+    type Edit = Box<dyn Fn(&mut jsonwebtoken::Header, &mut serde_json::Value)>;
+    let with = |edit: Edit| {
+        let audience = audience.clone();
+        move |header: &mut jsonwebtoken::Header, claims: &mut serde_json::Value| {
+            claims["aud"] = audience.into();
+            edit(header, claims);
+        }
+    };
+    let cases: Vec<(&str, String, u16, &str, &str)> = vec![
+        (
+            "unknown client",
+            msal_assertion(&certificate, Key::App, with(Box::new(|_, _| {}))),
+            400,
+            "unauthorized_client",
+            "AADSTS700016",
+        ),
+        (
+            "issuer is not the client",
+            msal_assertion(
+                &certificate,
+                Key::App,
+                with(Box::new(|_, c| c["sub"] = "someone-else".into())),
+            ),
+            401,
+            "invalid_client",
+            "AADSTS700021",
+        ),
+        (
+            "wrong audience",
+            msal_assertion(
+                &certificate,
+                Key::App,
+                with(Box::new(|_, c| {
+                    c["aud"] = "https://login.microsoftonline.com/x/oauth2/v2.0/token".into();
+                })),
+            ),
+            401,
+            "invalid_client",
+            "AADSTS700023",
+        ),
+        (
+            "expired",
+            msal_assertion(
+                &certificate,
+                Key::App,
+                with(Box::new(|_, c| c["exp"] = (now() - 400).into())),
+            ),
+            401,
+            "invalid_client",
+            "AADSTS700024",
+        ),
+        (
+            "not yet valid",
+            msal_assertion(
+                &certificate,
+                Key::App,
+                with(Box::new(|_, c| c["nbf"] = (now() + 400).into())),
+            ),
+            401,
+            "invalid_client",
+            "AADSTS700024",
+        ),
+        (
+            "signed by another key",
+            msal_assertion(&certificate, Key::Other, with(Box::new(|_, _| {}))),
+            401,
+            "invalid_client",
+            "AADSTS700027",
+        ),
+        (
+            "a certificate the app does not have",
+            msal_assertion(
+                &current_certificate(Key::Other),
+                Key::Other,
+                with(Box::new(|_, _| {})),
+            ),
+            401,
+            "invalid_client",
+            "AADSTS700027",
+        ),
+        (
+            "a federated token from an unknown issuer",
+            federated_token_from("https://oidc.elsewhere.example", SUBJECT, now(), 600),
+            401,
+            "invalid_client",
+            "AADSTS700211",
+        ),
+        (
+            "an algorithm Entra does not take",
+            jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+                &serde_json::json!({ "iss": defaults.client_id, "sub": defaults.client_id }),
+                &jsonwebtoken::EncodingKey::from_secret(b"shared"),
+            )
+            .unwrap(),
+            401,
+            "invalid_client",
+            "AADSTS5002738",
+        ),
+        (
+            "a federated token for another subject",
+            federated_token("system:serviceaccount:x:y", now(), 600),
+            401,
+            "invalid_client",
+            "AADSTS700213",
+        ),
+        (
+            "malformed",
+            "not-a-jwt".to_owned(),
+            400,
+            "invalid_request",
+            "AADSTS50027",
+        ),
+    ];
+    for (i, (what, assertion, status, error, code)) in cases.into_iter().enumerate() {
+        let client = if i == 0 {
+            "no-such-app"
+        } else {
+            defaults.client_id.as_str()
+        };
+        let (got, reply) = post_assertion(&tenant, client, &assertion).await;
+        assert_eq!(
+            (got, reply["error"].as_str()),
+            (status, Some(error)),
+            "{what}: {reply}"
+        );
+        let description = reply["error_description"].as_str().unwrap();
+        assert!(description.starts_with(code), "{what}: {description}");
+        let number: u64 = code.trim_start_matches("AADSTS").parse().unwrap();
+        assert_eq!(reply["error_codes"], serde_json::json!([number]), "{what}");
     }
 }

@@ -88,6 +88,11 @@ pub const SUBJECT: &str = "system:serviceaccount:rollcall:rollcall";
 /// about `subject` for the Entra token exchange, signed by [`Key::Issuer`], valid from
 /// `iat` for `lifetime` seconds.
 pub fn federated_token(subject: &str, iat: i64, lifetime: i64) -> String {
+    federated_token_from(ISSUER, subject, iat, lifetime)
+}
+
+/// [`federated_token`] from another issuer.
+pub fn federated_token_from(issuer: &str, subject: &str, iat: i64, lifetime: i64) -> String {
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(key_pem(Key::Issuer).as_bytes())
         .expect("jsonwebtoken takes the RSA key");
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
@@ -95,7 +100,7 @@ pub fn federated_token(subject: &str, iat: i64, lifetime: i64) -> String {
     jsonwebtoken::encode(
         &header,
         &json!({
-            "iss": ISSUER,
+            "iss": issuer,
             "sub": subject,
             "aud": [rollcall::sandbox::FEDERATION_AUDIENCE],
             "iat": iat,
