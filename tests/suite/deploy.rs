@@ -168,7 +168,7 @@ fn kubernetes_documents() -> Vec<(String, Value)> {
 
 /// Every YAML document in a folder (not its subfolders), with the file it came from.
 fn yaml_documents(dir: &Path) -> Vec<(String, Value)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension().is_some_and(|e| e == "yaml" || e == "yml"))
