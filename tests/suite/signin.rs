@@ -6,11 +6,13 @@
 //! anywhere.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rollcall::config::Thumbprints;
-use rollcall::sandbox::SandboxOptions;
+use rollcall::config::{GraphConfig, Thumbprints};
+use rollcall::graph::{GraphClient, RetryPolicy};
+use rollcall::sandbox::{Faults, Sandbox, SandboxOptions};
 
 use crate::common::certificates::{
     ISSUER, Key, SUBJECT, certificate_pem, current_certificate, encrypted_key_pem, federated_token,
@@ -653,4 +655,87 @@ async fn the_sandbox_accepts_msals_assertions_and_answers_entras_codes_for_bad_o
         let number: u64 = code.trim_start_matches("AADSTS").parse().unwrap();
         assert_eq!(reply["error_codes"], serde_json::json!([number]), "{what}");
     }
+}
+
+/// A `[graph]` section for `sandbox` signing in with `credential` (TOML lines).
+fn graph_config(sandbox: &rollcall::sandbox::SandboxHandle, credential: &str) -> GraphConfig {
+    let text = sandbox.graph_toml(credential);
+    let table: toml::Table = toml::from_str(&text).unwrap();
+    table["graph"].clone().try_into().unwrap()
+}
+
+fn quick() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        max_elapsed: Duration::from_secs(10),
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(50),
+        request_timeout: Duration::from_secs(10),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_token_renewal_signs_a_fresh_assertion_or_rereads_the_file() {
+    let sandbox = Sandbox::start(SandboxOptions {
+        faults: Faults {
+            token_ttl_secs: 1,
+            throttling: false,
+            ..Faults::default()
+        },
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let renewals = |sandbox: &rollcall::sandbox::SandboxHandle| {
+        sandbox.stats()["requests"]["POST /{tenant}/oauth2/v2.0/token"]["200"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+
+    // A certificate: a token for 1 s is renewed before each later call, each time with a
+    // newly signed assertion.
+    let certificate = current_certificate(Key::App);
+    sandbox.register_client_certificate(&certificate).unwrap();
+    let pem = write_private(
+        &dir.path().join("app.pem"),
+        &format!("{certificate}{}", key_pem(Key::App)),
+        0o600,
+    );
+    let config = graph_config(
+        &sandbox,
+        &format!("certificate_path = {:?}", pem.display().to_string()),
+    );
+    let client = GraphClient::connect_with(&config, quick()).await.unwrap();
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        client.groups().await.unwrap();
+    }
+    assert_eq!(client.stats().token_requests, 3);
+    assert_eq!(renewals(&sandbox), 3);
+
+    // An assertion file: each renewal reads the file again, so a token the platform
+    // replaced with a bad one fails the very next renewal.
+    sandbox
+        .register_federated_credential(ISSUER, SUBJECT, &current_certificate(Key::Issuer))
+        .unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, federated_token(SUBJECT, now(), 3600)).unwrap();
+    let config = graph_config(
+        &sandbox,
+        &format!("client_assertion_file = {:?}", token.display().to_string()),
+    );
+    let client = GraphClient::connect_with(&config, quick()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    client.groups().await.unwrap();
+    assert_eq!(client.stats().token_requests, 2);
+    std::fs::write(
+        &token,
+        federated_token("system:serviceaccount:x:y", now(), 3600),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let err = client.groups().await.unwrap_err();
+    assert!(err.to_string().contains("AADSTS700213"), "{err}");
+    sandbox.shutdown().await;
 }
