@@ -739,3 +739,72 @@ async fn every_token_renewal_signs_a_fresh_assertion_or_rereads_the_file() {
     assert!(err.to_string().contains("AADSTS700213"), "{err}");
     sandbox.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollcall_sandbox_registers_client_certs_given_on_its_command_line() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command as Process, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let certificate = current_certificate(Key::App);
+    let crt = dir.path().join("app.crt");
+    std::fs::write(&crt, &certificate).unwrap();
+    let binary = env!("CARGO_BIN_EXE_rollcall");
+
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let refused = Process::new(binary)
+        .args(["sandbox", "--client-cert", not_pem.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("client certificate 1"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let mut child = Process::new(binary)
+        .args(["sandbox", "--client-cert", crt.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.starts_with("  admin:");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    let value = |label: &str| {
+        printed
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .unwrap_or_else(|| panic!("no `{label}` in {printed:?}"))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(value("client certs:"), "1 registered (--client-cert FILE)");
+    let pem = write_private(
+        &dir.path().join("app.pem"),
+        &format!("{certificate}{}", key_pem(Key::App)),
+        0o600,
+    );
+    let config: GraphConfig = toml::from_str(&format!(
+        "tenant_id = {:?}\nclient_id = {:?}\ncertificate_path = {:?}\nendpoint = {:?}\nauthority = {:?}\n",
+        value("tenant id:"),
+        value("client id:"),
+        pem.display().to_string(),
+        value("graph endpoint:"),
+        value("authority:"),
+    ))
+    .unwrap();
+    let connected = GraphClient::connect_with(&config, quick()).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    connected.expect("signs in with the certificate registered on the command line");
+}
