@@ -177,47 +177,13 @@ impl Credentials {
             reason,
             next_step: next_step.to_owned(),
         };
-        // The assertion lives only in this request: never logged, never kept.
-        let assertion = match &self.credential {
-            Credential::Secret(_) => None,
-            Credential::Certificate(certificate) => Some(
-                assertion::sign(
-                    certificate,
-                    &self.client_id,
-                    self.token_url.as_str(),
-                    chrono::Utc::now(),
-                )
-                .map_err(|e| (e, None))?,
-            ),
-            Credential::AssertionFile {
-                path,
-                from_environment,
-            } => Some(
-                crate::config::read_assertion(path)
-                    .map_err(|message| GraphError::Config {
-                        key: "client_assertion_file".to_owned(),
-                        message: if *from_environment {
-                            format!("(from AZURE_FEDERATED_TOKEN_FILE) {message}")
-                        } else {
-                            message
-                        },
-                    })
-                    .map_err(|e| (e, None))?,
-            ),
-        };
+        let proof = self.proof().map_err(|e| (e, None))?;
         let mut form = vec![
             ("grant_type", "client_credentials"),
             ("client_id", self.client_id.as_str()),
             ("scope", self.scope.as_str()),
         ];
-        match (&self.credential, &assertion) {
-            (Credential::Secret(secret), _) => form.push(("client_secret", secret.expose_secret())),
-            (_, Some(assertion)) => {
-                form.push(("client_assertion_type", JWT_BEARER));
-                form.push(("client_assertion", assertion.expose_secret()));
-            }
-            (_, None) => {}
-        }
+        form.extend(proof.fields());
         let response = http
             .post(self.token_url.clone())
             .form(&form)
@@ -284,6 +250,56 @@ fn aadsts(description: &str) -> Option<&str> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(rest.len());
     Some(&rest[..end])
+}
+
+/// What proves the client's identity in one token request. An assertion lives only in
+/// that request: never logged, never kept.
+enum Proof<'a> {
+    Secret(&'a SecretString),
+    Assertion(SecretString),
+}
+
+impl Proof<'_> {
+    /// The form fields that carry it.
+    fn fields(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Proof::Secret(secret) => vec![("client_secret", secret.expose_secret())],
+            Proof::Assertion(assertion) => vec![
+                ("client_assertion_type", JWT_BEARER),
+                ("client_assertion", assertion.expose_secret()),
+            ],
+        }
+    }
+}
+
+impl Credentials {
+    /// The secret, or a client assertion: signed now with the certificate, or read now from
+    /// the assertion file (a platform rewrites it).
+    fn proof(&self) -> Result<Proof<'_>, GraphError> {
+        match &self.credential {
+            Credential::Secret(secret) => Ok(Proof::Secret(secret)),
+            Credential::Certificate(certificate) => assertion::sign(
+                certificate,
+                &self.client_id,
+                self.token_url.as_str(),
+                chrono::Utc::now(),
+            )
+            .map(Proof::Assertion),
+            Credential::AssertionFile {
+                path,
+                from_environment,
+            } => crate::config::read_assertion(path)
+                .map(Proof::Assertion)
+                .map_err(|message| GraphError::Config {
+                    key: "client_assertion_file".to_owned(),
+                    message: if *from_environment {
+                        format!("(from AZURE_FEDERATED_TOKEN_FILE) {message}")
+                    } else {
+                        message
+                    },
+                }),
+        }
+    }
 }
 
 /// Which setting an identity platform refusal points at.
