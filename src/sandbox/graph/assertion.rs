@@ -98,21 +98,16 @@ pub struct Registrations {
     federated: RwLock<Vec<Federated>>,
 }
 
-/// The thumbprints of a registered certificate, as the admin endpoint answers.
-pub fn describe(pem_text: &str) -> Result<Value, String> {
-    let registered = Registered::from_pem(pem_text)?;
-    Ok(serde_json::json!({
-        "thumbprint": hex::encode_upper(registered.sha1),
-        "x5t#S256": URL_SAFE_NO_PAD.encode(registered.sha256),
-        "not_after": registered.not_after,
-    }))
-}
-
 impl Registrations {
-    /// Registers a certificate credential (the PEM certificate, no key).
+    /// Registers a certificate credential (the PEM certificate, no key); answers its
+    /// thumbprints as the admin endpoint shows them.
     pub fn add_certificate(&self, pem_text: &str) -> Result<Value, String> {
-        let described = describe(pem_text)?;
         let registered = Registered::from_pem(pem_text)?;
+        let described = serde_json::json!({
+            "thumbprint": hex::encode_upper(registered.sha1),
+            "x5t#S256": URL_SAFE_NO_PAD.encode(registered.sha256),
+            "not_after": registered.not_after,
+        });
         self.certificates
             .write()
             .expect("certificates lock")
