@@ -78,6 +78,22 @@ pub async fn status(context: &Context) -> Result<Exit, CommandError> {
         .await
         .map_err(CommandError::failed)?;
     println!("pending operations: {pending}");
+    let config = context.config()?;
+    if let Some(certificate) = config
+        .graph
+        .as_ref()
+        .and_then(crate::config::GraphConfig::certificate)
+    {
+        println!(
+            "certificate: {} (thumbprint {}) expires {}",
+            certificate.path.display(),
+            certificate.thumbprints.sha1_hex(),
+            certificate.not_after.format("%F %T UTC")
+        );
+    }
+    for warning in config.warnings() {
+        println!("warning: {warning}");
+    }
     let runs = store.recent_runs(200).await.map_err(CommandError::failed)?;
     if let Some(verify) = runs
         .iter()

@@ -155,6 +155,9 @@ async fn dispatch(command: Command, context: &Context) -> Result<Exit, CommandEr
         Command::Config(ConfigCommand::Check) => {
             let config = context.config()?;
             println!("# {}: valid", config.path.display());
+            for warning in config.warnings() {
+                eprintln!("warning: {warning}");
+            }
             print!("{}", config.render_effective());
             Ok(Exit::Success)
         }

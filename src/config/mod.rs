@@ -5,7 +5,11 @@
 //! between families and sources, templates, URLs, schedules, and that every secret named
 //! in the file can actually be read. A configuration that loads is one a run can use.
 
+mod certificate;
+mod credential;
 mod secret;
+#[cfg(test)]
+pub(crate) mod test_certificates;
 mod validate;
 
 use std::fmt;
@@ -15,6 +19,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use certificate::{AssertionAlgorithm, Certificate, EXPIRY_WARNING, Thumbprints};
+pub use credential::{Credential, CredentialError, FEDERATION_ENV, read_assertion};
 pub use secret::{DATABASE_SCHEMES, DEFAULT_STATE_URL, DatabaseUrl, redact_url};
 
 /// Where the configuration file is looked for when neither `--config` nor `ROLLCALL_CONFIG` says.
@@ -122,13 +128,19 @@ fn default_keep_runs_days() -> u32 {
     90
 }
 
-/// `[graph]`: the tenant and the app registration rollcall signs in as.
+/// `[graph]`: the tenant and the app registration rollcall signs in as, with exactly one
+/// credential: a client secret, a certificate, or a client assertion file (workload
+/// identity federation). See [`GraphConfig::credential`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GraphConfig {
-    /// The directory (tenant) id or a verified domain.
+    /// The directory (tenant) id or a verified domain; `AZURE_TENANT_ID` when empty and
+    /// federation comes from the environment.
+    #[serde(default)]
     pub tenant_id: String,
-    /// The application (client) id.
+    /// The application (client) id; `AZURE_CLIENT_ID` when empty and federation comes from
+    /// the environment.
+    #[serde(default)]
     pub client_id: String,
     /// The environment variable holding the client secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,6 +148,23 @@ pub struct GraphConfig {
     /// A file holding the client secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret_file: Option<PathBuf>,
+    /// A PEM file holding the certificate, and its private key unless `private_key_path`
+    /// names another file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_path: Option<PathBuf>,
+    /// A PEM file holding the certificate's private key (PKCS#8, encrypted or not, or PKCS#1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_path: Option<PathBuf>,
+    /// The environment variable holding the password of an encrypted private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_password_env: Option<String>,
+    /// How the client assertion is signed: RS256 (the default) or PS256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_algorithm: Option<AssertionAlgorithm>,
+    /// A file holding a client assertion from another issuer (workload identity federation),
+    /// read afresh for every token request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_assertion_file: Option<PathBuf>,
     /// Microsoft Graph's base URL, including the version segment.
     #[serde(default = "default_graph_endpoint")]
     pub endpoint: String,
@@ -527,7 +556,7 @@ impl Config {
 
     /// The configured Graph section, or an error naming what is missing.
     pub fn graph(&self) -> Result<&GraphConfig, ConfigError> {
-        self.graph.as_ref().ok_or_else(|| self.invalid("graph", "this command talks to Microsoft 365 and needs a [graph] section (tenant_id, client_id, client_secret_env)"))
+        self.graph.as_ref().ok_or_else(|| self.invalid("graph", "this command talks to Microsoft 365 and needs a [graph] section (tenant_id, client_id and one credential: client_secret_env, certificate_path or client_assertion_file)"))
     }
 
     /// The effective configuration as TOML, every default filled in and secrets redacted.

@@ -158,9 +158,29 @@ fn durations_read_as_human_durations() {
 #[case::two_ways_to_give_the_state_url("[state]\nurl = \"sqlite://a.db\"\nurl_env = \"STATE_URL\"\n", &["`state.url`", "give only one of url, url_env"])]
 #[case::unreadable_secret_file(
     "[graph]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_file = \"/dev/null/none\"\nauthority = \"http://login.example.com\"\n",
-    &["`graph.client_secret_env`", "cannot read /dev/null/none"]
+    &["`graph.client_secret_file`", "cannot read /dev/null/none"]
 )]
-#[case::graph_without_secret("[graph]\ntenant_id = \"t\"\nclient_id = \"c\"\n", &["`graph.client_secret_env`", "secret is missing"])]
+#[case::graph_without_credential("[graph]\ntenant_id = \"t\"\nclient_id = \"c\"\n", &["`graph.client_secret_env`", "no credential", "certificate_path", "AZURE_FEDERATED_TOKEN_FILE"])]
+#[case::graph_with_two_credentials(
+    "[graph]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"PATH\"\nclient_assertion_file = \"/var/run/token\"\n",
+    &["`graph.client_assertion_file`", "`graph.client_secret_env` names a credential too", "give exactly one of"]
+)]
+#[case::key_without_certificate(
+    "[graph]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"PATH\"\nprivate_key_path = \"k.pem\"\n",
+    &["`graph.private_key_path`", "give `certificate_path` too"]
+)]
+#[case::missing_certificate(
+    "[graph]\ntenant_id = \"t\"\nclient_id = \"c\"\ncertificate_path = \"/dev/null/app.pem\"\n",
+    &["`graph.certificate_path`", "cannot read /dev/null/app.pem"]
+)]
+#[case::empty_client_id_without_federation(
+    "[graph]\ntenant_id = \"t\"\nclient_id = \"\"\nclient_secret_env = \"PATH\"\n",
+    &["`graph.client_id`", "must not be empty"]
+)]
+#[case::unreadable_assertion_file(
+    "[graph]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_assertion_file = \"/dev/null/token\"\n",
+    &["`graph.client_assertion_file`", "cannot read the client assertion /dev/null/token"]
+)]
 #[case::override_without_changes("[[override]]\nlist = \"mod-x\"\n", &["`override[0]`", "neither"])]
 #[case::override_both_ways(
     "[[override]]\nlist = \"mod-x\"\ninclude = [\"a@x.ac.uk\"]\nexclude = [\"A@x.ac.uk\"]\n",

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use super::credential::{self, Credential};
 use super::secret::resolve_sqlite_url;
 use super::{
     Config, ConfigError, DEFAULT_STATE_URL, SourceKind, TEMPLATE_PLACEHOLDERS, is_loopback,
@@ -30,7 +31,16 @@ impl Config {
         };
         resolve(&mut self.state.url_file);
         if let Some(graph) = &mut self.graph {
-            resolve(&mut graph.client_secret_file);
+            for path in [
+                &mut graph.client_secret_file,
+                &mut graph.certificate_path,
+                &mut graph.private_key_path,
+                &mut graph.client_assertion_file,
+            ] {
+                if !credential::expand_credentials_directory(path) {
+                    resolve(path);
+                }
+            }
         }
         if self.state.url.is_none() && self.state.url_env.is_none() && self.state.url_file.is_none()
         {
@@ -72,22 +82,26 @@ impl Config {
             .map_err(|m| err("state.url".into(), m))?;
 
         if let Some(graph) = &self.graph {
+            let credential = graph
+                .credential()
+                .map_err(|e| err(format!("graph.{}", e.key), e.message))?;
             for (key, value) in [
-                ("tenant_id", &graph.tenant_id),
-                ("client_id", &graph.client_id),
+                ("tenant_id", graph.effective_tenant_id()),
+                ("client_id", graph.effective_client_id()),
             ] {
                 if value.trim().is_empty() {
                     return Err(err(format!("graph.{key}"), "must not be empty".into()));
                 }
             }
-            graph
-                .client_secret()
-                .map_err(|m| err("graph.client_secret_env".into(), m))?;
+            if let Credential::AssertionFile { path, .. } = &credential {
+                credential::read_assertion(path)
+                    .map_err(|m| err("graph.client_assertion_file".into(), m))?;
+            }
             for (key, value) in [
-                ("endpoint", &graph.endpoint),
-                ("authority", &graph.authority),
+                ("endpoint", graph.endpoint.clone()),
+                ("authority", graph.effective_authority()),
             ] {
-                check_graph_url(value).map_err(|m| err(format!("graph.{key}"), m))?;
+                check_graph_url(&value).map_err(|m| err(format!("graph.{key}"), m))?;
             }
             if graph.max_retry_time.is_zero() {
                 return Err(err(

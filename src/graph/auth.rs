@@ -1,6 +1,11 @@
 //! Signing in: a client-credentials token fetched from the configured authority, and the
 //! graph-rs-sdk client that carries it as its bearer token.
 //!
+//! The credential is a client secret, a client assertion signed with a certificate (made
+//! afresh for every token request), or a client assertion file another issuer rewrites
+//! (workload identity federation, read afresh for every token request). Caching and renewal
+//! are the same for all three.
+//!
 //! graph-rs-sdk's own token client cannot be pointed at another authority (GRAPH.md), so
 //! rollcall asks `{authority}/{tenant}/oauth2/v2.0/token` itself and builds a graph-rs-sdk
 //! client around each token: a new client only when the token is renewed, which happens
@@ -17,10 +22,11 @@ use serde_json::Value;
 use tokio::time::Instant;
 use url::Url;
 
+use super::assertion::{self, JWT_BEARER};
 use super::error::GraphError;
 use super::retry::{Attempts, Fault, RetryPolicy, parse_retry_after};
 use super::transport::Counters;
-use crate::config::{GraphConfig, is_loopback};
+use crate::config::{Credential, GraphConfig, is_loopback};
 
 /// A token is renewed once less than this much of its life is left (or 10 % of it, if less).
 const RENEW_MARGIN: Duration = Duration::from_secs(300);
@@ -29,7 +35,7 @@ const RENEW_MARGIN: Duration = Duration::from_secs(300);
 pub(crate) struct Credentials {
     token_url: Url,
     client_id: String,
-    secret: SecretString,
+    credential: Credential,
     scope: String,
     /// Graph's base URL, e.g. `https://graph.microsoft.com/v1.0`.
     pub(crate) endpoint: Url,
@@ -42,6 +48,7 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("token_url", &self.token_url.as_str())
             .field("client_id", &self.client_id)
+            .field("credential", &self.credential.kind())
             .field("endpoint", &self.endpoint.as_str())
             .finish_non_exhaustive()
     }
@@ -70,10 +77,12 @@ fn checked_url(key: &str, value: &str) -> Result<Url, GraphError> {
 }
 
 impl Credentials {
-    /// Checks endpoint and authority and reads the secret.
+    /// Checks endpoint and authority and reads the credential (a certificate must be within
+    /// its validity).
     pub(crate) fn from_config(config: &GraphConfig) -> Result<Credentials, GraphError> {
         let mut endpoint = checked_url("endpoint", &config.endpoint)?;
-        let authority = checked_url("authority", &config.authority)?;
+        let authority_text = config.effective_authority();
+        let authority = checked_url("authority", &authority_text)?;
         let loopback = is_loopback(&endpoint);
         if !loopback && AllowedHostValidator::default().validate_url(&endpoint) == HostIs::Invalid {
             return Err(GraphError::Config {
@@ -86,27 +95,34 @@ impl Credentials {
                 ),
             });
         }
-        if config.tenant_id.trim().is_empty() || config.tenant_id.contains('/') {
+        let tenant_id = config.effective_tenant_id();
+        if tenant_id.trim().is_empty() || tenant_id.contains('/') {
             return Err(GraphError::Config {
                 key: "tenant_id".to_owned(),
                 message: "give the directory (tenant) id or a verified domain".to_owned(),
             });
         }
-        let secret = config
-            .client_secret()
-            .map_err(|message| GraphError::Config {
-                key: "client_secret_env".to_owned(),
+        let credential = config.credential().map_err(|e| GraphError::Config {
+            key: e.key,
+            message: e.message,
+        })?;
+        if let Credential::Certificate(certificate) = &credential
+            && let Some(message) = certificate.unusable(chrono::Utc::now())
+        {
+            return Err(GraphError::Config {
+                key: "certificate_path".to_owned(),
                 message,
-            })?;
+            });
+        }
         let mut token_url = authority;
         token_url
             .path_segments_mut()
             .map_err(|()| GraphError::Config {
                 key: "authority".to_owned(),
-                message: format!("`{}` cannot take a path", config.authority),
+                message: format!("`{authority_text}` cannot take a path"),
             })?
             .pop_if_empty()
-            .extend([config.tenant_id.trim(), "oauth2", "v2.0", "token"]);
+            .extend([tenant_id.trim(), "oauth2", "v2.0", "token"]);
         // A trailing slash would make every request path start with `//`.
         if endpoint.path().ends_with('/') {
             let trimmed = endpoint.path().trim_end_matches('/').to_owned();
@@ -114,8 +130,8 @@ impl Credentials {
         }
         Ok(Credentials {
             token_url,
-            client_id: config.client_id.trim().to_owned(),
-            secret,
+            client_id: config.effective_client_id(),
+            credential,
             scope: scope_for(&endpoint),
             endpoint,
             loopback,
@@ -161,12 +177,13 @@ impl Credentials {
             reason,
             next_step: next_step.to_owned(),
         };
-        let form = [
+        let proof = self.proof().map_err(|e| (e, None))?;
+        let mut form = vec![
             ("grant_type", "client_credentials"),
             ("client_id", self.client_id.as_str()),
-            ("client_secret", self.secret.expose_secret()),
             ("scope", self.scope.as_str()),
         ];
+        form.extend(proof.fields());
         let response = http
             .post(self.token_url.clone())
             .form(&form)
@@ -216,19 +233,127 @@ impl Credentials {
             _ => None,
         };
         Err((
-            sign_in(Some(status), reason, next_step(status, error, description)),
+            sign_in(
+                Some(status),
+                reason,
+                next_step(&self.credential, status, error, description),
+            ),
             fault,
         ))
     }
 }
 
-/// Which setting an identity platform refusal points at.
-fn next_step(status: u16, error: &str, description: &str) -> &'static str {
-    match error {
-        "invalid_client" => {
-            "check the secret that `graph.client_secret_env` or `graph.client_secret_file` \
-             names: it must be the secret's value (not its id) and not expired"
+/// The `AADSTS` code at the start of an identity platform error description.
+fn aadsts(description: &str) -> Option<&str> {
+    let rest = description.strip_prefix("AADSTS")?;
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// What proves the client's identity in one token request. An assertion lives only in
+/// that request: never logged, never kept.
+enum Proof<'a> {
+    Secret(&'a SecretString),
+    Assertion(SecretString),
+}
+
+impl Proof<'_> {
+    /// The form fields that carry it.
+    fn fields(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Proof::Secret(secret) => vec![("client_secret", secret.expose_secret())],
+            Proof::Assertion(assertion) => vec![
+                ("client_assertion_type", JWT_BEARER),
+                ("client_assertion", assertion.expose_secret()),
+            ],
         }
+    }
+}
+
+impl Credentials {
+    /// The secret, or a client assertion: signed now with the certificate, or read now from
+    /// the assertion file (a platform rewrites it).
+    fn proof(&self) -> Result<Proof<'_>, GraphError> {
+        match &self.credential {
+            Credential::Secret(secret) => Ok(Proof::Secret(secret)),
+            Credential::Certificate(certificate) => assertion::sign(
+                certificate,
+                &self.client_id,
+                self.token_url.as_str(),
+                chrono::Utc::now(),
+            )
+            .map(Proof::Assertion),
+            Credential::AssertionFile {
+                path,
+                from_environment,
+            } => crate::config::read_assertion(path)
+                .map(Proof::Assertion)
+                .map_err(|message| GraphError::Config {
+                    key: "client_assertion_file".to_owned(),
+                    message: if *from_environment {
+                        format!("(from AZURE_FEDERATED_TOKEN_FILE) {message}")
+                    } else {
+                        message
+                    },
+                }),
+        }
+    }
+}
+
+/// Which setting an identity platform refusal points at.
+fn next_step(credential: &Credential, status: u16, error: &str, description: &str) -> &'static str {
+    match (credential, aadsts(description).unwrap_or_default()) {
+        (_, "700016") => {
+            return "check `graph.client_id`: it must be the application (client) id of an app \
+                    registration in this tenant";
+        }
+        (_, "700024") => {
+            return "the assertion was outside its validity window: check this machine's clock \
+                    (the identity platform allows 5 minutes of skew), or the platform that \
+                    writes the assertion file";
+        }
+        (_, "700023") => {
+            return "the assertion's audience is not this token endpoint: check \
+                    `graph.authority` and `graph.tenant_id`";
+        }
+        (_, "700021") => {
+            return "the assertion's issuer and subject must be the client id: check \
+                    `graph.client_id`";
+        }
+        (Credential::Certificate(_), "700027") => {
+            return "the certificate is not registered on the app registration, or the key \
+                    does not belong to it: upload the certificate in `graph.certificate_path` \
+                    (Certificates & secrets) or fix `graph.private_key_path`";
+        }
+        (Credential::Certificate(_), "5002738") => {
+            return "the identity platform refuses the signing algorithm: set \
+                    `graph.certificate_algorithm` to RS256 or PS256";
+        }
+        (Credential::AssertionFile { .. }, code)
+            if code.starts_with("70021") || code.starts_with("700027") || code == "7000272" =>
+        {
+            return "no federated credential on the app registration matches the assertion: \
+                    its issuer, subject and audience must match exactly (case-sensitive)";
+        }
+        _ => {}
+    }
+    match error {
+        "invalid_client" => match credential {
+            Credential::Secret(_) => {
+                "check the secret that `graph.client_secret_env` or `graph.client_secret_file` \
+                 names: it must be the secret's value (not its id) and not expired"
+            }
+            Credential::Certificate(_) => {
+                "check the certificate in `graph.certificate_path`: it must be registered on \
+                 the app registration and current"
+            }
+            Credential::AssertionFile { .. } => {
+                "check the federated credential on the app registration and the assertion file \
+                 (`graph.client_assertion_file` or AZURE_FEDERATED_TOKEN_FILE)"
+            }
+        },
         "unauthorized_client" => {
             "check `graph.client_id`: it must be the application (client) id of an app \
              registration in this tenant"
@@ -238,7 +363,7 @@ fn next_step(status: u16, error: &str, description: &str) -> &'static str {
             "check `graph.tenant_id`: it must be the directory (tenant) id or a verified domain"
         }
         _ if status == 404 => "check `graph.authority` and `graph.tenant_id`",
-        _ => "check `graph.tenant_id`, `graph.client_id` and the client secret",
+        _ => "check `graph.tenant_id`, `graph.client_id` and the credential",
     }
 }
 
@@ -376,6 +501,11 @@ mod tests {
             // Any variable that is set will do: these tests never send the secret.
             client_secret_env: Some("PATH".to_owned()),
             client_secret_file: None,
+            certificate_path: None,
+            private_key_path: None,
+            certificate_password_env: None,
+            certificate_algorithm: None,
+            client_assertion_file: None,
             endpoint: endpoint.to_owned(),
             authority: authority.to_owned(),
             max_concurrency: 4,
@@ -448,11 +578,45 @@ mod tests {
 
     #[test]
     fn refusals_name_the_setting_to_check() {
+        let secret = Credential::Secret(SecretString::from("s"));
+        let next_step = |status, error, description| next_step(&secret, status, error, description);
         assert!(next_step(401, "invalid_client", "AADSTS7000215").contains("client_secret_env"));
         assert!(next_step(400, "unauthorized_client", "AADSTS700016").contains("graph.client_id"));
         assert!(
             next_step(400, "invalid_request", "AADSTS90002: Tenant 'x' not found.")
                 .contains("graph.tenant_id")
         );
+    }
+
+    #[test]
+    fn assertion_refusals_name_their_cause() {
+        let federation = Credential::AssertionFile {
+            path: "/t".into(),
+            from_environment: false,
+        };
+        assert!(
+            next_step(
+                &federation,
+                401,
+                "invalid_client",
+                "AADSTS700024: not within its valid time range"
+            )
+            .contains("clock")
+        );
+        assert!(
+            next_step(&federation, 401, "invalid_client", "AADSTS700023: audience")
+                .contains("graph.authority")
+        );
+        assert!(
+            next_step(
+                &federation,
+                401,
+                "invalid_client",
+                "AADSTS700213: No matching federated identity record"
+            )
+            .contains("federated credential")
+        );
+        assert_eq!(aadsts("AADSTS700027: Client assertion"), Some("700027"));
+        assert_eq!(aadsts("no code"), None);
     }
 }

@@ -6,6 +6,7 @@
 //! the retry loop (`transport`), `$batch` packing with per-request retries (`batch`),
 //! paging (`pages`), and the membership writes (`write`).
 
+mod assertion;
 mod auth;
 mod batch;
 mod delta;

@@ -1,4 +1,5 @@
-//! Admin endpoints under `/_sandbox/`: seed, state, stats, fault knobs, delta expiry.
+//! Admin endpoints under `/_sandbox/`: seed, state, stats, fault knobs, delta expiry, and the
+//! app's certificate and federated credentials.
 //!
 //! They need no token and are never throttled or faulted: tests and benchmarks steer the
 //! tenant through them.
@@ -26,6 +27,8 @@ pub fn router(tenant: Arc<Tenant>) -> Router {
         .route("/_sandbox/stats/reset", post(reset_stats))
         .route("/_sandbox/faults", get(faults).put(set_faults))
         .route("/_sandbox/delta/expire", post(expire_delta))
+        .route("/_sandbox/client-certs", post(add_client_cert))
+        .route("/_sandbox/federated-credentials", post(add_federated))
         .fallback(unknown)
         .with_state(tenant)
 }
@@ -83,6 +86,44 @@ async fn set_faults(State(tenant): State<Arc<Tenant>>, body: Bytes) -> Response 
     }
 }
 
+/// `POST /_sandbox/client-certs` with a PEM certificate: registers it on the app.
+async fn add_client_cert(State(tenant): State<Arc<Tenant>>, body: Bytes) -> Response {
+    let text = String::from_utf8_lossy(&body);
+    match tenant.registrations.add_certificate(&text) {
+        Ok(described) => (StatusCode::CREATED, axum::Json(described)).into_response(),
+        Err(e) => refused(StatusCode::BAD_REQUEST, format!("invalid certificate: {e}")),
+    }
+}
+
+/// `POST /_sandbox/federated-credentials` with `{"issuer", "subject", "audience"?,
+/// "certificate"}`: trusts tokens from that issuer about that subject, signed by the
+/// certificate's key.
+async fn add_federated(State(tenant): State<Arc<Tenant>>, body: Bytes) -> Response {
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => return refused(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
+    };
+    let (Some(issuer), Some(subject), Some(certificate)) = (
+        request["issuer"].as_str(),
+        request["subject"].as_str(),
+        request["certificate"].as_str(),
+    ) else {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "give `issuer`, `subject` and `certificate` (PEM), and optionally `audience`",
+        );
+    };
+    match tenant.registrations.add_federated(
+        issuer,
+        subject,
+        request["audience"].as_str(),
+        certificate,
+    ) {
+        Ok(()) => StatusCode::CREATED.into_response(),
+        Err(e) => refused(StatusCode::BAD_REQUEST, format!("invalid certificate: {e}")),
+    }
+}
+
 async fn expire_delta(State(tenant): State<Arc<Tenant>>) -> StatusCode {
     tenant.expire_delta_tokens();
     StatusCode::NO_CONTENT
@@ -92,7 +133,8 @@ async fn unknown(uri: Uri) -> Response {
     refused(
         StatusCode::NOT_FOUND,
         format!(
-            "no admin endpoint at {}; see seed, state, stats, stats/reset, faults, delta/expire",
+            "no admin endpoint at {}; see seed, state, stats, stats/reset, faults, delta/expire, client-certs, \
+             federated-credentials",
             uri.path()
         ),
     )

@@ -60,6 +60,10 @@ pub struct SandboxArgs {
     /// Seed of the fault dice, for reproducible fault sequences.
     #[arg(long, default_value_t = 0)]
     pub fault_seed: u64,
+    /// Register this PEM certificate on the app, so that client assertions signed with its
+    /// key sign in (repeatable; POST /_sandbox/client-certs registers more).
+    #[arg(long, value_name = "FILE")]
+    pub client_cert: Vec<PathBuf>,
 }
 
 impl SandboxArgs {
@@ -102,9 +106,19 @@ impl SandboxArgs {
                     .map_err(CommandError::usage)?
             }
         };
+        let client_certificates = self
+            .client_cert
+            .iter()
+            .map(|path| {
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("--client-cert: cannot read {}", path.display()))
+            })
+            .collect::<anyhow::Result<Vec<String>>>()
+            .map_err(CommandError::usage)?;
         Ok(SandboxOptions {
             faults,
             seed,
+            client_certificates,
             port: self.port,
             ..SandboxOptions::default()
         })
@@ -117,6 +131,7 @@ pub async fn run(options: SandboxOptions) -> Result<Exit, CommandError> {
     let client_id = options.client_id.clone();
     let client_secret = options.client_secret.clone();
     let (users, groups) = (options.seed.users.len(), options.seed.groups.len());
+    let certificates = options.client_certificates.len();
     let knobs = serde_json::to_string(&options.faults).map_err(CommandError::failed)?;
     let handle = Sandbox::start(options).await.map_err(CommandError::usage)?;
     println!("sandbox tenant listening on {}", handle.base_url());
@@ -125,10 +140,11 @@ pub async fn run(options: SandboxOptions) -> Result<Exit, CommandError> {
     println!("  tenant id:      {tenant_id}");
     println!("  client id:      {client_id}");
     println!("  client secret:  {client_secret}");
+    println!("  client certs:   {certificates} registered (--client-cert FILE)");
     println!("  directory:      {users} users, {groups} groups");
     println!("  fault knobs:    {knobs}");
     println!(
-        "  admin:          {}/_sandbox/(seed|state|stats|faults)",
+        "  admin:          {}/_sandbox/(seed|state|stats|faults|client-certs|federated-credentials)",
         handle.base_url()
     );
     println!();

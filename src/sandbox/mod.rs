@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use faults::{Faults, TenantSize};
+pub use graph::FEDERATION_AUDIENCE;
 pub use seed::{Seed, SeedGroup, SeedUser};
 
 use directory::Directory;
@@ -37,6 +38,9 @@ pub struct SandboxOptions {
     pub client_id: String,
     /// The client secret it accepts.
     pub client_secret: String,
+    /// PEM certificates registered on the app: client assertions signed with their keys are
+    /// accepted too.
+    pub client_certificates: Vec<String>,
     /// Fault, throttling and timing knobs.
     pub faults: Faults,
     /// The directory it starts with.
@@ -51,6 +55,7 @@ impl Default for SandboxOptions {
             tenant_id: "sandbox-tenant".to_owned(),
             client_id: "rollcall-sandbox".to_owned(),
             client_secret: "sandbox-secret".to_owned(),
+            client_certificates: Vec::new(),
             faults: Faults::default(),
             seed: Seed::default(),
             port: 0,
@@ -80,10 +85,17 @@ impl Sandbox {
             options.faults,
             directory,
         ));
+        for (i, pem) in options.client_certificates.iter().enumerate() {
+            tenant
+                .registrations
+                .add_certificate(pem)
+                .map_err(|e| anyhow::anyhow!("client certificate {}: {e}", i + 1))?;
+        }
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, options.port))
             .await
             .with_context(|| format!("cannot listen on 127.0.0.1:{}", options.port))?;
         let addr = listener.local_addr().context("sandbox listener address")?;
+        tenant.set_authority(format!("http://{addr}"));
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(server::serve(
             listener,
@@ -138,6 +150,25 @@ impl SandboxHandle {
             quote(&self.graph_url()),
             quote(&self.authority()),
         )
+    }
+
+    /// Registers a PEM certificate on the app (a certificate credential); answers its
+    /// thumbprints.
+    pub fn register_client_certificate(&self, pem: &str) -> Result<serde_json::Value, String> {
+        self.tenant.registrations.add_certificate(pem)
+    }
+
+    /// Registers a federated credential: tokens from `issuer` about `subject` with audience
+    /// [`FEDERATION_AUDIENCE`], signed by the key of the PEM certificate `signer`.
+    pub fn register_federated_credential(
+        &self,
+        issuer: &str,
+        subject: &str,
+        signer: &str,
+    ) -> Result<(), String> {
+        self.tenant
+            .registrations
+            .add_federated(issuer, subject, None, signer)
     }
 
     /// The listening address.

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::RwLock;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::config::GraphConfig;
 use crate::exit::Exit;
 use crate::graph::GraphStats;
 use crate::plan::GuardKind;
@@ -112,6 +114,12 @@ struct HoldLabels {
     reason: String,
 }
 
+/// `thumbprint`: the SHA-1 thumbprint of the certificate rollcall signs in with.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CertificateLabels {
+    thumbprint: String,
+}
+
 /// What one tick did, for the counters.
 #[derive(Debug, Clone, Default)]
 pub struct TickRecord {
@@ -140,6 +148,10 @@ pub struct Metrics {
     unresolved: Gauge,
     pending: Gauge,
     paused: Gauge,
+    credential_expiry: Family<CertificateLabels, Gauge<f64, AtomicU64>>,
+    /// The `[graph]` section whose certificate `credential_expiry` reports, re-read at every
+    /// scrape so that a certificate replaced at the same path shows at once.
+    graph: RwLock<Option<GraphConfig>>,
 }
 
 impl Default for Metrics {
@@ -167,6 +179,7 @@ impl Metrics {
         let unresolved = Gauge::default();
         let pending = Gauge::default();
         let paused = Gauge::default();
+        let credential_expiry = Family::<CertificateLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "rollcall_runs",
             "Scheduled runs by kind and outcome (success, held, failed, stopped, interrupted, skipped)",
@@ -234,6 +247,11 @@ impl Metrics {
             "1 while rollcall is paused (scheduled runs skip), else 0",
             paused.clone(),
         );
+        registry.register(
+            "rollcall_credential_expiry_seconds",
+            "Seconds until the certificate rollcall signs in with expires (negative once it has), by its SHA-1 thumbprint; absent for a client secret or federation",
+            credential_expiry.clone(),
+        );
         for guard in GuardKind::ALL {
             let _ = guard_trips.get_or_create(&GuardLabels {
                 guard: guard.key().to_owned(),
@@ -262,6 +280,33 @@ impl Metrics {
             unresolved,
             pending,
             paused,
+            credential_expiry,
+            graph: RwLock::new(None),
+        }
+    }
+
+    /// The `[graph]` section whose certificate the expiry gauge follows (set at start and on
+    /// every reload).
+    pub fn follow_credential(&self, graph: Option<GraphConfig>) {
+        *self.graph.write().expect("graph lock") = graph;
+    }
+
+    /// Sets the expiry gauge from the certificate `[graph]` names now, if any.
+    fn refresh_credential(&self) {
+        let certificate = self
+            .graph
+            .read()
+            .expect("graph lock")
+            .as_ref()
+            .and_then(GraphConfig::certificate);
+        self.credential_expiry.clear();
+        if let Some(certificate) = certificate {
+            let left = certificate.expires_in(chrono::Utc::now());
+            self.credential_expiry
+                .get_or_create(&CertificateLabels {
+                    thumbprint: certificate.thumbprints.sha1_hex(),
+                })
+                .set(left.num_milliseconds() as f64 / 1000.0);
         }
     }
 
@@ -313,9 +358,10 @@ impl Metrics {
         }
     }
 
-    /// Reads the gauges from the state store: last success, unresolved members, drift,
-    /// pending operations and the pause flag.
+    /// Reads the gauges from the state store (last success, unresolved members, drift,
+    /// pending operations and the pause flag) and the certificate's expiry.
     pub async fn refresh(&self, store: &Store) -> Result<(), StoreError> {
+        self.refresh_credential();
         let success = store
             .last_finished_run(RECONCILING, RunStatus::Succeeded)
             .await?;
@@ -487,6 +533,37 @@ mod tests {
             assert_eq!(at, value, "{prefix}");
         }
         assert!(text.contains("# HELP rollcall_paused "), "{text}");
+    }
+
+    #[test]
+    fn certificate_expiry_is_a_gauge_labelled_with_its_thumbprint() {
+        use crate::config::AssertionAlgorithm;
+        use crate::config::test_certificates::{Validity, make};
+        let made = make(Validity::ExpiringSoon, AssertionAlgorithm::RS256);
+        let graph: GraphConfig = toml::from_str(&format!(
+            "tenant_id = \"t\"\nclient_id = \"c\"\ncertificate_path = {:?}\n",
+            made.combined.display().to_string()
+        ))
+        .unwrap();
+        let thumbprint = made.load().thumbprints.sha1_hex();
+        let metrics = Metrics::new();
+        metrics.refresh_credential();
+        assert!(
+            !metrics
+                .render()
+                .contains("rollcall_credential_expiry_seconds{"),
+            "no sample without a certificate"
+        );
+        metrics.follow_credential(Some(graph));
+        metrics.refresh_credential();
+        let text = metrics.render();
+        let left = sample(
+            &text,
+            &format!("rollcall_credential_expiry_seconds{{thumbprint=\"{thumbprint}\"}}"),
+        )
+        .unwrap_or_else(|| panic!("{text}"));
+        let ten_days = 10.0 * 86_400.0;
+        assert!((ten_days - 120.0..=ten_days).contains(&left), "{left}");
     }
 
     #[test]

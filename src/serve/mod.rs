@@ -51,6 +51,10 @@ pub async fn run(config: Config) -> Result<Exit, CommandError> {
     })?;
     let address = listener.local_addr().map_err(CommandError::failed)?;
     let metrics = Arc::new(Metrics::new());
+    metrics.follow_credential(config.graph.clone());
+    for warning in config.warnings() {
+        tracing::warn!(config = %config.path.display(), "{warning}");
+    }
     let endpoint = Arc::new(Endpoint {
         store,
         metrics: metrics.clone(),
@@ -162,6 +166,10 @@ fn reload(current: &mut Config, schedules: &mut Schedules, endpoint: &Endpoint) 
         .write()
         .unwrap_or_else(|e| e.into_inner()) = fresh.serve.max_success_age;
     *schedules = parsed;
+    endpoint.metrics.follow_credential(fresh.graph.clone());
+    for warning in fresh.warnings() {
+        tracing::warn!(config = %path.display(), "{warning}");
+    }
     *current = fresh;
     tracing::info!(
         run = %current.schedule.run,

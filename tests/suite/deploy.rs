@@ -163,8 +163,12 @@ fn example_config_passes_config_check_with_its_secrets_set() {
 
 /// Every YAML document in deploy/kubernetes, with the file it came from.
 fn kubernetes_documents() -> Vec<(String, Value)> {
-    let dir = deploy_dir().join("kubernetes");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+    yaml_documents(&deploy_dir().join("kubernetes"))
+}
+
+/// Every YAML document in a folder (not its subfolders), with the file it came from.
+fn yaml_documents(dir: &Path) -> Vec<(String, Value)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension().is_some_and(|e| e == "yaml" || e == "yml"))
@@ -845,4 +849,248 @@ fn containerfile_builds_locked_in_rust_and_runs_as_a_non_root_user() {
             "the Containerfile does not copy {path}"
         );
     }
+}
+
+/// configmap.yaml's rollcall.toml with its `[graph]` section replaced by a sign-in
+/// variant's `graph.toml`.
+fn with_variant_graph(variant: &str) -> toml::Table {
+    let mut config: toml::Table = toml::from_str(&configmap_toml(&kubernetes_documents())).unwrap();
+    let graph: toml::Table =
+        toml::from_str(&read(&format!("kubernetes/{variant}/graph.toml"))).unwrap();
+    config.insert("graph".to_owned(), graph["graph"].clone());
+    config
+}
+
+/// The stand-in values for every `*_env` key of `config`.
+fn dummy_env(config: &toml::Value) -> BTreeMap<String, String> {
+    env_keys(config)
+        .iter()
+        .map(|(key, name)| (name.clone(), dummy_secret(key).to_owned()))
+        .collect()
+}
+
+/// Writes a configuration to a file of its own and runs `config check` on it.
+fn check_config(
+    config: &toml::Table,
+    env: &BTreeMap<String, String>,
+) -> (Output, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rollcall.toml");
+    std::fs::write(&path, toml::to_string(config).unwrap()).unwrap();
+    (config_check(&path, env), dir)
+}
+
+const CREDENTIAL_KEYS: [&str; 4] = [
+    "client_secret_env",
+    "client_secret_file",
+    "certificate_path",
+    "client_assertion_file",
+];
+
+#[test]
+fn kubernetes_workload_identity_variant_has_no_secret_and_signs_in_from_the_webhooks_variables() {
+    let documents = yaml_documents(&deploy_dir().join("kubernetes/workload-identity"));
+    assert!(
+        of_kind(&documents, "Secret").is_empty(),
+        "no Secret: nothing to keep secret"
+    );
+    let account = only(&documents, "ServiceAccount");
+    let annotations = &account["metadata"]["annotations"];
+    let client_id = annotations["azure.workload.identity/client-id"]
+        .as_str()
+        .expect("the service account names the app registration");
+    let tenant_id = annotations["azure.workload.identity/tenant-id"]
+        .as_str()
+        .unwrap();
+    let specs = pod_specs(&documents);
+    assert!(!specs.is_empty());
+    for (file, document) in &documents {
+        if document["kind"] == "CronJob" {
+            assert_eq!(
+                document["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"],
+                "true",
+                "{file}: the webhook injects only into labelled pods"
+            );
+        }
+    }
+    for (name, spec) in specs {
+        assert_eq!(
+            spec["serviceAccountName"], account["metadata"]["name"],
+            "{name}"
+        );
+        assert!(spec.get("initContainers").is_none(), "{name}");
+    }
+
+    let config = with_variant_graph("workload-identity");
+    let graph = config["graph"].as_table().unwrap();
+    for key in CREDENTIAL_KEYS.iter().chain(&["tenant_id", "client_id"]) {
+        assert!(
+            !graph.contains_key(*key),
+            "the webhook's variables give {key}"
+        );
+    }
+    let mut env = dummy_env(&toml::Value::Table(config.clone()));
+    let (output, _dir) = check_config(&config, &env);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "no credential without the webhook"
+    );
+    assert!(
+        stderr(&output).contains("no credential"),
+        "{}",
+        stderr(&output)
+    );
+
+    let token = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token.path(), "header.claims.signature").unwrap();
+    for (name, value) in [
+        ("AZURE_FEDERATED_TOKEN_FILE", token.path().to_str().unwrap()),
+        ("AZURE_CLIENT_ID", client_id),
+        ("AZURE_TENANT_ID", tenant_id),
+        ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com/"),
+    ] {
+        env.insert(name.to_owned(), value.to_owned());
+    }
+    let (output, _dir) = check_config(&config, &env);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(!stdout(&output).contains("header.claims.signature"));
+}
+
+#[test]
+fn kubernetes_certificate_variant_copies_the_key_to_a_file_only_rollcall_reads() {
+    let documents = yaml_documents(&deploy_dir().join("kubernetes/certificate"));
+    let secret = only(&documents, "Secret");
+    let config = with_variant_graph("certificate");
+    let certificate_path = PathBuf::from(config["graph"]["certificate_path"].as_str().unwrap());
+    let file_name = certificate_path.file_name().unwrap().to_str().unwrap();
+    assert!(
+        secret["stringData"][file_name]
+            .as_str()
+            .unwrap()
+            .contains("BEGIN PRIVATE KEY"),
+        "the Secret holds {file_name}"
+    );
+    let specs = pod_specs(&documents);
+    assert!(!specs.is_empty());
+    for (name, spec) in specs {
+        let volumes = spec["volumes"].as_array().unwrap();
+        let volume = |volume: &str| {
+            volumes
+                .iter()
+                .find(|v| v["name"] == volume)
+                .unwrap_or_else(|| panic!("{name}: no volume {volume}"))
+        };
+        let init = &spec["initContainers"][0];
+        let command: Vec<&str> = init["command"]
+            .as_array()
+            .expect("the init container copies the key")
+            .iter()
+            .map(|w| w.as_str().unwrap())
+            .collect();
+        assert_eq!(&command[..3], ["/usr/bin/install", "-m", "0600"], "{name}");
+        assert_eq!(
+            Path::new(command[command.len() - 1]),
+            certificate_path,
+            "{name}"
+        );
+        let mount_of = |container: &Value, path: &Path| -> String {
+            container["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| path.starts_with(m["mountPath"].as_str().unwrap()))
+                .unwrap_or_else(|| panic!("{name}: nothing mounted at {}", path.display()))["name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let source = Path::new(command[command.len() - 2]);
+        assert_eq!(
+            volume(&mount_of(init, source))["secret"]["secretName"],
+            secret["metadata"]["name"],
+            "{name}: the copy comes from the Secret"
+        );
+        let copy = mount_of(init, &certificate_path);
+        assert_eq!(
+            volume(&copy)["emptyDir"]["medium"],
+            "Memory",
+            "{name}: never on disk"
+        );
+        assert_eq!(
+            mount_of(the_container(&name, spec), &certificate_path),
+            copy,
+            "{name}: rollcall reads the private copy"
+        );
+        assert_eq!(
+            spec["securityContext"]["fsGroup"],
+            spec["securityContext"]["runAsUser"]
+        );
+    }
+
+    // The configuration passes config check with such a file, and refuses it group-readable.
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join(file_name);
+    let certificate =
+        crate::common::certificates::current_certificate(crate::common::certificates::Key::App);
+    let key = crate::common::certificates::key_pem(crate::common::certificates::Key::App);
+    crate::common::certificates::write_private(&pem, &format!("{certificate}{key}"), 0o600);
+    let mut config = config;
+    config["graph"].as_table_mut().unwrap().insert(
+        "certificate_path".to_owned(),
+        pem.display().to_string().into(),
+    );
+    let env = dummy_env(&toml::Value::Table(config.clone()));
+    let (output, _dir) = check_config(&config, &env);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    crate::common::certificates::write_private(&pem, &format!("{certificate}{key}"), 0o640);
+    let (output, _dir) = check_config(&config, &env);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("chmod 600"), "{}", stderr(&output));
+}
+
+#[test]
+fn systemd_certificate_drop_in_passes_the_key_through_load_credential() {
+    let text = read("systemd/rollcall-certificate.conf");
+    let entries = parse_unit("rollcall-certificate.conf", &text);
+    let loaded = unit_value(&entries, "Service", "LoadCredential");
+    assert_eq!(loaded.len(), 1, "{entries:?}");
+    let (name, source) = loaded[0].split_once(':').expect("LoadCredential=ID:PATH");
+    assert!(source.starts_with("/etc/rollcall/"), "{source}");
+    let setting = format!("certificate_path = \"$CREDENTIALS_DIRECTORY/{name}\"");
+    assert!(text.contains(&setting), "the drop-in shows `{setting}`");
+
+    // deploy/rollcall.toml with that setting in place of the client secret.
+    let mut config: toml::Table = toml::from_str(&read("rollcall.toml")).unwrap();
+    let graph = config["graph"].as_table_mut().unwrap();
+    graph.remove("client_secret_env");
+    graph.insert(
+        "certificate_path".to_owned(),
+        format!("$CREDENTIALS_DIRECTORY/{name}").into(),
+    );
+    let mut env = dummy_env(&toml::Value::Table(config.clone()));
+    let (output, _dir) = check_config(&config, &env);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("CREDENTIALS_DIRECTORY is not set"),
+        "{}",
+        stderr(&output)
+    );
+
+    // systemd's copy: mode 0400 in the unit's credentials folder.
+    let credentials = tempfile::tempdir().unwrap();
+    let certificate =
+        crate::common::certificates::current_certificate(crate::common::certificates::Key::App);
+    let key = crate::common::certificates::key_pem(crate::common::certificates::Key::App);
+    crate::common::certificates::write_private(
+        &credentials.path().join(name),
+        &format!("{certificate}{key}"),
+        0o400,
+    );
+    env.insert(
+        "CREDENTIALS_DIRECTORY".to_owned(),
+        credentials.path().display().to_string(),
+    );
+    let (output, _dir) = check_config(&config, &env);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }

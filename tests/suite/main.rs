@@ -19,6 +19,7 @@ mod reconcile;
 mod reports;
 mod sandbox;
 mod serve;
+mod signin;
 mod sql_source;
 mod state_trust;
 mod store;

@@ -8,9 +8,13 @@ use rand::Rng;
 use rand::distributions::Alphanumeric;
 use serde_json::json;
 
+use super::assertion;
 use super::request::Reply;
 use super::{IncomingRequest, Tenant};
 use crate::sandbox::error::GraphError;
+
+/// The `client_assertion_type` of a signed JWT (RFC 7523).
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The tenant named by a token endpoint path `/{tenant}/oauth2/v2.0/token`.
 pub fn token_route(path: &str) -> Option<&str> {
@@ -20,10 +24,14 @@ pub fn token_route(path: &str) -> Option<&str> {
 
 /// The identity platform's error shape: `{"error","error_description"}`.
 fn identity_error(status: u16, error: &str, description: &str) -> Reply {
+    let code: Option<u64> = description
+        .strip_prefix("AADSTS")
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse().ok());
     let mut reply = Reply::ok(json!({
         "error": error,
         "error_description": description,
-        "error_codes": [],
+        "error_codes": code.into_iter().collect::<Vec<_>>(),
         "timestamp": chrono::Utc::now().format("%Y-%m-%d %H:%M:%SZ").to_string(),
     }));
     reply.status = status;
@@ -31,7 +39,7 @@ fn identity_error(status: u16, error: &str, description: &str) -> Reply {
 }
 
 /// `POST /{tenant}/oauth2/v2.0/token`: client credentials with the secret in the form or as
-/// HTTP Basic.
+/// HTTP Basic, or with a client assertion (a certificate's, or a federated issuer's).
 pub fn token(tenant: &Tenant, tenant_id: &str, request: &IncomingRequest) -> Reply {
     if request.method != "POST" {
         return identity_error(
@@ -91,6 +99,37 @@ pub fn token(tenant: &Tenant, tenant_id: &str, request: &IncomingRequest) -> Rep
             ),
         );
     }
+    if let Some(kind) = field("client_assertion_type") {
+        if kind != JWT_BEARER {
+            return identity_error(
+                400,
+                "invalid_request",
+                &format!(
+                    "AADSTS50027: client_assertion_type '{kind}' is not supported; use {JWT_BEARER}."
+                ),
+            );
+        }
+        let Some(client_assertion) = field("client_assertion") else {
+            return identity_error(
+                400,
+                "invalid_request",
+                "AADSTS900144: The request body must contain the following parameter: 'client_assertion'.",
+            );
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        if let Err(refusal) = assertion::check(
+            &tenant.registrations,
+            &identity.client_id,
+            &tenant.assertion_audiences(),
+            client_assertion,
+            now,
+        ) {
+            return identity_error(refusal.status, refusal.error, &refusal.description);
+        }
+        return issue(tenant);
+    }
     let secret = field("client_secret")
         .map(str::to_owned)
         .or_else(|| basic.map(|(_, secret)| secret));
@@ -101,6 +140,11 @@ pub fn token(tenant: &Tenant, tenant_id: &str, request: &IncomingRequest) -> Rep
             "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
         );
     }
+    issue(tenant)
+}
+
+/// A new access token for the app.
+fn issue(tenant: &Tenant) -> Reply {
     let ttl = tenant.faults().token_ttl_secs;
     let access_token: String = rand::thread_rng()
         .sample_iter(&Alphanumeric)

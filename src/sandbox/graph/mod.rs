@@ -4,6 +4,7 @@
 //! the buckets, then the operation. Handlers are synchronous and hold the directory lock only
 //! while they read or write it, never across an await.
 
+mod assertion;
 mod auth;
 mod batch;
 mod delta;
@@ -15,12 +16,13 @@ mod users;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use serde_json::Value;
 
+pub use assertion::{FEDERATION_AUDIENCE, Registrations};
 pub use request::Reply;
 use request::{Input, Origin, Query, reply};
 use route::Route;
@@ -130,6 +132,11 @@ pub struct Tenant {
     dice: Mutex<Dice>,
     throttle: Mutex<Throttle>,
     tokens: Mutex<HashMap<String, Instant>>,
+    /// The certificates and federated credentials registered on the app.
+    pub registrations: Registrations,
+    /// `http://127.0.0.1:PORT`, the authority a client assertion's audience names; set once
+    /// the listener is bound.
+    authority: OnceLock<String>,
     /// What was served.
     pub stats: Stats,
     accepted_writes: AtomicU64,
@@ -151,6 +158,8 @@ impl Tenant {
             throttle: Mutex::new(Throttle::new(faults.tenant_size, faults.time_scale)),
             faults: RwLock::new(faults.clone()),
             tokens: Mutex::new(HashMap::new()),
+            registrations: Registrations::default(),
+            authority: OnceLock::new(),
             stats: Stats::default(),
             accepted_writes: AtomicU64::new(0),
             drop_after: Mutex::new(None),
@@ -159,6 +168,18 @@ impl Tenant {
         };
         tenant.set_faults(faults);
         tenant
+    }
+
+    /// Records the authority the tenant is reached at (its bound address); the first call wins.
+    pub fn set_authority(&self, authority: String) {
+        let _ = self.authority.set(authority);
+    }
+
+    /// The token endpoint URLs a client assertion may name as its audience.
+    fn assertion_audiences(&self) -> Vec<String> {
+        let authority = self.authority.get().map_or("", String::as_str);
+        let tenant = &self.identity.tenant_id;
+        vec![format!("{authority}/{tenant}/oauth2/v2.0/token")]
     }
 
     /// The current knobs.

@@ -125,6 +125,10 @@ pub struct Tenant {
     family_settings: Vec<(String, String, toml::Value)>,
     /// `[guard]` settings (see [`Tenant::set_guard`]).
     guard_settings: Vec<(String, toml::Value)>,
+    /// `[graph]` keys set or removed (see [`Tenant::set_graph`]).
+    graph_settings: Vec<(String, Option<toml::Value>)>,
+    /// Environment variables every command gets (see [`Tenant::set_env`]).
+    env: Vec<(String, String)>,
     /// The state database's URL (see [`Tenant::start_at`]).
     state_url: String,
     /// The per-test database dropped with the tenant, when the state lives in one.
@@ -179,6 +183,8 @@ impl Tenant {
             source_settings: Vec::new(),
             family_settings: Vec::new(),
             guard_settings: Vec::new(),
+            graph_settings: Vec::new(),
+            env: Vec::new(),
             state_url,
             db,
             dir,
@@ -207,9 +213,12 @@ impl Tenant {
         if !self.family_settings.is_empty() || !self.guard_settings.is_empty() {
             sources = self.apply_family_and_guard_settings(&sources);
         }
-        let graph = self
+        let mut graph = self
             .sandbox
             .graph_toml(&format!("client_secret_env = {}", quote(SECRET_VAR)));
+        if !self.graph_settings.is_empty() {
+            graph = self.apply_graph_settings(&graph);
+        }
         let config = format!(
             "[state]\n\
              url = {}\n\
@@ -219,6 +228,23 @@ impl Tenant {
             quote(&self.state_url),
         );
         std::fs::write(&self.config, config).expect("the config is written");
+    }
+
+    /// The `[graph]` section with every [`Tenant::set_graph`] setting laid over it.
+    fn apply_graph_settings(&self, graph: &str) -> String {
+        let mut table: toml::Table = toml::from_str(graph)
+            .unwrap_or_else(|e| panic!("the [graph] TOML does not parse: {e}\n{graph}"));
+        let section = table
+            .get_mut("graph")
+            .and_then(toml::Value::as_table_mut)
+            .expect("[graph] is a table");
+        for (key, value) in &self.graph_settings {
+            match value {
+                Some(value) => section.insert(key.clone(), value.clone()),
+                None => section.remove(key),
+            };
+        }
+        toml::to_string(&table).expect("[graph] serialises back to TOML")
     }
 
     /// `sources` with every [`Tenant::set_source`] setting laid over its `[[source]]`.
@@ -268,6 +294,31 @@ impl Tenant {
             }
         }
         toml::to_string(&table).expect("the sources serialise back to TOML")
+    }
+
+    /// Sets `key = value` in `[graph]` (`None` removes the key, e.g. the client secret in
+    /// favour of another credential) and rewrites the config; a later setting wins.
+    pub fn set_graph(&mut self, key: &str, value: Option<toml::Value>) {
+        self.graph_settings.push((key.to_owned(), value));
+        self.write_config();
+    }
+
+    /// Signs in with `credential` (`key = value` pairs under `[graph]`) instead of the client
+    /// secret.
+    pub fn sign_in_with(&mut self, credential: &[(&str, toml::Value)]) {
+        self.graph_settings
+            .push(("client_secret_env".to_owned(), None));
+        for (key, value) in credential {
+            self.graph_settings
+                .push(((*key).to_owned(), Some(value.clone())));
+        }
+        self.write_config();
+    }
+
+    /// Gives every later command `name=value` in its environment.
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.retain(|(n, _)| n != name);
+        self.env.push((name.to_owned(), value.to_owned()));
     }
 
     /// The folder holding the generated sources (`modules.csv`, `departments.csv` and their
@@ -381,12 +432,17 @@ impl Tenant {
     /// is killed if the test drops it.
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollcall"));
+        // Only a test that means to sign in through Azure Workload Identity sets these.
+        for name in rollcall::config::FEDERATION_ENV {
+            command.env_remove(name);
+        }
         command
             .arg("--config")
             .arg(&self.config)
             .args(args)
             .env(SECRET_VAR, SandboxOptions::default().client_secret)
             .env_remove("ROLLCALL_CONFIG")
+            .envs(self.env.iter().map(|(n, v)| (n, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
