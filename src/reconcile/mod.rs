@@ -24,7 +24,8 @@ pub use identity::Refresh;
 pub use lease::{LEASE_TTL, RunLease, holder_name};
 pub use progress::Progress;
 pub use report::{
-    Approval, Detailed, Durations, FailedCheck, ListReport, OpError, RunReport, drift_text, seconds,
+    Approval, Detailed, Durations, FailedCheck, ListReport, OpError, RunReport, drift_text,
+    seconds, write_source,
 };
 pub use saved::{
     Change, SAVED_PLAN_VERSION, SavedPlan, SavedPlanError, SavedPlanFile, fingerprint,

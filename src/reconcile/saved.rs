@@ -383,6 +383,7 @@ mod tests {
             rows,
             distinct: rows,
             checksum: checksum.to_owned(),
+            ..SourceSummary::default()
         }
     }
 

@@ -18,7 +18,7 @@ pub struct Member {
 }
 
 /// A source's row counts and checksum, as accepted snapshots record them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceSummary {
     /// The source's name.
     pub name: String,
@@ -30,6 +30,15 @@ pub struct SourceSummary {
     pub distinct: u64,
     /// The sha256 (hex) of the source's canonical form; row order does not change it.
     pub checksum: String,
+    /// The source's kind (`sql`, `odbc`, `csv`, `ldap`, `entra`).
+    #[serde(default)]
+    pub kind: String,
+    /// Entries skipped because a template rendered empty or ambiguous (`ldap`, `entra`).
+    #[serde(default)]
+    pub skipped: u64,
+    /// How long the read took, in milliseconds.
+    #[serde(default)]
+    pub read_ms: u64,
 }
 
 /// One list as the sources want it.
@@ -77,8 +86,10 @@ struct Draft {
 pub(crate) fn assemble(config: &Config, reads: Vec<SourceRead>) -> Result<Snapshot, SourceError> {
     let mut summaries = Vec::with_capacity(reads.len());
     let mut drafts: BTreeMap<String, Draft> = BTreeMap::new();
+    let mut warnings = Vec::new();
     for read in reads {
         summaries.push(read.summary());
+        warnings.extend(read.warnings);
         let key = read.member_key;
         for (list, rows) in read.lists {
             if let Some(other) = drafts.get(&list)
@@ -117,7 +128,6 @@ pub(crate) fn assemble(config: &Config, reads: Vec<SourceRead>) -> Result<Snapsh
         }
     }
 
-    let mut warnings = Vec::new();
     let mut exclusions = Vec::new();
     for (index, rule) in config.overrides.iter().enumerate() {
         let list = rule.list.trim();
@@ -313,6 +323,10 @@ mail_nickname = "dept-{list}"
                     ((*list).to_owned(), list_rows)
                 })
                 .collect(),
+            kind: crate::config::SourceKind::Csv,
+            skipped: 0,
+            warnings: Vec::new(),
+            read_ms: 0,
         }
     }
 
