@@ -20,5 +20,6 @@ mod reconcile;
 mod reports;
 mod sandbox;
 mod serve;
+mod source_speed;
 mod sql_source;
 mod store;
