@@ -158,6 +158,10 @@ fn durations_read_as_human_durations() {
     "[[family]]\nname = \"m\"\n[[source]]\nname = \"s\"\nfamily = \"m\"\nkind = \"ldap\"\nurl = \"ldaps://ad.example.ac.uk\"\nbase = \"dc=x\"\nfilter = \"(uid=*)\"\nlist = \"dept-{department|upper}\"\nmember_key = \"upn\"\n",
     &["`source[0].list`", "the only filter is `slug`"]
 )]
+#[case::ldap_object_id_without_member(
+    "[[family]]\nname = \"m\"\n[[source]]\nname = \"s\"\nfamily = \"m\"\nkind = \"ldap\"\nurl = \"ldaps://ad.example.ac.uk\"\nbase = \"dc=x\"\nfilter = \"(uid=*)\"\nlist = \"{ou}\"\nmember_key = \"object_id\"\n",
+    &["`source[0].member`", "no Entra object ids"]
+)]
 #[case::entra_without_list(
     "[[family]]\nname = \"m\"\n[[source]]\nname = \"s\"\nfamily = \"m\"\nkind = \"entra\"\nusers_filter = \"department eq 'Physics'\"\nmember_key = \"object_id\"\n",
     &["`source[0].list`", "needs a `list` template"]

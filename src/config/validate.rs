@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use super::secret::resolve_sqlite_url;
 use super::{
-    Config, ConfigError, DEFAULT_STATE_URL, SourceConfig, SourceKind, TEMPLATE_PLACEHOLDERS,
-    is_loopback, redact_url,
+    Config, ConfigError, DEFAULT_STATE_URL, MemberKey, SourceConfig, SourceKind,
+    TEMPLATE_PLACEHOLDERS, is_loopback, redact_url,
 };
 
 impl Config {
@@ -391,6 +391,12 @@ fn check_source(source: &SourceConfig) -> Result<(), (&'static str, String)> {
                 "base",
                 "an ldap source needs `base`, the DN its searches start from",
             )?;
+            if source.member_key == MemberKey::ObjectId && source.member.is_none() {
+                return Err((
+                    "member",
+                    "a directory holds no Entra object ids (Active Directory's objectGUID is another id); use member_key = \"upn\", \"mail\" or \"employee_id\", or give `member` naming an attribute that holds the object id".into(),
+                ));
+            }
             match (&source.filter, &source.groups_filter) {
                 (Some(_), Some(_)) => {
                     return Err((

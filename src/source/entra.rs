@@ -23,7 +23,7 @@ pub(crate) async fn read(
                 .to_owned(),
         });
     };
-    let templates = RowTemplates::of(source, None, false)?;
+    let templates = RowTemplates::of(source, None)?;
     let mut select = templates.attributes();
     select.insert("id".to_owned());
     let select: Vec<String> = select.into_iter().collect();

@@ -20,14 +20,12 @@ pub(crate) struct RowTemplates {
 }
 
 /// The attribute `member_key` names, which `member` renders when it is not given.
-pub(crate) fn default_member(key: MemberKey, ldap: bool) -> &'static str {
-    match (key, ldap) {
-        (MemberKey::ObjectId, false) => "{id}",
-        // Active Directory's objectGUID is binary and byte-swapped; it is no Entra object id.
-        (MemberKey::ObjectId, true) => "{objectGUID}",
-        (MemberKey::Upn, _) => "{userPrincipalName}",
-        (MemberKey::Mail, _) => "{mail}",
-        (MemberKey::EmployeeId, _) => "{employeeId}",
+pub(crate) fn default_member(key: MemberKey) -> &'static str {
+    match key {
+        MemberKey::ObjectId => "{id}",
+        MemberKey::Upn => "{userPrincipalName}",
+        MemberKey::Mail => "{mail}",
+        MemberKey::EmployeeId => "{employeeId}",
     }
 }
 
@@ -37,7 +35,6 @@ impl RowTemplates {
     pub(crate) fn of(
         source: &SourceConfig,
         default_list: Option<&str>,
-        ldap: bool,
     ) -> Result<Self, SourceError> {
         let parse = |field: &str, text: &str| {
             Template::parse(text).map_err(|message| SourceError::Config {
@@ -60,7 +57,7 @@ impl RowTemplates {
                 source
                     .member
                     .as_deref()
-                    .unwrap_or(default_member(source.member_key, ldap)),
+                    .unwrap_or(default_member(source.member_key)),
             )?,
             display_name: source
                 .display_name

@@ -24,7 +24,7 @@ const MEMBER: &str = "member";
 /// Reads a whole LDAP source within its timeout.
 pub(crate) async fn read(source: &SourceConfig) -> Result<SourceRead, SourceError> {
     let groups = source.groups_filter.is_some();
-    let templates = RowTemplates::of(source, groups.then_some("{cn}"), true)?;
+    let templates = RowTemplates::of(source, groups.then_some("{cn}"))?;
     let read = async {
         let mut ldap = connect(source).await?;
         let mut reader = Reader {
