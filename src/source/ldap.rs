@@ -168,12 +168,9 @@ impl Reader<'_> {
                         .templates
                         .member(&entry)
                         .map_err(|(what, fault)| format!("{what}: {fault}")),
-                    None => Err("the entry is not there".to_owned()),
+                    None => Err("no such entry".to_owned()),
                 },
                 // A member DN that is gone is a stale reference, not a cut-short read.
-                Err(SourceError::Directory { message, .. }) if message.contains("rc=32") => {
-                    Err("no such entry".to_owned())
-                }
                 Err(other) => return Err(other),
             };
             self.members.insert(key.clone(), rendered);
@@ -228,6 +225,8 @@ impl Reader<'_> {
         let outcome = stream.finish().await;
         match outcome.rc {
             0 => {}
+            // A base read of a DN that is gone (a stale `member` value): no entry, no fault.
+            32 if scope == Scope::Base => return Ok(Vec::new()),
             3 | 4 | 11 => {
                 let which = match outcome.rc {
                     3 => "the server's time limit",
