@@ -263,7 +263,11 @@ fn plan_json(planned: &Planned) -> serde_json::Value {
 }
 
 fn plan_text(planned: &Planned) -> String {
-    let mut out = render_plan(&planned.plan, &planned.verdicts);
+    let mut out = String::new();
+    for source in &planned.sources {
+        let _ = crate::reconcile::write_source(&mut out, source);
+    }
+    out.push_str(&render_plan(&planned.plan, &planned.verdicts));
     for group in &planned.actual.adopted {
         let _ = writeln!(
             out,

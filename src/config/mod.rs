@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 
 pub use certificate::{AssertionAlgorithm, Certificate, EXPIRY_WARNING, Thumbprints};
 pub use credential::{Credential, CredentialError, FEDERATION_ENV, read_assertion};
-pub use secret::{DATABASE_SCHEMES, DEFAULT_STATE_URL, DatabaseUrl, redact_url};
+pub use secret::{
+    DATABASE_SCHEMES, DEFAULT_STATE_URL, DatabaseUrl, redact_connection_string, redact_url,
+};
 
 /// Where the configuration file is looked for when neither `--config` nor `ROLLCALL_CONFIG` says.
 pub const DEFAULT_CONFIG_PATH: &str = "rollcall.toml";
@@ -394,6 +396,25 @@ pub enum SourceKind {
     Sql,
     /// A CSV file, optionally with a control file.
     Csv,
+    /// A query through an ODBC driver (Oracle, SQL Server, …); needs the `odbc` build feature.
+    Odbc,
+    /// Entries from a directory over LDAP (Active Directory, OpenLDAP).
+    Ldap,
+    /// Users of Entra ID itself, by `$filter` or by group.
+    Entra,
+}
+
+impl SourceKind {
+    /// The name used in configuration and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Sql => "sql",
+            SourceKind::Csv => "csv",
+            SourceKind::Odbc => "odbc",
+            SourceKind::Ldap => "ldap",
+            SourceKind::Entra => "entra",
+        }
+    }
 }
 
 /// How a source names a person.
@@ -445,9 +466,9 @@ pub struct SourceConfig {
     pub name: String,
     /// The family whose lists this source feeds.
     pub family: String,
-    /// `sql` or `csv`.
+    /// `sql`, `odbc`, `csv`, `ldap` or `entra`.
     pub kind: SourceKind,
-    /// SQL: the database URL, when it holds no password.
+    /// SQL: the database URL, when it holds no password; LDAP: the server (`ldaps://…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// SQL: the environment variable holding the database URL.
@@ -456,10 +477,52 @@ pub struct SourceConfig {
     /// SQL: a file holding the database URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_file: Option<PathBuf>,
-    /// SQL: the query; it must return `list` and `member` columns.
+    /// SQL, ODBC: the query; it must return `list` and `member` columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
-    /// SQL: how long the query may take.
+    /// ODBC: the environment variable holding the connection string (`Driver={…};…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_string_env: Option<String>,
+    /// ODBC: a file holding the connection string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_string_file: Option<PathBuf>,
+    /// LDAP: upgrade a plain `ldap://` connection with StartTLS.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub start_tls: bool,
+    /// LDAP: the DN to bind as (simple bind); anonymous when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_dn: Option<String>,
+    /// LDAP: the environment variable holding the bind password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// LDAP: a file holding the bind password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// LDAP: where searches start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// LDAP: one row per matching entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// LDAP: one list per matching group entry, members from its `member` DNs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_filter: Option<String>,
+    /// Entra: a Graph `$filter` over users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_filter: Option<String>,
+    /// Entra: the members of this existing group (mailNickname or object id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// LDAP, Entra: the list key template, e.g. `dept-{department|slug}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<String>,
+    /// LDAP, Entra: the member template; the attribute `member_key` names by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    /// LDAP, Entra: the list's display name template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// SQL, ODBC, LDAP, Entra: how long the read may take.
     #[serde(default = "default_source_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// CSV: the file.
@@ -573,6 +636,8 @@ impl Config {
         for source in &mut copy.sources {
             source.url = source.url.as_deref().map(redact_url);
         }
+        // ODBC connection strings and LDAP passwords never sit in the struct, only the names
+        // of where they come from.
         copy
     }
 }

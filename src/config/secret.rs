@@ -201,6 +201,77 @@ impl SourceConfig {
     }
 }
 
+impl SourceConfig {
+    /// An ODBC source's connection string, from the environment or a file (never the config).
+    pub fn connection_string(&self) -> Result<SecretString, String> {
+        read_secret(
+            None,
+            self.connection_string_env.as_deref(),
+            self.connection_string_file.as_deref(),
+            ["", "connection_string_env", "connection_string_file"],
+        )?
+        .ok_or_else(|| {
+            "an odbc source needs `connection_string_env` or `connection_string_file` (the connection string holds credentials, so it never sits in the config)".to_owned()
+        })
+    }
+
+    /// An LDAP source's bind password; `None` for an anonymous bind.
+    pub fn bind_password(&self) -> Result<Option<SecretString>, String> {
+        read_secret(
+            None,
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+            ["", "password_env", "password_file"],
+        )
+    }
+}
+
+/// An ODBC connection string fit for messages: every credential's value (`PWD`, `Password`,
+/// keys, tokens, secrets) replaced by `***`, braces respected.
+pub fn redact_connection_string(raw: &str) -> String {
+    const SECRET_KEYS: [&str; 5] = ["pwd", "password", "secret", "token", "key"];
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while !rest.is_empty() {
+        let Some(eq) = rest.find('=') else {
+            out.push_str(rest);
+            break;
+        };
+        let key = &rest[..eq];
+        let after = &rest[eq + 1..];
+        // A braced value may hold `;` and `}}` (an escaped brace).
+        let value_end = if after.starts_with('{') {
+            let mut i = 1;
+            let bytes = after.as_bytes();
+            loop {
+                match bytes.get(i) {
+                    None => break after.len(),
+                    Some(b'}') if bytes.get(i + 1) == Some(&b'}') => i += 2,
+                    Some(b'}') => break i + 1,
+                    Some(_) => i += 1,
+                }
+            }
+        } else {
+            after.find(';').unwrap_or(after.len())
+        };
+        let value = &after[..value_end];
+        let name = key.trim().to_ascii_lowercase();
+        out.push_str(key);
+        out.push('=');
+        if SECRET_KEYS.iter().any(|k| name == *k || name.ends_with(k)) {
+            out.push_str("***");
+        } else {
+            out.push_str(value);
+        }
+        rest = &after[value_end..];
+        if let Some(next) = rest.strip_prefix(';') {
+            out.push(';');
+            rest = next;
+        }
+    }
+    out
+}
+
 impl GraphConfig {
     /// The app registration's client secret.
     pub fn client_secret(&self) -> Result<SecretString, String> {
@@ -225,6 +296,26 @@ impl NotifyConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_strings_lose_every_credential_and_keep_the_rest() {
+        assert_eq!(
+            redact_connection_string(
+                "Driver={ODBC Driver 18 for SQL Server};Server=tcp:sis.example.ac.uk,1433;UID=rollcall;PWD={p;a}}ss};Encrypt=yes"
+            ),
+            "Driver={ODBC Driver 18 for SQL Server};Server=tcp:sis.example.ac.uk,1433;UID=rollcall;PWD=***;Encrypt=yes"
+        );
+        assert_eq!(
+            redact_connection_string("DSN=sits; Password=hunter2 ;ClientSecret=abc"),
+            "DSN=sits; Password=***;ClientSecret=***"
+        );
+        assert_eq!(
+            redact_connection_string("Driver=/usr/lib/psqlodbcw.so;Pwd=x"),
+            "Driver=/usr/lib/psqlodbcw.so;Pwd=***"
+        );
+        assert_eq!(redact_connection_string("no pairs"), "no pairs");
+        assert!(!redact_connection_string("PWD={unterminated;x").contains("unterminated"));
+    }
 
     #[test]
     fn redaction_hides_only_the_password() {

@@ -144,7 +144,36 @@ fn durations_read_as_human_durations() {
 )]
 #[case::sql_with_path(
     "[[family]]\nname = \"m\"\n[[source]]\nname = \"s\"\nfamily = \"m\"\nkind = \"sql\"\nquery = \"SELECT 1\"\npath = \"x.csv\"\nurl = \"sqlite:///x.db\"\nmember_key = \"upn\"\n",
-    &["`source[0].path`", "belong to csv sources"]
+    &["`source[0].path`", "does not belong to `sql` sources"]
+)]
+#[case::ldap_plain_to_another_host(
+    "[[family]]\nname = \"m\"\n[[source]]\nname = \"s\"\nfamily = \"m\"\nkind = \"ldap\"\nurl = \"ldap://ad.example.ac.uk\"\nbase = \"dc=x\"\nfilter = \"(uid=*)\"\nlist = \"{ou}\"\nmember_key = \"upn\"\n",
+    &["`source[0].url`", "start_tls = true"]
+)]
+#[case::ldap_both_forms(
+    "[[family]]\nname = \"m\"\n[[source]]\nname = \"s\"\nfamily = \"m\"\nkind = \"ldap\"\nurl = \"ldaps://ad.example.ac.uk\"\nbase = \"dc=x\"\nfilter = \"(uid=*)\"\ngroups_filter = \"(cn=*)\"\nlist = \"{ou}\"\nmember_key = \"upn\"\n",
+    &["`source[0].groups_filter`", "not both"]
+)]
+#[case::ldap_bad_template(
+    "[[family]]\nname = \"m\"\n[[source]]\nname = \"s\"\nfamily = \"m\"\nkind = \"ldap\"\nurl = \"ldaps://ad.example.ac.uk\"\nbase = \"dc=x\"\nfilter = \"(uid=*)\"\nlist = \"dept-{department|upper}\"\nmember_key = \"upn\"\n",
+    &["`source[0].list`", "the only filter is `slug`"]
+)]
+#[case::ldap_object_id_without_member(
+    "[[family]]\nname = \"m\"\n[[source]]\nname = \"s\"\nfamily = \"m\"\nkind = \"ldap\"\nurl = \"ldaps://ad.example.ac.uk\"\nbase = \"dc=x\"\nfilter = \"(uid=*)\"\nlist = \"{ou}\"\nmember_key = \"object_id\"\n",
+    &["`source[0].member`", "no Entra object ids"]
+)]
+#[case::entra_without_list(
+    "[[family]]\nname = \"m\"\n[[source]]\nname = \"s\"\nfamily = \"m\"\nkind = \"entra\"\nusers_filter = \"department eq 'Physics'\"\nmember_key = \"object_id\"\n",
+    &["`source[0].list`", "needs a `list` template"]
+)]
+#[case::entra_with_a_query(
+    "[[family]]\nname = \"m\"\n[[source]]\nname = \"s\"\nfamily = \"m\"\nkind = \"entra\"\ngroup = \"all-staff\"\nlist = \"staff\"\nquery = \"SELECT 1\"\nmember_key = \"object_id\"\n",
+    &["`source[0].query`", "does not belong to `entra` sources"]
+)]
+#[case::odbc_without_connection_string(
+    "[[family]]\nname = \"m\"\n[[source]]\nname = \"s\"\nfamily = \"m\"\nkind = \"odbc\"\nconnection_string_env = \"ROLLCALL_TEST_UNSET_ODBC\"\nquery = \"SELECT 1\"\nmember_key = \"upn\"\n",
+    &[if cfg!(feature = "odbc") { "`source[0].connection_string_env`" } else { "`source[0].kind`" },
+      if cfg!(feature = "odbc") { "ROLLCALL_TEST_UNSET_ODBC is not set" } else { "--features odbc" }]
 )]
 #[case::duplicate_source(
     "[[family]]\nname = \"m\"\n[[source]]\nname = \"s\"\nfamily = \"m\"\nkind = \"csv\"\npath = \"a.csv\"\nmember_key = \"upn\"\n[[source]]\nname = \"s\"\nfamily = \"m\"\nkind = \"csv\"\npath = \"b.csv\"\nmember_key = \"upn\"\n",

@@ -30,6 +30,17 @@ impl University {
                 mail: Some(p.upn.clone()),
                 employee_id: Some(p.employee_id.clone()),
                 display_name: p.display_name.clone(),
+                // HR attributes as Entra Connect syncs them, for `entra` sources.
+                department: Some(self.departments[p.department].name.clone()),
+                job_title: None,
+                employee_type: Some(
+                    match p.role {
+                        super::Role::Student => "Student",
+                        super::Role::Staff => "Staff",
+                    }
+                    .to_owned(),
+                ),
+                account_enabled: None,
             })
             .collect();
         let groups = if self.options.drift {

@@ -10,6 +10,7 @@ mod assertion;
 mod auth;
 mod batch;
 mod delta;
+mod entra;
 mod error;
 mod groups;
 mod pages;
@@ -249,6 +250,32 @@ impl GraphClient {
         values: &[String],
     ) -> Result<Vec<DirectoryUser>, GraphError> {
         users::find_users(&self.transport, kind, values).await
+    }
+
+    /// Every user matching a Graph `$filter` (an advanced query), with the `$select`ed
+    /// properties, page by page into `take`.
+    pub async fn users_where(
+        &self,
+        filter: &str,
+        select: &str,
+        take: impl FnMut(Vec<serde_json::Value>) -> Result<(), GraphError>,
+    ) -> Result<(), GraphError> {
+        entra::users_where(&self.transport, filter, select, take).await
+    }
+
+    /// The id of the group an object id or mailNickname names, if the directory has it.
+    pub async fn group_id(&self, key: &str) -> Result<Option<String>, GraphError> {
+        entra::group_id(&self.transport, key).await
+    }
+
+    /// The user members of a group, with the `$select`ed properties, page by page.
+    pub async fn group_users(
+        &self,
+        group_id: &str,
+        select: &str,
+        take: impl FnMut(Vec<serde_json::Value>) -> Result<(), GraphError>,
+    ) -> Result<(), GraphError> {
+        entra::group_users(&self.transport, group_id, select, take).await
     }
 
     /// Every group in the tenant with its tag.

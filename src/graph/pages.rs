@@ -80,13 +80,21 @@ fn page(transport: &Transport, request: &Request, mut reply: Reply) -> Result<Pa
     };
     let next = match reply.body["@odata.nextLink"].as_str() {
         None => None,
-        Some(link) => Some(Request::get(transport.link(link).ok_or_else(|| {
-            GraphError::Other(format!(
-                "{}: the next-page link does not point at `graph.endpoint`; rollcall does not \
-                 send its token elsewhere",
-                request.describe()
-            ))
-        })?)),
+        Some(link) => {
+            let next = Request::get(transport.link(link).ok_or_else(|| {
+                GraphError::Other(format!(
+                    "{}: the next-page link does not point at `graph.endpoint`; rollcall does \
+                     not send its token elsewhere",
+                    request.describe()
+                ))
+            })?);
+            // An advanced query's next pages are advanced queries too.
+            Some(if request.eventual {
+                next.eventual()
+            } else {
+                next
+            })
+        }
     };
     let delta = reply.body["@odata.deltaLink"].as_str().map(str::to_owned);
     Ok(Page { items, next, delta })

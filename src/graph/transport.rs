@@ -30,6 +30,8 @@ pub(crate) struct Request {
     pub(crate) url: Url,
     /// The JSON body, if any.
     pub(crate) body: Option<Value>,
+    /// Sent with `ConsistencyLevel: eventual` (an advanced query; its next pages too).
+    pub(crate) eventual: bool,
 }
 
 impl Request {
@@ -39,6 +41,7 @@ impl Request {
             method: Method::GET,
             url,
             body: None,
+            eventual: false,
         }
     }
 
@@ -48,6 +51,15 @@ impl Request {
             method,
             url,
             body: Some(body),
+            eventual: false,
+        }
+    }
+
+    /// The same request as an advanced query (`ConsistencyLevel: eventual`).
+    pub(crate) fn eventual(self) -> Self {
+        Self {
+            eventual: true,
+            ..self
         }
     }
 
@@ -344,6 +356,12 @@ impl Transport {
             .map(|body| BodyRead::new(body.to_string()));
         let mut handler = session.sdk.custom(request.method.clone(), body);
         *handler.as_mut() = request.url.clone();
+        if request.eventual {
+            handler.headers_mut().insert(
+                "ConsistencyLevel",
+                reqwest::header::HeaderValue::from_static("eventual"),
+            );
+        }
         let no_reply = |reason: String| {
             self.counters.no_reply();
             Attempt::NoReply(GraphError::Transport {

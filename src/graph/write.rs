@@ -217,6 +217,7 @@ pub(crate) fn request(transport: &Transport, op: &Op) -> Request {
                 &[],
             ),
             body: None,
+            eventual: false,
         },
         Op::Tag { group, tag } => Request::with_body(
             Method::POST,

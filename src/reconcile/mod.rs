@@ -38,6 +38,7 @@ pub use progress::Progress;
 pub use record::exit_of;
 pub use report::{
     Approval, Detailed, FailedCheck, HeldList, ListReport, OpError, RunReport, seconds,
+    write_source,
 };
 pub use saved::{
     Change, SAVED_PLAN_VERSION, SavedPlan, SavedPlanError, SavedPlanFile, fingerprint,

@@ -135,7 +135,9 @@ impl Engine {
     /// snapshot, before the directory or Microsoft 365 is touched. Shrinks the operator
     /// accepted go ahead with a warning in the snapshot.
     pub(super) async fn read_complete_sources(&self) -> Result<source::Snapshot, Stop> {
-        let mut snapshot = source::read_all(&self.config).await.map_err(Stop::source)?;
+        let mut snapshot = source::read_all_with(&self.config, Some(&self.graph))
+            .await
+            .map_err(Stop::source)?;
         let accepted_rows: BTreeMap<String, u64> = self
             .store
             .last_accepted_snapshots()

@@ -385,6 +385,7 @@ mod tests {
             rows,
             distinct: rows,
             checksum: checksum.to_owned(),
+            ..SourceSummary::default()
         }
     }
 

@@ -19,7 +19,7 @@ pub struct Seed {
 }
 
 /// A user account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SeedUser {
     /// The object id (a GUID, lower case).
@@ -35,6 +35,18 @@ pub struct SeedUser {
     /// The person's name as shown in address books.
     #[serde(default)]
     pub display_name: String,
+    /// The department (HR-synced), e.g. `Physics`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    /// The job title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_title: Option<String>,
+    /// The employee type (`Student`, `Staff`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employee_type: Option<String>,
+    /// Whether the account may sign in; `true` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_enabled: Option<bool>,
 }
 
 /// A group and its direct members.

@@ -101,6 +101,11 @@ async fn handle(
             .get(header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
             .map(str::to_owned),
+        eventual: parts
+            .headers
+            .get("consistencylevel")
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("eventual")),
         body,
     };
     match tenant.serve(incoming).await {

@@ -122,6 +122,7 @@ mod tests {
             rows,
             distinct: rows,
             checksum: String::new(),
+            ..SourceSummary::default()
         }
     }
 

@@ -184,6 +184,35 @@ pub enum SourceError {
         /// The database's message.
         message: String,
     },
+    /// A directory (LDAP server, Microsoft Graph) refused or failed a read.
+    #[error("source `{source_name}`: {message}")]
+    Directory {
+        /// The source.
+        source_name: String,
+        /// What failed, naming the server, DN or request.
+        message: String,
+    },
+    /// A directory read ended before its end: a size or time limit, a referral rollcall does
+    /// not follow, or a ranged attribute not read to its end.
+    #[error(
+        "source `{source_name}`: {message}; the read is incomplete, so nothing is planned from it"
+    )]
+    CutShort {
+        /// The source.
+        source_name: String,
+        /// Where and why the read stopped.
+        message: String,
+    },
+    /// An `entra` source's `group` names no group.
+    #[error(
+        "source `{source_name}`: Microsoft 365 has no group `{group}` (by mailNickname or id); check `group`, or whether the group was deleted"
+    )]
+    NoGroup {
+        /// The source.
+        source_name: String,
+        /// The configured group.
+        group: String,
+    },
     /// The read did not finish within the source's `timeout`.
     #[error(
         "source `{source_name}`: the read did not finish within {}; raise the source's `timeout` or speed up the query",
@@ -272,6 +301,9 @@ impl SourceError {
             | SourceError::ControlSha256 { source_name, .. }
             | SourceError::Unreachable { source_name, .. }
             | SourceError::Sql { source_name, .. }
+            | SourceError::Directory { source_name, .. }
+            | SourceError::CutShort { source_name, .. }
+            | SourceError::NoGroup { source_name, .. }
             | SourceError::Timeout { source_name, .. }
             | SourceError::Override { source_name, .. }
             | SourceError::Empty { source_name }
@@ -298,6 +330,9 @@ impl SourceError {
             SourceError::ControlSha256 { .. } => "control-sha256",
             SourceError::Unreachable { .. } => "unreachable",
             SourceError::Sql { .. } => "sql-error",
+            SourceError::Directory { .. } => "directory-error",
+            SourceError::CutShort { .. } => "cut-short",
+            SourceError::NoGroup { .. } => "no-group",
             SourceError::Timeout { .. } => "timeout",
             SourceError::Override { .. } => "override",
             SourceError::Empty { .. } => "empty",

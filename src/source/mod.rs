@@ -1,26 +1,34 @@
-//! Sources: CSV files and SQL queries, each read whole or not at all, and the snapshot that
-//! merges them into desired lists.
+//! Sources: SQL and ODBC queries, CSV files, LDAP directories and Entra ID, each read whole
+//! or not at all, and the snapshot that merges them into desired lists.
 //!
 //! A source is either read completely and consistently, or it is an error: a half-read
 //! source must never be planned from, because missing rows would become removals.
 
 pub mod completeness;
 mod csv;
+mod entra;
+mod entries;
 mod error;
+mod ldap;
+#[cfg(feature = "odbc")]
+mod odbc;
 mod planning;
 mod rows;
 mod snapshot;
 mod sql;
+mod template;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::config::{Config, MemberKey, SourceConfig, SourceKind};
+use crate::graph::GraphClient;
 
 pub use error::SourceError;
 pub use planning::ResolvedLists;
 pub use rows::SourceList;
 pub use snapshot::{DesiredList, Member, Snapshot, SourceSummary};
+pub use template::{Entry, Template, slug};
 
 /// One source, read whole: its lists after trimming, normalizing and collapsing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +48,14 @@ pub struct SourceRead {
     pub checksum: String,
     /// The lists by key.
     pub lists: BTreeMap<String, SourceList>,
+    /// The source's kind.
+    pub kind: SourceKind,
+    /// Entries skipped because a template rendered empty or ambiguous.
+    pub skipped: u64,
+    /// What an operator should know about the read (the skipped entries, named).
+    pub warnings: Vec<String>,
+    /// How long the read took, in milliseconds.
+    pub read_ms: u64,
 }
 
 impl SourceRead {
@@ -52,7 +68,18 @@ impl SourceRead {
             distinct: collected.distinct,
             checksum: collected.checksum,
             lists: collected.lists,
+            kind: source.kind,
+            skipped: 0,
+            warnings: Vec::new(),
+            read_ms: 0,
         }
+    }
+
+    /// The read with its skipped entries counted and named.
+    fn with_skipped(mut self, skipped: &entries::Skipped) -> Self {
+        self.skipped = skipped.count;
+        self.warnings.extend(skipped.warning(&self.name));
+        self
     }
 
     /// The counts and checksum recorded for this read.
@@ -63,16 +90,39 @@ impl SourceRead {
             rows: self.rows,
             distinct: self.distinct,
             checksum: self.checksum.clone(),
+            kind: self.kind.as_str().to_owned(),
+            skipped: self.skipped,
+            read_ms: self.read_ms,
         }
     }
 }
 
-/// Reads one source, all of it or an error.
-#[tracing::instrument(skip_all, fields(source = %source.name, kind = ?source.kind))]
+/// Reads one source, all of it or an error. An `entra` source needs [`read_source_with`].
 pub async fn read_source(source: &SourceConfig) -> Result<SourceRead, SourceError> {
+    read_source_with(source, None).await
+}
+
+/// Reads one source, all of it or an error; `entra` sources read through `graph`.
+#[tracing::instrument(skip_all, fields(source = %source.name, kind = source.kind.as_str()))]
+pub async fn read_source_with(
+    source: &SourceConfig,
+    graph: Option<&GraphClient>,
+) -> Result<SourceRead, SourceError> {
     let started = Instant::now();
-    let read = match source.kind {
+    let mut read = match source.kind {
         SourceKind::Sql => sql::read(source).await?,
+        SourceKind::Entra => entra::read(source, graph).await?,
+        SourceKind::Ldap => ldap::read(source).await?,
+        #[cfg(feature = "odbc")]
+        SourceKind::Odbc => odbc::read(source).await?,
+        #[cfg(not(feature = "odbc"))]
+        SourceKind::Odbc => {
+            return Err(SourceError::Config {
+                source_name: source.name.clone(),
+                message: "this rollcall was built without ODBC; build it with `--features odbc`"
+                    .to_owned(),
+            });
+        }
         SourceKind::Csv => {
             let Some(path) = source.path.clone() else {
                 return Err(SourceError::Config {
@@ -90,12 +140,14 @@ pub async fn read_source(source: &SourceConfig) -> Result<SourceRead, SourceErro
                 })??
         }
     };
+    read.read_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     tracing::info!(
         rows = read.rows,
         distinct = read.distinct,
+        skipped = read.skipped,
         lists = read.lists.len(),
         checksum = %read.checksum,
-        elapsed_ms = started.elapsed().as_millis() as u64,
+        elapsed_ms = read.read_ms,
         "source read"
     );
     Ok(read)
@@ -103,8 +155,23 @@ pub async fn read_source(source: &SourceConfig) -> Result<SourceRead, SourceErro
 
 /// Reads every source concurrently, then builds the desired lists: overrides applied,
 /// family naming rendered. Any source error fails the whole call; nothing may be planned.
+/// An `entra` source needs [`read_all_with`].
 pub async fn read_all(config: &Config) -> Result<Snapshot, SourceError> {
-    let reads = futures::future::try_join_all(config.sources.iter().map(read_source)).await?;
+    read_all_with(config, None).await
+}
+
+/// [`read_all`], with `entra` sources read through `graph`.
+pub async fn read_all_with(
+    config: &Config,
+    graph: Option<&GraphClient>,
+) -> Result<Snapshot, SourceError> {
+    let reads = futures::future::try_join_all(
+        config
+            .sources
+            .iter()
+            .map(|source| read_source_with(source, graph)),
+    )
+    .await?;
     let snapshot = snapshot::assemble(config, reads)?;
     for warning in &snapshot.warnings {
         tracing::warn!(%warning, "snapshot warning");

@@ -19,7 +19,7 @@ pub struct Member {
 }
 
 /// A source's row counts and checksum, as accepted snapshots record them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceSummary {
     /// The source's name.
     pub name: String,
@@ -31,6 +31,15 @@ pub struct SourceSummary {
     pub distinct: u64,
     /// The sha256 (hex) of the source's canonical form; row order does not change it.
     pub checksum: String,
+    /// The source's kind (`sql`, `odbc`, `csv`, `ldap`, `entra`).
+    #[serde(default)]
+    pub kind: String,
+    /// Entries skipped because a template rendered empty or ambiguous (`ldap`, `entra`).
+    #[serde(default)]
+    pub skipped: u64,
+    /// How long the read took, in milliseconds.
+    #[serde(default)]
+    pub read_ms: u64,
 }
 
 /// One list as the sources want it.
@@ -100,6 +109,7 @@ pub(crate) fn assemble(config: &Config, reads: Vec<SourceRead>) -> Result<Snapsh
     let mut drafts: BTreeMap<String, Draft> = BTreeMap::new();
     for read in reads {
         summaries.push(read.summary());
+        warnings.extend(read.warnings);
         let key = read.member_key;
         let mut lists: Vec<(String, super::SourceList)> = read.lists.into_iter().collect();
         lists.sort_by_key(|(_, rows)| rows.first_row);
@@ -358,6 +368,10 @@ mail_nickname = "dept-{list}"
                     ((*list).to_owned(), list_rows)
                 })
                 .collect(),
+            kind: crate::config::SourceKind::Csv,
+            skipped: 0,
+            warnings: Vec::new(),
+            read_ms: 0,
         }
     }
 

@@ -786,7 +786,8 @@ fn containerfile_builds_locked_in_rust_and_runs_as_a_non_root_user() {
     assert!(froms[0].contains("rust:1-bookworm") && froms[0].ends_with(" AS build"));
     assert!(froms[1].contains("debian:bookworm-slim"));
     assert!(text.contains("cargo build --release --locked"));
-    assert!(text.contains("ca-certificates"));
+    assert!(text.contains("--features odbc") && text.contains("unixodbc-dev"));
+    assert!(text.contains("ca-certificates") && text.contains("unixodbc"));
     assert!(text.contains(r#"ENTRYPOINT ["/usr/local/bin/rollcall"]"#));
 
     let user = text

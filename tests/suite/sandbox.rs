@@ -1330,3 +1330,61 @@ async fn admin_faults_take_partial_updates_and_name_unknown_knobs() {
     assert_eq!(unknown.status, 400);
     assert!(unknown.body["error"].as_str().unwrap().contains("jitter"));
 }
+
+#[tokio::test]
+async fn users_filter_on_hr_attributes_pages_and_advanced_queries_need_eventual_and_count() {
+    let mut directory = seed(5, &[]);
+    for (n, user) in directory.users.iter_mut().enumerate() {
+        user.department = (n != 4).then(|| if n < 3 { "Physics" } else { "Maths" }.to_owned());
+        user.employee_type = Some("Staff".to_owned());
+        user.account_enabled = (n == 1).then_some(false);
+    }
+    let tenant = Tenant::small(directory).await;
+    let ids = |reply: &Reply| -> Vec<String> {
+        reply.body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // A simple filter on an HR attribute, paged by `$top`, only the selected properties.
+    let first = tenant
+        .get("/users?$filter=department%20eq%20'physics'%20and%20accountEnabled%20eq%20true&$select=id,department&$top=1")
+        .await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(ids(&first), [user_id(0)]);
+    assert_eq!(first.body["value"][0]["department"], "Physics");
+    assert!(first.body["value"][0].get("mail").is_none());
+    let next = first.body["@odata.nextLink"].as_str().unwrap().to_owned();
+    let second = tenant.get(&next).await;
+    assert_eq!(ids(&second), [user_id(2)]);
+    assert!(second.body.get("@odata.nextLink").is_none());
+
+    // `ne` is an advanced query: refused without ConsistencyLevel and $count, served with them.
+    let path =
+        "/users?$filter=department%20ne%20null%20and%20startswith(department,'ma')&$count=true";
+    let refused = tenant.get(path).await;
+    assert_eq!(refused.status, 400);
+    let plain = tenant
+        .get("/users?$filter=department%20ne%20null&$select=id")
+        .await;
+    assert_eq!(
+        (plain.status.as_u16(), plain.code()),
+        (400, "Request_UnsupportedQuery"),
+        "{}",
+        plain.message()
+    );
+    let advanced = tenant
+        .send(
+            tenant
+                .http
+                .get(tenant.url(path))
+                .header("ConsistencyLevel", "eventual"),
+        )
+        .await;
+    assert_eq!(advanced.status, 200, "{}", advanced.body);
+    assert_eq!(ids(&advanced), [user_id(3)]);
+    assert_eq!(advanced.body["@odata.count"], 1);
+}

@@ -18,7 +18,7 @@ use crate::store::{JournalOp, OpKind, OpStatus};
 
 mod text;
 
-pub use text::{Detailed, seconds};
+pub use text::{Detailed, seconds, write_source};
 
 /// How many unresolved member keys a list's report line names before it only counts them.
 const UNRESOLVED_SHOWN: usize = 20;

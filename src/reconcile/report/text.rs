@@ -4,6 +4,7 @@ use std::fmt::{self, Write as _};
 
 use super::{ListReport, RunReport};
 use crate::reconcile::verify::drift_text;
+use crate::source::SourceSummary;
 
 /// How a report shows its per-list lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,29 @@ impl fmt::Display for Detailed<'_> {
     }
 }
 
+/// One source's line: kind, counts, skipped entries and read time.
+pub fn write_source(f: &mut impl fmt::Write, source: &SourceSummary) -> fmt::Result {
+    let kind = if source.kind.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", source.kind)
+    };
+    let skipped = if source.skipped > 0 {
+        format!(", {} entries skipped", source.skipped)
+    } else {
+        String::new()
+    };
+    writeln!(
+        f,
+        "source {}{kind}: {} rows, {} distinct{skipped}, read in {} (sha256 {})",
+        source.name,
+        source.rows,
+        source.distinct,
+        seconds(source.read_ms),
+        &source.checksum[..source.checksum.len().min(12)]
+    )
+}
+
 impl RunReport {
     /// The report as text, its lists in `style`.
     fn render(&self, f: &mut fmt::Formatter<'_>, style: ListStyle) -> fmt::Result {
@@ -37,14 +61,7 @@ impl RunReport {
             writeln!(f, "approved {approval}")?;
         }
         for source in &self.sources {
-            writeln!(
-                f,
-                "source {}: {} rows, {} distinct (sha256 {})",
-                source.name,
-                source.rows,
-                source.distinct,
-                &source.checksum[..source.checksum.len().min(12)]
-            )?;
+            write_source(f, source)?;
         }
         if let Some(directory) = &self.directory {
             let how = if directory.full {

@@ -32,6 +32,14 @@ pub struct User {
     pub employee_id: Option<String>,
     /// Name shown in address books.
     pub display_name: String,
+    /// Department.
+    pub department: Option<String>,
+    /// Job title.
+    pub job_title: Option<String>,
+    /// Employee type.
+    pub employee_type: Option<String>,
+    /// Whether the account may sign in.
+    pub account_enabled: bool,
 }
 
 /// One membership change, kept while it is younger than the replication lag.
@@ -528,6 +536,7 @@ mod tests {
             mail: None,
             employee_id: None,
             display_name: format!("User {n}"),
+            ..SeedUser::default()
         }
     }
 

@@ -50,6 +50,10 @@ impl Directory {
                 mail: user.mail.clone(),
                 employee_id: user.employee_id.clone(),
                 display_name: user.display_name.clone(),
+                department: user.department.clone(),
+                job_title: user.job_title.clone(),
+                employee_type: user.employee_type.clone(),
+                account_enabled: user.account_enabled.unwrap_or(true),
             });
         }
         let long_ago = Instant::now()
@@ -125,6 +129,10 @@ impl Directory {
                 mail: u.mail.clone(),
                 employee_id: u.employee_id.clone(),
                 display_name: u.display_name.clone(),
+                department: u.department.clone(),
+                job_title: u.job_title.clone(),
+                employee_type: u.employee_type.clone(),
+                account_enabled: (!u.account_enabled).then_some(false),
             })
             .collect();
         users.sort_by(|a, b| a.id.cmp(&b.id));

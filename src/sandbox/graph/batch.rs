@@ -24,6 +24,8 @@ struct Inner<'a> {
     url: &'a str,
     body: Option<&'a Value>,
     depends_on: Vec<&'a str>,
+    /// `ConsistencyLevel: eventual` among the inner request's headers.
+    eventual: bool,
 }
 
 fn parse(body: Option<&Value>) -> Result<Vec<Inner<'_>>, Reply> {
@@ -60,10 +62,16 @@ fn parse(body: Option<&Value>) -> Result<Vec<Inner<'_>>, Reply> {
             .and_then(Value::as_str)
             .ok_or_else(|| invalid(format!("Batch request '{id}' has no 'url'.")))?;
         let body = request.get("body").filter(|b| !b.is_null());
-        let has_content_type = request
-            .get("headers")
-            .and_then(Value::as_object)
-            .is_some_and(|h| h.keys().any(|k| k.eq_ignore_ascii_case("content-type")));
+        let headers = request.get("headers").and_then(Value::as_object);
+        let has_content_type =
+            headers.is_some_and(|h| h.keys().any(|k| k.eq_ignore_ascii_case("content-type")));
+        let eventual = headers.is_some_and(|h| {
+            h.iter().any(|(k, v)| {
+                k.eq_ignore_ascii_case("consistencylevel")
+                    && v.as_str()
+                        .is_some_and(|v| v.eq_ignore_ascii_case("eventual"))
+            })
+        });
         if body.is_some() && !has_content_type {
             return Err(invalid(format!(
                 "Write request id : {id} does not contain Content-Type header or body."
@@ -80,6 +88,7 @@ fn parse(body: Option<&Value>) -> Result<Vec<Inner<'_>>, Reply> {
             url,
             body,
             depends_on,
+            eventual,
         });
     }
     Ok(parsed)
@@ -173,6 +182,7 @@ fn answer(
         query: Query::parse(query),
         body: request.body,
         origin: outer.origin,
+        eventual: request.eventual,
     };
     let reply = match tenant.evaluate(&route, &input, false) {
         Outcome::Reply(reply) => reply,

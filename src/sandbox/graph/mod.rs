@@ -12,6 +12,7 @@ mod group_body;
 mod groups;
 mod request;
 mod route;
+mod user_filter;
 mod users;
 
 use std::collections::HashMap;
@@ -57,6 +58,8 @@ pub struct IncomingRequest {
     pub host: String,
     /// `Authorization` header.
     pub authorization: Option<String>,
+    /// Whether `ConsistencyLevel: eventual` came with the request (advanced queries).
+    pub eventual: bool,
     /// The body.
     pub body: Bytes,
 }
@@ -335,6 +338,7 @@ impl Tenant {
             query,
             body: body.as_ref(),
             origin,
+            eventual: request.eventual,
         };
         self.evaluate(&route, &input, true)
     }

@@ -107,6 +107,8 @@ pub struct Input<'a> {
     pub body: Option<&'a Value>,
     /// Where links point.
     pub origin: &'a Origin,
+    /// `ConsistencyLevel: eventual` was sent (an advanced query).
+    pub eventual: bool,
 }
 
 impl Input<'_> {
@@ -331,7 +333,7 @@ pub fn parse_filter(filter: &str) -> Result<Vec<Clause>, GraphError> {
 }
 
 /// A single-quoted OData string (`''` is a quote) and what follows it.
-fn string_literal(input: &str) -> Option<(String, &str)> {
+pub(super) fn string_literal(input: &str) -> Option<(String, &str)> {
     let mut chars = input.strip_prefix('\'')?.char_indices().peekable();
     let body = &input[1..];
     let mut value = String::new();

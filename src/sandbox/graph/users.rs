@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use super::Tenant;
 use super::groups::group_json;
 use super::request::{Input, Reply, context, decode_token, encode_token, parse_filter};
+use super::user_filter::UserFilter;
 use crate::sandbox::directory::{Directory, User, UserIx};
 use crate::sandbox::error::GraphError;
 
@@ -28,6 +29,12 @@ pub enum UserProperty {
     Mail,
     /// `employeeId`.
     EmployeeId,
+    /// `department`.
+    Department,
+    /// `jobTitle`.
+    JobTitle,
+    /// `employeeType`.
+    EmployeeType,
 }
 
 impl UserProperty {
@@ -41,13 +48,16 @@ impl UserProperty {
     ];
 
     /// A property by its (case-insensitive) name.
-    fn parse(name: &str) -> Option<Self> {
+    pub fn parse(name: &str) -> Option<Self> {
         [
             UserProperty::Id,
             UserProperty::DisplayName,
             UserProperty::UserPrincipalName,
             UserProperty::Mail,
             UserProperty::EmployeeId,
+            UserProperty::Department,
+            UserProperty::JobTitle,
+            UserProperty::EmployeeType,
         ]
         .into_iter()
         .find(|p| p.name().eq_ignore_ascii_case(name))
@@ -79,6 +89,9 @@ impl UserProperty {
             UserProperty::UserPrincipalName => "userPrincipalName",
             UserProperty::Mail => "mail",
             UserProperty::EmployeeId => "employeeId",
+            UserProperty::Department => "department",
+            UserProperty::JobTitle => "jobTitle",
+            UserProperty::EmployeeType => "employeeType",
         }
     }
 
@@ -90,6 +103,9 @@ impl UserProperty {
             UserProperty::UserPrincipalName => Some(&user.user_principal_name),
             UserProperty::Mail => user.mail.as_deref(),
             UserProperty::EmployeeId => user.employee_id.as_deref(),
+            UserProperty::Department => user.department.as_deref(),
+            UserProperty::JobTitle => user.job_title.as_deref(),
+            UserProperty::EmployeeType => user.employee_type.as_deref(),
         }
     }
 }
@@ -120,6 +136,20 @@ pub fn list(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
     let select = input.query.select();
     let top = input.query.top()?;
     let directory = tenant.directory();
+    let count = match input.query.get("$count") {
+        None => false,
+        Some(value) if !input.eventual => {
+            return Err(GraphError::bad_request(format!(
+                "$count={value} needs the header ConsistencyLevel: eventual (an advanced query)."
+            )));
+        }
+        Some(value) => value.eq_ignore_ascii_case("true"),
+    };
+    if let Some(filter) = input.query.get("$filter")
+        && !looks_up(filter)
+    {
+        return scan(&directory, filter, count, top, input);
+    }
     if let Some(filter) = input.query.get("$filter") {
         let found = filtered(&directory, filter)?;
         let value = found
@@ -154,6 +184,76 @@ pub fn list(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
             "$skiptoken".to_owned(),
             encode_token(&format!("u:{}", end - 1)),
         ));
+        body["@odata.nextLink"] = json!(input.origin.link("/users", &pairs));
+    }
+    Ok(Reply::ok(body))
+}
+
+/// Whether `filter` is a lookup the directory's indexes answer (`p eq 'v'`, `p in (…)`,
+/// joined by `or`, on id, userPrincipalName, mail or employeeId).
+fn looks_up(filter: &str) -> bool {
+    const INDEXED: [&str; 4] = ["id", "userprincipalname", "mail", "employeeid"];
+    parse_filter(filter).is_ok_and(|clauses| {
+        clauses
+            .iter()
+            .all(|c| INDEXED.contains(&c.property.to_ascii_lowercase().as_str()))
+    })
+}
+
+/// Any other filter: every user tested, the matches paged with a cursor. `ne`, `endswith`
+/// and `eq null` are advanced queries, which Graph serves only with `ConsistencyLevel:
+/// eventual` and `$count=true`.
+fn scan(
+    directory: &Directory,
+    filter: &str,
+    count: bool,
+    top: usize,
+    input: &Input<'_>,
+) -> Result<Reply, GraphError> {
+    let parsed = UserFilter::parse(filter)?;
+    if parsed.is_advanced() && !(input.eventual && count) {
+        return Err(GraphError::unsupported_query(format!(
+            "Unsupported or invalid query filter clause specified in '{filter}': this is an advanced query; send ConsistencyLevel: eventual and $count=true."
+        )));
+    }
+    let select = input.query.select();
+    let properties = UserProperty::selection(select.as_deref())?;
+    let after = match input.query.get("$skiptoken") {
+        None => None,
+        Some(token) => Some(
+            decode_token(token, "f")
+                .and_then(|f| f.first()?.parse::<usize>().ok())
+                .ok_or_else(GraphError::bad_page_token)?,
+        ),
+    };
+    let users = directory.users();
+    let start = after.map_or(0, |a| a + 1);
+    let mut value = Vec::new();
+    let mut last = None;
+    let mut more = false;
+    for (ix, user) in users.iter().enumerate().skip(start) {
+        if !parsed.matches(user) {
+            continue;
+        }
+        if value.len() == top {
+            more = true;
+            break;
+        }
+        value.push(Value::Object(
+            properties
+                .iter()
+                .map(|p| (p.name().to_owned(), json!(p.value(user))))
+                .collect(),
+        ));
+        last = Some(ix);
+    }
+    let mut body = json!({"@odata.context": context("users"), "value": value});
+    if count {
+        body["@odata.count"] = json!(users.iter().filter(|u| parsed.matches(u)).count());
+    }
+    if more && let Some(last) = last {
+        let mut pairs = input.query.without(&["$skiptoken"]);
+        pairs.push(("$skiptoken".to_owned(), encode_token(&format!("f:{last}"))));
         body["@odata.nextLink"] = json!(input.origin.link("/users", &pairs));
     }
     Ok(Reply::ok(body))

@@ -9,5 +9,7 @@ pub mod directory;
 pub mod graph;
 pub mod numbered;
 pub mod proxy;
+pub mod scene;
 pub mod server;
+pub mod slapd;
 pub mod tenant;

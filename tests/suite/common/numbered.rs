@@ -23,6 +23,7 @@ pub fn seed(users: usize, groups: &[&[usize]]) -> Seed {
                 mail: Some(format!("User{n}@Example.ac.uk")),
                 employee_id: Some(format!("E{n:05}")),
                 display_name: format!("User {n}"),
+                ..SeedUser::default()
             })
             .collect(),
         groups: groups
