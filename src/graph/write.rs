@@ -76,9 +76,9 @@ pub(crate) struct Packed {
 /// One group's adds: each member, with the writes that ask for it.
 type GroupAdds<'a> = (&'a str, Vec<(ObjectId, Vec<usize>)>);
 
-/// Turns writes into requests: each group's adds in PATCHes of 20 (groups in order of first
-/// appearance), then removes, then tags and titles. A write that repeats another shares its
-/// request.
+/// Turns writes into requests: removes first (a withdrawal goes out before any addition),
+/// then each group's adds in PATCHes of 20 (groups in order of first appearance), then tags
+/// and titles. A write that repeats another shares its request.
 pub(crate) fn pack(writes: &[Write]) -> Vec<Packed> {
     let mut adds: Vec<GroupAdds<'_>> = Vec::new();
     let mut add_group: HashMap<&str, usize> = HashMap::new();
@@ -135,7 +135,7 @@ pub(crate) fn pack(writes: &[Write]) -> Vec<Packed> {
             }),
         }
     }
-    let mut packed = Vec::new();
+    let mut packed = removes;
     for (group, members) in adds {
         for chunk in members.chunks(MAX_BINDS) {
             packed.push(Packed {
@@ -147,7 +147,6 @@ pub(crate) fn pack(writes: &[Write]) -> Vec<Packed> {
             });
         }
     }
-    packed.extend(removes);
     packed.extend(tags);
     packed
 }
@@ -394,8 +393,9 @@ mod tests {
             .collect();
         settled.sort_unstable();
         assert_eq!(settled, vec![0, 1, 2, 3, 4]);
-        assert_eq!(packed[0].settles, vec![vec![0, 2]]);
-        assert!(matches!(packed[1].op, Op::Remove { .. }));
+        assert!(matches!(packed[0].op, Op::Remove { .. }), "removes go first");
+        assert_eq!(packed[0].settles, vec![vec![1, 4]]);
+        assert_eq!(packed[1].settles, vec![vec![0, 2]]);
         assert!(matches!(packed[2].op, Op::Tag { .. }));
     }
 

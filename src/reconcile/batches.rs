@@ -17,15 +17,24 @@ use crate::store::{JournalOp, OpKind};
 /// Requests one `$batch` carries (GRAPH.md "JSON batching").
 const REQUESTS_PER_BATCH: usize = 20;
 
-/// Cuts member and tag operations into journal batches of whole requests. A batch closes
-/// after a full `$batch` once another full one might take it past `max_ops` operations, so
-/// it holds at most `max_ops` (given `max_ops` ≥ 400), and exactly `max_ops` when it is all
-/// adds and `max_ops` is a multiple of 400. Each list's adds stay together (in journal
-/// order), followed by its removes and its tag; lists keep the order they first appear in.
+/// Cuts member, tag and title operations into journal batches of whole requests. A batch
+/// closes after a full `$batch` once another full one might take it past `max_ops`
+/// operations, so it holds at most `max_ops` (given `max_ops` ≥ 400), and exactly `max_ops`
+/// when it is all adds and `max_ops` is a multiple of 400.
+///
+/// Every list's removes come first (DESIGN.md "Transactions and interruption": a throttled,
+/// paused or interrupted run has already withdrawn access), then each list's adds together
+/// (in journal order) followed by its tag and title; lists keep the order they first appear
+/// in.
 pub fn journal_batches(ops: Vec<JournalOp>, max_ops: usize) -> Vec<Vec<JournalOp>> {
+    let mut removes: Vec<JournalOp> = Vec::new();
     let mut lists: Vec<ListOps> = Vec::new();
     let mut at: HashMap<String, usize> = HashMap::new();
     for op in ops {
+        if op.op.kind == OpKind::RemoveMember {
+            removes.push(op);
+            continue;
+        }
         let ix = *at.entry(op.op.list.clone()).or_insert_with(|| {
             lists.push(ListOps::default());
             lists.len() - 1
@@ -35,7 +44,7 @@ pub fn journal_batches(ops: Vec<JournalOp>, max_ops: usize) -> Vec<Vec<JournalOp
             _ => lists[ix].others.push(op),
         }
     }
-    let requests = lists.into_iter().flat_map(|list| {
+    let additions = lists.into_iter().flat_map(|list| {
         let mut adds = list.adds.into_iter().peekable();
         let patches = std::iter::from_fn(move || {
             adds.peek()?;
@@ -43,6 +52,17 @@ pub fn journal_batches(ops: Vec<JournalOp>, max_ops: usize) -> Vec<Vec<JournalOp
         });
         patches.chain(list.others.into_iter().map(|op| vec![op]))
     });
+    // The removes end a batch of their own: the requests of one batch go out concurrently,
+    // so only a batch boundary makes every removal land before the first addition. That costs
+    // at most one partly filled `$batch`, and only in a run that removes.
+    let mut batches = cut(removes.into_iter().map(|op| vec![op]), max_ops);
+    batches.extend(cut(additions, max_ops));
+    batches
+}
+
+/// Cuts whole requests into journal batches that end on a full `$batch` (the last one
+/// aside).
+fn cut(requests: impl Iterator<Item = Vec<JournalOp>>, max_ops: usize) -> Vec<Vec<JournalOp>> {
     let mut batches = Vec::new();
     let mut batch: Vec<JournalOp> = Vec::new();
     let mut in_batch = 0;
@@ -62,7 +82,7 @@ pub fn journal_batches(ops: Vec<JournalOp>, max_ops: usize) -> Vec<Vec<JournalOp
     batches
 }
 
-/// One list's pending operations: adds, then removes and tags.
+/// One list's pending adds, then its tag and title.
 #[derive(Default)]
 struct ListOps {
     adds: Vec<JournalOp>,
@@ -195,7 +215,30 @@ mod tests {
         ];
         let batches = journal_batches(ops, 1_600);
         let seqs: Vec<i64> = batches.concat().iter().map(|o| o.seq).collect();
-        assert_eq!(seqs, [1, 4, 3, 2, 5]);
+        assert_eq!(seqs, [3, 1, 4, 2, 5]);
+    }
+
+    #[test]
+    fn every_removal_comes_before_the_first_addition() {
+        let mut ops = Vec::new();
+        for seq in 1..=900 {
+            let kind = if seq % 3 == 0 {
+                OpKind::RemoveMember
+            } else {
+                OpKind::AddMember
+            };
+            ops.push(op(seq, &format!("list-{}", seq % 7), kind));
+        }
+        let batches = journal_batches(ops, 400);
+        let kinds: Vec<OpKind> = batches.concat().iter().map(|o| o.op.kind).collect();
+        let first_add = kinds.iter().position(|k| *k == OpKind::AddMember).unwrap();
+        let last_remove = kinds.iter().rposition(|k| *k == OpKind::RemoveMember).unwrap();
+        assert_eq!((first_add, last_remove), (300, 299));
+        // No batch mixes the two: a batch's requests go out at once.
+        for batch in &batches {
+            let removes = batch.iter().filter(|o| o.op.kind == OpKind::RemoveMember).count();
+            assert!(removes == 0 || removes == batch.len(), "a batch mixes removes and adds");
+        }
     }
 
     #[test]

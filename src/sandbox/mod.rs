@@ -181,6 +181,25 @@ impl SandboxHandle {
         self.tenant.directory().to_seed()
     }
 
+    /// Every membership change the directory accepted, in the order it accepted them: the
+    /// group's id and whether a member was added (`true`) or removed. What lets a test prove
+    /// the order writes were sent in.
+    pub fn membership_changes(&self) -> Vec<(String, bool)> {
+        let directory = self.tenant.directory();
+        directory
+            .log()
+            .iter()
+            .filter_map(|entry| {
+                let added = match entry.change {
+                    directory::Change::MemberAdded(_) => true,
+                    directory::Change::MemberRemoved(_) => false,
+                    _ => return None,
+                };
+                Some((directory.group(entry.group).id.clone(), added))
+            })
+            .collect()
+    }
+
     /// Replaces every fault knob.
     ///
     /// # Panics

@@ -356,3 +356,36 @@ async fn a_list_tripled_by_a_bad_join_is_held_until_released_and_max_members_hol
     assert_eq!(held(&plan.json()), [(other_key, "guard".to_owned())]);
     tenant.finish();
 }
+
+/// DESIGN.md "Transactions and interruption": within a run, member removals go out before
+/// member additions, so a throttled, paused or interrupted run has already withdrawn access.
+/// The order does not depend on the state database, so SQLite alone proves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_withdrawal_is_sent_before_the_first_enrolment_to_an_existing_group() {
+    let Some(db) = TestDatabase::create(crate::common::db::Backend::Sqlite).await else {
+        return;
+    };
+    let mut tenant = converged(db).await;
+    let mut modules: Vec<usize> = Vec::new();
+    for _ in 0..4 {
+        modules.push(module_with(&tenant, 3, &modules));
+    }
+    for (n, &module) in modules.iter().enumerate() {
+        if n % 2 == 0 {
+            join_wrongly(&mut tenant, module, 25);
+        }
+        tenant.withdraw(module, 2);
+    }
+    let before = tenant.sandbox.membership_changes().len();
+    tenant.rollcall(&["run"]).await.expect(0);
+    tenant.assert_converged("after withdrawals and enrolments");
+    let changes = tenant.sandbox.membership_changes();
+    let order: Vec<bool> = changes[before..].iter().map(|(_, added)| *added).collect();
+    let removals = order.iter().filter(|added| !**added).count();
+    assert_eq!(removals, 2 * modules.len(), "{order:?}");
+    assert!(
+        order.iter().take(removals).all(|added| !added),
+        "an addition went out before a removal: {order:?}"
+    );
+    tenant.finish();
+}
