@@ -393,7 +393,10 @@ mod tests {
             .collect();
         settled.sort_unstable();
         assert_eq!(settled, vec![0, 1, 2, 3, 4]);
-        assert!(matches!(packed[0].op, Op::Remove { .. }), "removes go first");
+        assert!(
+            matches!(packed[0].op, Op::Remove { .. }),
+            "removes go first"
+        );
         assert_eq!(packed[0].settles, vec![vec![1, 4]]);
         assert_eq!(packed[1].settles, vec![vec![0, 2]]);
         assert!(matches!(packed[2].op, Op::Tag { .. }));
