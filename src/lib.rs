@@ -4,6 +4,7 @@
 //! diff and guard, the journal, and the apply. See DESIGN.md for the contract.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod exit;

@@ -276,12 +276,24 @@ impl super::Config {
     /// What does not stop a run but needs a person soon: a certificate that expires within
     /// 30 days (or has expired).
     pub fn warnings(&self) -> Vec<String> {
-        self.graph
+        let now = crate::clock::now();
+        let mut warnings: Vec<String> = self
+            .graph
             .as_ref()
             .and_then(GraphConfig::certificate)
             .and_then(|c| c.expiry_warning(chrono::Utc::now()))
             .into_iter()
-            .collect()
+            .collect();
+        for (index, rule) in self.overrides.iter().enumerate() {
+            if self.override_window(index).ended(now) {
+                warnings.push(format!(
+                    "override[{index}] for list `{}` ended (until = {}); it no longer applies and can be removed",
+                    rule.list.trim(),
+                    rule.until.as_deref().unwrap_or_default()
+                ));
+            }
+        }
+        warnings
     }
 }
 

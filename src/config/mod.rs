@@ -11,6 +11,7 @@ mod secret;
 #[cfg(test)]
 pub(crate) mod test_certificates;
 mod validate;
+mod window;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ pub use credential::{Credential, CredentialError, FEDERATION_ENV, read_assertion
 pub use secret::{
     DATABASE_SCHEMES, DEFAULT_STATE_URL, DatabaseUrl, redact_connection_string, redact_url,
 };
+pub use window::Window;
 
 /// Where the configuration file is looked for when neither `--config` nor `ROLLCALL_CONFIG` says.
 pub const DEFAULT_CONFIG_PATH: &str = "rollcall.toml";
@@ -91,6 +93,9 @@ pub struct Config {
     /// Per-list manual additions and exclusions.
     #[serde(default, rename = "override")]
     pub overrides: Vec<OverrideConfig>,
+    /// CSV files of many dated exceptions, kept by a helpdesk.
+    #[serde(default, rename = "override_source")]
+    pub override_sources: Vec<OverrideSourceConfig>,
     /// The file this configuration was read from, for error messages.
     #[serde(skip)]
     pub path: PathBuf,
@@ -588,6 +593,38 @@ pub struct OverrideConfig {
     /// Members never on the list.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// The first day (or RFC 3339 time) it applies; always when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The last day it applies (inclusive), or the RFC 3339 time it stops; always when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+/// `[[override_source]]`: a CSV of dated exceptions with columns `list, member, action,
+/// from, until, reason` (`action`: `include` or `exclude`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideSourceConfig {
+    /// The CSV file (relative to the configuration file's folder).
+    pub path: PathBuf,
+}
+
+impl Config {
+    /// The time zone dates in the configuration are read in (`[schedule].timezone`).
+    pub fn timezone(&self) -> chrono_tz::Tz {
+        self.schedule.timezone.parse().unwrap_or(chrono_tz::UTC)
+    }
+
+    /// The window of `[[override]]` number `index` (validation has refused a bad one).
+    pub fn override_window(&self, index: usize) -> Window {
+        self.overrides
+            .get(index)
+            .and_then(|o| {
+                Window::parse(o.from.as_deref(), o.until.as_deref(), self.timezone()).ok()
+            })
+            .unwrap_or_default()
+    }
 }
 
 impl Config {

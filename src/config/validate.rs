@@ -52,6 +52,11 @@ impl Config {
             .url
             .take()
             .map(|url| resolve_sqlite_url(&url, &base));
+        for source in &mut self.override_sources {
+            if source.path.is_relative() {
+                source.path = base.join(&source.path);
+            }
+        }
         for source in &mut self.sources {
             resolve(&mut source.path);
             resolve(&mut source.control);
@@ -242,7 +247,14 @@ impl Config {
             }
         }
 
+        crate::clock::configured().map_err(|m| err(crate::clock::NOW_VAR.into(), m))?;
         for (i, o) in self.overrides.iter().enumerate() {
+            super::Window::parse(o.from.as_deref(), o.until.as_deref(), self.timezone()).map_err(
+                |m| {
+                    let (end, message) = m.split_once(": ").unwrap_or(("from", m.as_str()));
+                    err(format!("override[{i}].{end}"), message.to_owned())
+                },
+            )?;
             if o.list.trim().is_empty() {
                 return Err(err(
                     format!("override[{i}].list"),

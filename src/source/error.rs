@@ -224,6 +224,16 @@ pub enum SourceError {
         /// The configured timeout.
         after: Duration,
     },
+    /// A row of an `[[override_source]]` file cannot be read.
+    #[error("{place}: {message}")]
+    OverrideRow {
+        /// The file, as the configuration names it.
+        source_name: String,
+        /// `file:line`.
+        place: String,
+        /// What is wrong and how to write it.
+        message: String,
+    },
     /// An `[[override]]` value cannot be matched to a member key.
     #[error("override[{index}] for list `{list}`: {message}")]
     Override {
@@ -306,6 +316,7 @@ impl SourceError {
             | SourceError::NoGroup { source_name, .. }
             | SourceError::Timeout { source_name, .. }
             | SourceError::Override { source_name, .. }
+            | SourceError::OverrideRow { source_name, .. }
             | SourceError::Empty { source_name }
             | SourceError::MinRows { source_name, .. }
             | SourceError::Shrink { source_name, .. }
@@ -335,6 +346,7 @@ impl SourceError {
             SourceError::NoGroup { .. } => "no-group",
             SourceError::Timeout { .. } => "timeout",
             SourceError::Override { .. } => "override",
+            SourceError::OverrideRow { .. } => "override-row",
             SourceError::Empty { .. } => "empty",
             SourceError::MinRows { .. } => "min-rows",
             SourceError::Shrink { .. } => "shrink",

@@ -9,6 +9,7 @@ mod csv;
 mod entra;
 mod entries;
 mod error;
+mod exceptions;
 mod ldap;
 #[cfg(feature = "odbc")]
 mod odbc;
@@ -172,7 +173,14 @@ pub async fn read_all_with(
             .map(|source| read_source_with(source, graph)),
     )
     .await?;
-    let snapshot = snapshot::assemble(config, reads)?;
+    let owned = config.clone();
+    let exceptions = tokio::task::spawn_blocking(move || exceptions::read_all(&owned))
+        .await
+        .map_err(|e| SourceError::Unexpected {
+            source_name: "override_source".to_owned(),
+            error: e.into(),
+        })??;
+    let snapshot = snapshot::assemble(config, reads, &exceptions, crate::clock::now())?;
     for warning in &snapshot.warnings {
         tracing::warn!(%warning, "snapshot warning");
     }

@@ -5,6 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use chrono::{DateTime, Utc};
+
+use super::exceptions::Exception;
 use super::{SourceError, SourceRead};
 use crate::config::{Config, FamilyConfig, MemberKey, OverrideConfig};
 use crate::plan::{Hold, HoldReason};
@@ -102,7 +105,14 @@ struct Draft {
 /// List keys compare case-insensitively (Exchange nicknames do): two spellings are one list,
 /// kept under the spelling seen first (sources in configuration order, then rows in file
 /// order), with a warning naming both. One key fed by two families holds that list.
-pub(crate) fn assemble(config: &Config, reads: Vec<SourceRead>) -> Result<Snapshot, SourceError> {
+///
+/// Overrides and `exceptions` apply only inside their window at `now`.
+pub(crate) fn assemble(
+    config: &Config,
+    reads: Vec<SourceRead>,
+    exceptions: &[Exception],
+    now: DateTime<Utc>,
+) -> Result<Snapshot, SourceError> {
     let mut summaries = Vec::with_capacity(reads.len());
     let mut warnings = Vec::new();
     // By the key folded to lower case.
@@ -154,6 +164,9 @@ pub(crate) fn assemble(config: &Config, reads: Vec<SourceRead>) -> Result<Snapsh
 
     let mut exclusions = Vec::new();
     for (index, rule) in config.overrides.iter().enumerate() {
+        if !config.override_window(index).contains(now) {
+            continue;
+        }
         let list = rule.list.trim().to_lowercase();
         match drafts.get_mut(&list) {
             Some(draft) => {
@@ -164,6 +177,28 @@ pub(crate) fn assemble(config: &Config, reads: Vec<SourceRead>) -> Result<Snapsh
             None => warnings.push(format!(
                 "override[{index}] names list `{list}`, which no source feeds; it is ignored (rollcall never creates a list from an override alone)"
             )),
+        }
+    }
+    for exception in exceptions.iter().filter(|e| e.window.contains(now)) {
+        let list = exception.list.to_lowercase();
+        let Some(draft) = drafts.get_mut(&list) else {
+            warnings.push(format!(
+                "{}: list `{}` is fed by no source; the exception is ignored",
+                exception.place, exception.list
+            ));
+            continue;
+        };
+        let member = parse_override_value(&exception.member, &draft.keys).map_err(|message| {
+            SourceError::OverrideRow {
+                source_name: exception.place.clone(),
+                place: exception.place.clone(),
+                message,
+            }
+        })?;
+        if exception.include {
+            draft.members.insert(member);
+        } else {
+            exclusions.push((list, vec![member]));
         }
     }
     // Exclusions go last, so they win over source rows and over every include.
@@ -327,6 +362,11 @@ fn render_template(template: &str, list: &str, display_name: &str, description: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`super::assemble`] now, without exceptions.
+    fn assemble(config: &Config, reads: Vec<SourceRead>) -> Result<Snapshot, SourceError> {
+        super::assemble(config, reads, &[], Utc::now())
+    }
     use crate::source::SourceList;
 
     fn config(text: &str) -> Config {
@@ -616,6 +656,57 @@ include = ["x@x.org"]
     #[test]
     fn render_template_leaves_unknown_braces_alone() {
         assert_eq!(render_template("{x}-{list}{", "l", "d", ""), "{x}-l{");
+    }
+
+    #[test]
+    fn overrides_and_exceptions_apply_only_inside_their_window() {
+        let config = config(
+            r#"
+[[override]]
+list = "mod-a"
+include = ["ended@x.org"]
+until = "2026-12-05"
+
+[[override]]
+list = "mod-a"
+include = ["soon@x.org"]
+from = "2026-12-08"
+"#,
+        );
+        let exception =
+            |member: &str, include: bool, from: Option<&str>, until: Option<&str>| Exception {
+                list: "MOD-A".to_owned(),
+                member: member.to_owned(),
+                include,
+                window: crate::config::Window::parse(from, until, chrono_tz::UTC).unwrap(),
+                reason: String::new(),
+                place: "exceptions.csv:2".to_owned(),
+            };
+        let exceptions = [
+            exception("a@x.org", false, Some("2026-12-08"), None),
+            exception("helpdesk@x.org", true, None, Some("2026-12-06")),
+        ];
+        let at = |day: &str| {
+            let now: DateTime<Utc> = format!("{day}T12:00:00Z").parse().unwrap();
+            let reads = vec![read(
+                "s",
+                "modules",
+                MemberKey::Upn,
+                &[("mod-a", &["a@x.org"])],
+            )];
+            values(
+                &super::assemble(&config, reads, &exceptions, now)
+                    .unwrap()
+                    .lists["mod-a"],
+            )
+        };
+        assert_eq!(
+            at("2026-12-05"),
+            ["upn:a@x.org", "upn:ended@x.org", "upn:helpdesk@x.org"]
+        );
+        assert_eq!(at("2026-12-06"), ["upn:a@x.org", "upn:helpdesk@x.org"]);
+        assert_eq!(at("2026-12-07"), ["upn:a@x.org"]);
+        assert_eq!(at("2026-12-08"), ["upn:soon@x.org"]);
     }
 
     proptest::proptest! {

@@ -414,8 +414,21 @@ impl Tenant {
     /// Runs `rollcall --config <config> ARGS…`, killing it and failing the test after
     /// `timeout`.
     pub async fn rollcall_within(&self, args: &[&str], timeout: Duration) -> Ran {
+        self.rollcall_with(args, &[], timeout).await
+    }
+
+    /// Runs `rollcall ARGS…` as if it were `now` (RFC 3339) on the calendar: dated exceptions
+    /// and the like judge at that moment (`ROLLCALL_NOW`).
+    pub async fn rollcall_at(&self, now: &str, args: &[&str]) -> Ran {
+        self.rollcall_with(args, &[("ROLLCALL_NOW", now)], COMMAND_TIMEOUT)
+            .await
+    }
+
+    async fn rollcall_with(&self, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Ran {
         let command = format!("rollcall {}", args.join(" "));
-        let output = tokio::time::timeout(timeout, self.command(args).output())
+        let mut child = self.command(args);
+        child.envs(env.iter().copied());
+        let output = tokio::time::timeout(timeout, child.output())
             .await
             .unwrap_or_else(|_| panic!("`{command}` did not end within {timeout:?}"))
             .unwrap_or_else(|e| panic!("`{command}` could not be started: {e}"));
