@@ -375,6 +375,49 @@ pub struct FamilyConfig {
     /// larger is held (a join gone wrong must not put every student on one list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_members: Option<u64>,
+    /// Who can see and join the family's new groups; `Private` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
+    /// The `resourceBehaviorOptions` of the family's new groups (set at creation only).
+    #[serde(default = "default_behaviors")]
+    pub behaviors: Vec<String>,
+}
+
+/// A Microsoft 365 group's `visibility` (GRAPH.md "Groups").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Visibility {
+    /// Owners admit members; the default for rollcall's groups.
+    #[default]
+    Private,
+    /// Anyone in the tenant can join and read.
+    Public,
+    /// Only members see the member list; set at creation, never changed after.
+    HiddenMembership,
+}
+
+impl Visibility {
+    /// The value Graph takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Private => "Private",
+            Visibility::Public => "Public",
+            Visibility::HiddenMembership => "HiddenMembership",
+        }
+    }
+}
+
+/// The `resourceBehaviorOptions` Graph documents for Microsoft 365 groups.
+pub const GROUP_BEHAVIORS: [&str; 5] = [
+    "AllowOnlyMembersToPost",
+    "HideGroupInOutlook",
+    "SubscribeNewGroupMembers",
+    "WelcomeEmailDisabled",
+    "SubscribeMembersToCalendarEventsDisabled",
+];
+
+/// Members added by a reconciler should not each get a welcome mail.
+fn default_behaviors() -> Vec<String> {
+    vec!["WelcomeEmailDisabled".to_owned()]
 }
 
 fn default_mail_nickname() -> String {

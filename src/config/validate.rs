@@ -197,6 +197,19 @@ impl Config {
         for (i, family) in self.families.iter().enumerate() {
             let at = |field: &str| format!("family[{i}].{field}");
             check_name(&family.name).map_err(|m| err(at("name"), m))?;
+            if let Some(unknown) = family
+                .behaviors
+                .iter()
+                .find(|b| !super::GROUP_BEHAVIORS.contains(&b.as_str()))
+            {
+                return Err(err(
+                    at("behaviors"),
+                    format!(
+                        "`{unknown}` is not a Microsoft 365 group behaviour; use some of {}",
+                        super::GROUP_BEHAVIORS.join(", ")
+                    ),
+                ));
+            }
             if family.max_members == Some(0) {
                 return Err(err(
                     at("max_members"),

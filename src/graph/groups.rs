@@ -130,9 +130,15 @@ async fn create_group(
         "mailEnabled": true,
         "securityEnabled": false,
         "groupTypes": ["Unified"],
-        // Members added by a reconciler should not each get a welcome mail.
-        "resourceBehaviorOptions": ["WelcomeEmailDisabled"],
     });
+    // Visibility and behaviours can be right only at creation (HiddenMembership and the
+    // behaviours never change afterwards): GRAPH.md "Groups".
+    if let Some(visibility) = &spec.visibility {
+        body["visibility"] = json!(visibility);
+    }
+    if !spec.behaviors.is_empty() {
+        body["resourceBehaviorOptions"] = json!(spec.behaviors);
+    }
     if let Some(description) = spec.description.as_deref().filter(|d| !d.trim().is_empty()) {
         body["description"] = json!(description);
     }

@@ -71,6 +71,11 @@ pub struct GroupSpec {
     pub display_name: String,
     /// description.
     pub description: Option<String>,
+    /// `visibility` (`Private`, `Public`, `HiddenMembership`); Graph's default (Public) when
+    /// absent.
+    pub visibility: Option<String>,
+    /// `resourceBehaviorOptions`, settable only at creation; none sent when empty.
+    pub behaviors: Vec<String>,
     /// Members bound in the create itself (at most [`MAX_BINDS`]): a new group's first
     /// members cost no write of their own.
     pub members: Vec<ObjectId>,

@@ -42,6 +42,16 @@ pub struct PlannedGroup {
     /// description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// visibility (plans saved before it was recorded create Private groups).
+    #[serde(default = "private")]
+    pub visibility: String,
+    /// resourceBehaviorOptions.
+    #[serde(default)]
+    pub behaviors: Vec<String>,
+}
+
+fn private() -> String {
+    crate::config::Visibility::Private.as_str().to_owned()
 }
 
 /// What the apply did.
@@ -186,6 +196,8 @@ impl Apply<'_> {
                     mail_nickname: planned.mail_nickname.clone(),
                     display_name: planned.display_name.clone(),
                     description: planned.description.clone(),
+                    visibility: Some(planned.visibility.clone()),
+                    behaviors: planned.behaviors.clone(),
                     members: adds.iter().map(|(_, member)| *member).collect(),
                 }
             })

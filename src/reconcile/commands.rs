@@ -370,7 +370,7 @@ impl Engine {
             graph: &self.graph,
             lease,
             run,
-            creates: &planned_groups_of(&planned.plan),
+            creates: &planned_groups_of(&planned.plan, &self.config.families),
             retitles: &planned.retitles(),
             stop: &self.stop,
             progress: &self.progress,

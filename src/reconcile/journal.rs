@@ -11,6 +11,7 @@ use super::lease::RunLease;
 use super::planned::Planned;
 use super::saved::Change;
 use super::stop::Stop;
+use crate::config::FamilyConfig;
 use crate::plan::{self, ListChange, Plan, Title};
 use crate::source::SourceSummary;
 use crate::store::{NewOp, NewSnapshot, OpKind, Run, RunId};
@@ -33,7 +34,7 @@ impl Engine {
         let summary = serde_json::json!({
             "totals": planned.plan.totals,
             "verdicts": planned.verdicts,
-            "creates": planned_groups_of(&planned.plan),
+            "creates": planned_groups_of(&planned.plan, &self.config.families),
             "retitles": planned.retitles(),
             "held": planned.plan.held().map(|(list, hold)| serde_json::json!({
                 "list": list.key, "reason": hold.key(), "message": hold.to_string(),
@@ -123,20 +124,31 @@ pub(super) fn journal_ops(planned: &Planned) -> Vec<NewOp> {
     ops
 }
 
-/// The groups a plan creates, by list key, with what creating them takes.
-pub(super) fn planned_groups_of(plan: &Plan) -> HashMap<String, PlannedGroup> {
+/// The groups a plan creates, by list key, with what creating them takes: the family's
+/// visibility (Private unless it says otherwise) and behaviours.
+pub(super) fn planned_groups_of(
+    plan: &Plan,
+    families: &[FamilyConfig],
+) -> HashMap<String, PlannedGroup> {
     plan.lists
         .iter()
         .filter_map(|list| match &list.change {
-            ListChange::Create { group, .. } => Some((
-                list.key.clone(),
-                PlannedGroup {
+            ListChange::Create { group, .. } => {
+                let family = families.iter().find(|f| f.name == list.family);
+                let planned = PlannedGroup {
                     family: list.family.clone(),
                     mail_nickname: group.mail_nickname.clone(),
                     display_name: group.display_name.clone(),
                     description: group.description.clone(),
-                },
-            )),
+                    visibility: family
+                        .and_then(|f| f.visibility)
+                        .unwrap_or_default()
+                        .as_str()
+                        .to_owned(),
+                    behaviors: family.map(|f| f.behaviors.clone()).unwrap_or_default(),
+                };
+                Some((list.key.clone(), planned))
+            }
             _ => None,
         })
         .collect()

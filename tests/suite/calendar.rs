@@ -1,14 +1,17 @@
-//! The academic year's dated exceptions end to end (DESIGN.md "The academic year"): an
-//! `[[override]]` or an `[[override_source]]` row applies only inside its `from`/`until`
-//! window, judged at the calendar's now (`ROLLCALL_NOW`, the test's own clock), so an
-//! exception that ended is as if absent and one that starts in two days takes effect that day.
+//! The academic year end to end (DESIGN.md "The academic year"). Groups are created Private,
+//! or as their family says, with its behaviours. An `[[override]]` or an `[[override_source]]`
+//! row applies only inside its `from`/`until` window, judged at the calendar's now
+//! (`ROLLCALL_NOW`, the test's own clock), so an exception that ended is as if absent and one
+//! that starts in two days takes effect that day.
 
 use crate::common::db::TestDatabase;
+use crate::common::graph::RawGraph;
 use crate::common::tenant::{Tenant, TenantOptions};
 use crate::on_every_backend;
 
 on_every_backend!(
     an_exception_that_ended_is_not_applied_and_one_that_starts_applies_from_its_first_day,
+    groups_are_created_private_or_as_their_family_says_with_its_behaviours,
 );
 
 async fn an_exception_that_ended_is_not_applied_and_one_that_starts_applies_from_its_first_day(
@@ -62,5 +65,58 @@ async fn an_exception_that_ended_is_not_applied_and_one_that_starts_applies_from
     let bad = tenant.rollcall_at("next monday", &["run"]).await;
     bad.expect(2);
     assert!(bad.stderr.contains("ROLLCALL_NOW"), "{}", bad.stderr);
+    tenant.finish();
+}
+
+/// DESIGN.md "The academic year", private lists: a family's `visibility` and `behaviors` are
+/// set when its groups are created (Graph takes neither later), and a family that says
+/// nothing gets Private groups that send no welcome mail.
+async fn groups_are_created_private_or_as_their_family_says_with_its_behaviours(
+    db: TestDatabase,
+) {
+    let mut tenant = Tenant::start(db, TenantOptions::new()).await;
+    tenant.set_family("modules", "visibility", "HiddenMembership");
+    tenant.set_family(
+        "modules",
+        "behaviors",
+        toml::Value::Array(vec![
+            "AllowOnlyMembersToPost".into(),
+            "WelcomeEmailDisabled".into(),
+        ]),
+    );
+    tenant.rollcall(&["run"]).await.expect(0);
+    tenant.assert_converged("after the build");
+    let graph = RawGraph::connect(&tenant.sandbox).await;
+    let groups = graph
+        .get("/groups?$select=mailNickname,visibility,resourceBehaviorOptions&$top=999")
+        .await;
+    let mut seen = 0;
+    for group in groups["value"].as_array().expect("a group listing") {
+        let nickname = group["mailNickname"].as_str().unwrap_or_default();
+        let Some(family) = tenant.desired.families.get(nickname) else {
+            continue;
+        };
+        seen += 1;
+        let (visibility, behaviors) = if *family == "modules" {
+            (
+                "HiddenMembership",
+                serde_json::json!(["AllowOnlyMembersToPost", "WelcomeEmailDisabled"]),
+            )
+        } else {
+            ("Private", serde_json::json!(["WelcomeEmailDisabled"]))
+        };
+        assert_eq!(
+            (&group["visibility"], &group["resourceBehaviorOptions"]),
+            (&serde_json::json!(visibility), &behaviors),
+            "{nickname}"
+        );
+    }
+    assert_eq!(seen, tenant.desired.lists.len());
+    let bad = {
+        tenant.set_family("departments", "behaviors", toml::Value::Array(vec!["Loud".into()]));
+        tenant.rollcall(&["config", "check"]).await
+    };
+    bad.expect(2);
+    assert!(bad.stderr.contains("behaviors"), "{}", bad.stderr);
     tenant.finish();
 }

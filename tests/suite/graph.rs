@@ -621,6 +621,8 @@ async fn twenty_groups_are_looked_up_in_one_batch_and_only_the_missing_ones_crea
     let client = tenant.client().await;
     let specs: Vec<GroupSpec> = (0..20)
         .map(|n| GroupSpec {
+            visibility: None,
+            behaviors: vec!["WelcomeEmailDisabled".to_owned()],
             mail_nickname: format!("list-{n}"),
             display_name: format!("List {n}"),
             description: None,
@@ -654,6 +656,8 @@ async fn ensure_group_finds_an_existing_group_and_creates_a_missing_one() {
     let tenant = Tenant::start(seed(2, &[&[0]]), Faults::default()).await;
     let client = tenant.client().await;
     let spec = |nickname: &str| GroupSpec {
+        visibility: None,
+        behaviors: vec!["WelcomeEmailDisabled".to_owned()],
         mail_nickname: nickname.to_owned(),
         display_name: format!("{nickname} (display)"),
         description: Some("made by rollcall's suite".to_owned()),
@@ -688,6 +692,8 @@ async fn a_create_binds_its_first_members_and_an_unknown_one_leaves_the_group_em
     let tenant = Tenant::start(seed(30, &[]), Faults::default()).await;
     let client = tenant.client().await;
     let spec = |nickname: &str, members: Vec<ObjectId>| GroupSpec {
+        visibility: None,
+        behaviors: vec!["WelcomeEmailDisabled".to_owned()],
         mail_nickname: nickname.to_owned(),
         display_name: nickname.to_owned(),
         description: None,
@@ -748,6 +754,8 @@ async fn a_create_whose_reply_was_lost_never_makes_a_second_group() {
     config.endpoint = proxy.graph_url();
     let client = GraphClient::connect_with(&config, quick()).await.unwrap();
     let spec = GroupSpec {
+        visibility: None,
+        behaviors: vec!["WelcomeEmailDisabled".to_owned()],
         mail_nickname: "mod-lost".to_owned(),
         display_name: "Lost reply".to_owned(),
         description: None,
@@ -774,6 +782,8 @@ async fn a_connection_dropped_right_after_a_create_leaves_one_group() {
     let tenant = Tenant::start(seed(3, &[]), Faults::default()).await;
     let client = tenant.client().await;
     let spec = GroupSpec {
+        visibility: None,
+        behaviors: vec!["WelcomeEmailDisabled".to_owned()],
         mail_nickname: "mod-drop".to_owned(),
         display_name: "Drop".to_owned(),
         description: None,
@@ -841,6 +851,8 @@ async fn adds_to_a_group_graph_has_not_replicated_yet_are_retried_until_it_has()
     let (group, how) = ensure(
         &client,
         &GroupSpec {
+            visibility: None,
+            behaviors: vec!["WelcomeEmailDisabled".to_owned()],
             mail_nickname: "mod-new".to_owned(),
             display_name: "New".to_owned(),
             description: None,

@@ -67,6 +67,8 @@ pub struct GroupProperties {
     pub security_enabled: bool,
     /// Options set at creation (e.g. `WelcomeEmailDisabled`).
     pub resource_behavior_options: Vec<String>,
+    /// `Public`, `Private` or `HiddenMembership` (Microsoft 365 groups; none for others).
+    pub visibility: Option<String>,
 }
 
 /// A group with its direct members.
@@ -632,6 +634,7 @@ mod tests {
                 mail_enabled: true,
                 security_enabled: false,
                 resource_behavior_options: Vec::new(),
+                visibility: None,
             },
             members: vec![user(0).id],
             owners: Vec::new(),

@@ -106,6 +106,12 @@ impl Directory {
                     mail_enabled: group.mail_enabled,
                     security_enabled: group.security_enabled,
                     resource_behavior_options: Vec::new(),
+                    // Microsoft 365 groups are Public unless told otherwise.
+                    visibility: group
+                        .group_types
+                        .iter()
+                        .any(|t| t == "Unified")
+                        .then(|| "Public".to_owned()),
                 },
                 created_date_time: "2026-01-01T00:00:00Z".to_owned(),
                 extensions: group.extensions.clone(),

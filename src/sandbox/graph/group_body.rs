@@ -170,6 +170,20 @@ pub(super) fn new_group(body: &Map<String, Value>) -> Result<NewGroup, GraphErro
     if !unified && !resource_behavior_options.is_empty() {
         return Err(GraphError::invalid_property("resourceBehaviorOptions"));
     }
+    // A Microsoft 365 group is Public unless the create says otherwise (GRAPH.md "Groups").
+    let visibility = match body.get("visibility") {
+        None | Some(Value::Null) => unified.then(|| "Public".to_owned()),
+        Some(Value::String(v)) if unified => {
+            let known = ["Public", "Private", "HiddenMembership"];
+            let Some(v) = known.iter().find(|k| k.eq_ignore_ascii_case(v)) else {
+                return Err(GraphError::bad_request(format!(
+                    "Invalid value '{v}' specified for property 'visibility' of resource 'Group'."
+                )));
+            };
+            Some((*v).to_owned())
+        }
+        Some(_) => return Err(GraphError::invalid_property("visibility")),
+    };
     let members = bind_ids(body, "members@odata.bind")?;
     let owners = bind_ids(body, "owners@odata.bind")?;
     too_many_links(members.len() + owners.len())?;
@@ -187,6 +201,7 @@ pub(super) fn new_group(body: &Map<String, Value>) -> Result<NewGroup, GraphErro
             mail_enabled,
             security_enabled,
             resource_behavior_options,
+            visibility,
         },
         members,
         owners,

@@ -53,6 +53,7 @@ pub fn group_json(
             ("displayName", json!(properties.display_name)),
             ("mailNickname", json!(properties.mail_nickname)),
             ("description", json!(properties.description)),
+            ("visibility", json!(properties.visibility)),
             ("groupTypes", json!(properties.group_types)),
             ("mailEnabled", json!(properties.mail_enabled)),
             ("securityEnabled", json!(properties.security_enabled)),
