@@ -71,9 +71,7 @@ async fn an_exception_that_ended_is_not_applied_and_one_that_starts_applies_from
 /// DESIGN.md "The academic year", private lists: a family's `visibility` and `behaviors` are
 /// set when its groups are created (Graph takes neither later), and a family that says
 /// nothing gets Private groups that send no welcome mail.
-async fn groups_are_created_private_or_as_their_family_says_with_its_behaviours(
-    db: TestDatabase,
-) {
+async fn groups_are_created_private_or_as_their_family_says_with_its_behaviours(db: TestDatabase) {
     let mut tenant = Tenant::start(db, TenantOptions::new()).await;
     tenant.set_family("modules", "visibility", "HiddenMembership");
     tenant.set_family(
@@ -113,7 +111,11 @@ async fn groups_are_created_private_or_as_their_family_says_with_its_behaviours(
     }
     assert_eq!(seen, tenant.desired.lists.len());
     let bad = {
-        tenant.set_family("departments", "behaviors", toml::Value::Array(vec!["Loud".into()]));
+        tenant.set_family(
+            "departments",
+            "behaviors",
+            toml::Value::Array(vec!["Loud".into()]),
+        );
         tenant.rollcall(&["config", "check"]).await
     };
     bad.expect(2);
