@@ -391,3 +391,46 @@ async fn every_withdrawal_is_sent_before_the_first_enrolment_to_an_existing_grou
     );
     tenant.finish();
 }
+
+/// A second group carrying a list's tag (copied by hand) holds that list in a full read,
+/// naming both groups; every other list is rebuilt as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_groups_tagged_for_one_list_hold_it_naming_both() {
+    let Some(db) = TestDatabase::create(crate::common::db::Backend::Sqlite).await else {
+        return;
+    };
+    let tenant = converged(db).await;
+    let key = tenant.university.modules[0].key.clone();
+    let first = tenant.group_id(&key);
+    let graph = crate::common::graph::RawGraph::connect(&tenant.sandbox).await;
+    let created = graph
+        .batch(vec![serde_json::json!({
+            "id": "1", "method": "POST", "url": "/groups",
+            "headers": {"Content-Type": "application/json"},
+            "body": {
+                "displayName": "copy", "mailNickname": "copy-of-a-list", "mailEnabled": true,
+                "securityEnabled": false, "groupTypes": ["Unified"],
+            },
+        })])
+        .await;
+    let second = created[0]["body"]["id"].as_str().expect("the copy's id").to_owned();
+    graph
+        .batch(vec![serde_json::json!({
+            "id": "1", "method": "POST", "url": format!("/groups/{second}/extensions"),
+            "headers": {"Content-Type": "application/json"},
+            "body": {
+                "@odata.type": "microsoft.graph.openTypeExtension",
+                "extensionName": "org.rollcall.managed",
+                "list": key, "family": "modules", "since": "2026-12-01T00:00:00Z",
+            },
+        })])
+        .await;
+
+    let rebuilt = tenant.rollcall(&["rebuild"]).await;
+    rebuilt.expect(7);
+    let report = tenant.show_last_run().await;
+    assert_eq!(held(&report["report"]), [(key.clone(), "two_groups_tagged".to_owned())]);
+    let message = report["report"]["held"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&first) && message.contains(&second), "{message}");
+    tenant.assert_converged("after the rebuild that held the doubly tagged list");
+}

@@ -64,7 +64,8 @@ pub struct ActualState {
     pub adopted: Vec<ManagedGroup>,
     /// Lists rollcall cannot create because their nickname is taken.
     pub conflicts: Vec<Conflict>,
-    /// Lists whose group Microsoft Graph refused to read for good (gone, 403): held.
+    /// Lists the read holds: a group Microsoft Graph refused to read for good (gone, 403), or
+    /// two groups carrying the list's tag.
     pub refused: BTreeMap<String, Hold>,
     /// The managed groups' titles, where known, by list key.
     pub titles: HashMap<String, Title>,
@@ -166,9 +167,21 @@ async fn read_full(
     }
     for group in &groups {
         let Some(tag) = &group.tag else { continue };
-        if state.managed.contains_key(&tag.list)
-            || state.managed.values().any(|m| m.group_id == group.id)
-        {
+        if state.managed.values().any(|m| m.group_id == group.id) {
+            continue;
+        }
+        if let Some(first) = state.managed.get(&tag.list) {
+            // A second group carries this list's tag (copied by hand, or a create made twice
+            // outside rollcall): which one the list means is a person's call.
+            tracing::warn!(list = %tag.list, first = %first.group_id, second = %group.id, "two groups carry rollcall's tag for one list; the list is held");
+            let hold = Hold {
+                family: tag.family.clone(),
+                reason: HoldReason::TwoGroupsTagged {
+                    first: first.group_id.clone(),
+                    second: group.id.clone(),
+                },
+            };
+            state.refused.insert(tag.list.clone(), hold);
             continue;
         }
         // Tagged by rollcall but unknown to the store: a lost state database, or a create
@@ -197,7 +210,7 @@ async fn read_full(
     let managed: Vec<&ManagedGroup> = state.managed.values().collect();
     let mut refused = BTreeMap::new();
     let lists = read_members(graph, &managed, &mut refused).await?;
-    state.refused = refused;
+    state.refused.extend(refused);
     if repair {
         let unrecorded: Vec<&str> = state.adopted.iter().map(|g| g.list.as_str()).collect();
         mirror(store, &unrecorded, &lists).await?;
