@@ -413,7 +413,10 @@ async fn two_groups_tagged_for_one_list_hold_it_naming_both() {
             },
         })])
         .await;
-    let second = created[0]["body"]["id"].as_str().expect("the copy's id").to_owned();
+    let second = created[0]["body"]["id"]
+        .as_str()
+        .expect("the copy's id")
+        .to_owned();
     graph
         .batch(vec![serde_json::json!({
             "id": "1", "method": "POST", "url": format!("/groups/{second}/extensions"),
@@ -429,8 +432,16 @@ async fn two_groups_tagged_for_one_list_hold_it_naming_both() {
     let rebuilt = tenant.rollcall(&["rebuild"]).await;
     rebuilt.expect(7);
     let report = tenant.show_last_run().await;
-    assert_eq!(held(&report["report"]), [(key.clone(), "two_groups_tagged".to_owned())]);
-    let message = report["report"]["held"][0]["message"].as_str().unwrap_or_default();
-    assert!(message.contains(&first) && message.contains(&second), "{message}");
+    assert_eq!(
+        held(&report["report"]),
+        [(key.clone(), "two_groups_tagged".to_owned())]
+    );
+    let message = report["report"]["held"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains(&first) && message.contains(&second),
+        "{message}"
+    );
     tenant.assert_converged("after the rebuild that held the doubly tagged list");
 }
