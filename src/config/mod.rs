@@ -8,6 +8,7 @@
 mod certificate;
 mod credential;
 mod secret;
+mod source_check;
 #[cfg(test)]
 pub(crate) mod test_certificates;
 mod validate;

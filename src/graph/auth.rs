@@ -23,9 +23,9 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::assertion::{self, JWT_BEARER};
+use super::counters::Counters;
 use super::error::GraphError;
 use super::retry::{Attempts, Fault, RetryPolicy, parse_retry_after};
-use super::transport::Counters;
 use crate::config::{Credential, GraphConfig, is_loopback};
 
 /// A token is renewed once less than this much of its life is left (or 10 % of it, if less).
@@ -193,7 +193,7 @@ impl Credentials {
                 (
                     sign_in(
                         None,
-                        format!("no reply ({})", super::transport::describe(&e)),
+                        format!("no reply ({})", super::error::describe(&e)),
                         "check `graph.authority` and the network path to it",
                     ),
                     Some(Fault::NoReply),

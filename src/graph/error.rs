@@ -184,6 +184,23 @@ fn truncate(text: &str) -> String {
     }
 }
 
+/// What went wrong with an HTTP exchange, in a few words: the innermost cause, never the URL.
+pub(crate) fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        return "timed out".to_owned();
+    }
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    let text = cause.to_string();
+    if error.is_connect() && !text.contains("connect") {
+        format!("cannot connect: {text}")
+    } else {
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -9,6 +9,7 @@
 mod assertion;
 mod auth;
 mod batch;
+mod counters;
 mod delta;
 mod entra;
 mod error;

@@ -7,7 +7,6 @@
 //! absolute links Graph returns; graph-rs-sdk carries each request (`custom` with the URL
 //! set), adding the bearer token and enforcing https off loopback.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use graph_rs_sdk::GraphFailure;
@@ -16,9 +15,9 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 use url::Url;
 
-use super::GraphStats;
 use super::auth::SignIn;
-use super::error::GraphError;
+use super::counters::Counters;
+use super::error::{GraphError, describe};
 use super::retry::{Attempts, Fault, RetryPolicy, Throttle, parse_retry_after};
 
 /// One Graph request.
@@ -108,80 +107,6 @@ impl Reply {
     /// This reply as an error of `request`.
     pub(crate) fn error(&self, request: &Request) -> GraphError {
         GraphError::from_reply(request.describe(), self.status, &self.body)
-    }
-}
-
-/// What the client sent, counted as it goes.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    requests: AtomicU64,
-    retries: AtomicU64,
-    throttled: AtomicU64,
-    batched: AtomicU64,
-    token_requests: AtomicU64,
-    status_2xx: AtomicU64,
-    status_4xx: AtomicU64,
-    status_5xx: AtomicU64,
-    no_reply: AtomicU64,
-    throttle_wait_us: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn request(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn retry(&self) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn batched(&self, requests: usize) {
-        self.batched.fetch_add(requests as u64, Ordering::Relaxed);
-    }
-
-    pub(crate) fn token_request(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.token_requests.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn throttled(&self) {
-        self.throttled.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// An HTTP reply's status class (a `$batch` counts once, by its own status).
-    pub(crate) fn status(&self, status: u16) {
-        let counter = match status {
-            200..=399 => &self.status_2xx,
-            400..=499 => &self.status_4xx,
-            _ => &self.status_5xx,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A request that got no reply (dropped connection, timeout).
-    pub(crate) fn no_reply(&self) {
-        self.no_reply.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Time a request spent held back by throttling (the gate or the pace).
-    pub(crate) fn waited(&self, wait: Duration) {
-        self.throttle_wait_us
-            .fetch_add(wait.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    pub(crate) fn snapshot(&self) -> GraphStats {
-        GraphStats {
-            requests: self.requests.load(Ordering::Relaxed),
-            retries: self.retries.load(Ordering::Relaxed),
-            throttled: self.throttled.load(Ordering::Relaxed),
-            batched: self.batched.load(Ordering::Relaxed),
-            token_requests: self.token_requests.load(Ordering::Relaxed),
-            status_2xx: self.status_2xx.load(Ordering::Relaxed),
-            status_4xx: self.status_4xx.load(Ordering::Relaxed),
-            status_5xx: self.status_5xx.load(Ordering::Relaxed),
-            no_reply: self.no_reply.load(Ordering::Relaxed),
-            throttle_wait: Duration::from_micros(self.throttle_wait_us.load(Ordering::Relaxed)),
-        }
     }
 }
 
@@ -485,23 +410,6 @@ pub(crate) fn inner_retry_after(response: &Value) -> Option<Duration> {
 /// The `x-ms-throttle-limit-percentage` in a batch response's `headers` object (any case).
 pub(crate) fn inner_load(response: &Value) -> Option<u32> {
     parse_load(&inner_header(response, LOAD_HEADER)?)
-}
-
-/// What went wrong with an HTTP exchange, in a few words: the innermost cause, never the URL.
-pub(crate) fn describe(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        return "timed out".to_owned();
-    }
-    let mut cause: &dyn std::error::Error = error;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    let text = cause.to_string();
-    if error.is_connect() && !text.contains("connect") {
-        format!("cannot connect: {text}")
-    } else {
-        text
-    }
 }
 
 #[cfg(test)]

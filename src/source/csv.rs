@@ -7,7 +7,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::rows::{Accumulator, ColumnFault, Columns, RawRow};
+use super::rows::{Accumulator, Columns, RawRow};
 use super::{SourceError, SourceRead};
 use crate::config::SourceConfig;
 
@@ -36,19 +36,8 @@ pub(crate) fn read(source: &SourceConfig, path: &Path) -> Result<SourceRead, Sou
     let headers = reader
         .headers()
         .map_err(|e| csv_error(name, path, e, 1, delimiter))?;
-    let columns = Columns::locate(headers.iter()).map_err(|fault| match fault {
-        ColumnFault::Missing { column, found } => SourceError::MissingColumn {
-            source_name: name.to_owned(),
-            place: format!("{}:1", path.display()),
-            column,
-            found,
-        },
-        ColumnFault::Duplicate(column) => SourceError::DuplicateColumn {
-            source_name: name.to_owned(),
-            place: format!("{}:1", path.display()),
-            column,
-        },
-    })?;
+    let columns = Columns::locate(headers.iter())
+        .map_err(|fault| fault.into_error(name, format!("{}:1", path.display())))?;
 
     let mut rows = Accumulator::new(source.member_key);
     let mut record = csv::StringRecord::new();

@@ -6,7 +6,7 @@ use odbc_api::buffers::TextRowSet;
 use odbc_api::{ConnectionOptions, Cursor, ResultSetMetadata, environment};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::rows::{Accumulator, ColumnFault, Columns, RawRow};
+use super::rows::{Accumulator, Columns, RawRow};
 use super::{SourceError, SourceRead};
 use crate::config::{SourceConfig, redact_connection_string};
 
@@ -98,20 +98,8 @@ fn read_blocking(
         .map_err(failed)?
         .collect::<Result<_, _>>()
         .map_err(failed)?;
-    let columns =
-        Columns::locate(names.iter().map(String::as_str)).map_err(|fault| match fault {
-            ColumnFault::Missing { column, found } => SourceError::MissingColumn {
-                source_name: source.name.clone(),
-                place: "query".to_owned(),
-                column,
-                found,
-            },
-            ColumnFault::Duplicate(column) => SourceError::DuplicateColumn {
-                source_name: source.name.clone(),
-                place: "query".to_owned(),
-                column,
-            },
-        })?;
+    let columns = Columns::locate(names.iter().map(String::as_str))
+        .map_err(|fault| fault.into_error(&source.name, "query".to_owned()))?;
     let buffer = TextRowSet::for_cursor(BATCH, &mut cursor, Some(MAX_CELL)).map_err(failed)?;
     let mut block = cursor.bind_buffer(buffer).map_err(failed)?;
     let mut rows = Accumulator::new(source.member_key);

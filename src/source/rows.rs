@@ -51,6 +51,26 @@ pub(crate) enum ColumnFault {
     Duplicate(&'static str),
 }
 
+impl ColumnFault {
+    /// The source fault this is, for source `source_name` at `place` (`file:1`, `query`).
+    pub(crate) fn into_error(self, source_name: &str, place: String) -> super::SourceError {
+        let source_name = source_name.to_owned();
+        match self {
+            ColumnFault::Missing { column, found } => super::SourceError::MissingColumn {
+                source_name,
+                place,
+                column,
+                found,
+            },
+            ColumnFault::Duplicate(column) => super::SourceError::DuplicateColumn {
+                source_name,
+                place,
+                column,
+            },
+        }
+    }
+}
+
 impl Columns {
     /// Finds the columns by name, trimmed and case-insensitively; other columns are ignored.
     pub(crate) fn locate<'a>(

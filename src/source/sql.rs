@@ -13,7 +13,7 @@ use sqlx::{
     Type, TypeInfo, ValueRef,
 };
 
-use super::rows::{Accumulator, ColumnFault, Columns, RawRow};
+use super::rows::{Accumulator, Columns, RawRow};
 use super::{SourceError, SourceRead};
 use crate::config::{DatabaseUrl, SourceConfig};
 
@@ -187,21 +187,8 @@ where
         .prepare(query)
         .await
         .map_err(|e| query_error(source, url, &e))?;
-    let columns = Columns::locate(statement.columns().iter().map(|c| c.name())).map_err(
-        |fault| match fault {
-            ColumnFault::Missing { column, found } => SourceError::MissingColumn {
-                source_name: source.name.clone(),
-                place: "query".to_owned(),
-                column,
-                found,
-            },
-            ColumnFault::Duplicate(column) => SourceError::DuplicateColumn {
-                source_name: source.name.clone(),
-                place: "query".to_owned(),
-                column,
-            },
-        },
-    )?;
+    let columns = Columns::locate(statement.columns().iter().map(|c| c.name()))
+        .map_err(|fault| fault.into_error(&source.name, "query".to_owned()))?;
 
     let mut rows = Accumulator::new(source.member_key);
     // One buffer per column, reused for every row.

@@ -59,6 +59,25 @@ fn module_with(tenant: &Tenant, size: usize, not: &[usize]) -> usize {
         .unwrap_or_else(|| panic!("no module has {size} students with an account"))
 }
 
+/// Every list but `key` is converged, and `key`'s group still has exactly `before`.
+#[track_caller]
+fn assert_held_untouched(tenant: &Tenant, key: &str, before: &BTreeSet<String>, what: &str) {
+    let skip: BTreeSet<String> = [key.to_owned()].into_iter().collect();
+    tenant.assert_converged_except(&skip, &format!("after the run that held {what}"));
+    let group = tenant
+        .sandbox
+        .state()
+        .groups
+        .into_iter()
+        .find(|g| g.mail_nickname == key)
+        .unwrap_or_else(|| panic!("{what} has no group"));
+    assert_eq!(
+        &group.members.into_iter().collect::<BTreeSet<_>>(),
+        before,
+        "{what} was touched while held"
+    );
+}
+
 /// One more `run` exits 0 and sends no write.
 async fn assert_next_run_writes_nothing(tenant: &Tenant, why: &str) {
     let writes = tenant.stat("write_requests");
@@ -193,20 +212,7 @@ async fn a_per_list_guard_trip_holds_that_list_only_until_accept_list_releases_i
         "{}",
         ran.stdout
     );
-    let skip: BTreeSet<String> = [key.clone()].into_iter().collect();
-    tenant.assert_converged_except(&skip, "after the run that held the halved list");
-    let group = tenant
-        .sandbox
-        .state()
-        .groups
-        .into_iter()
-        .find(|g| g.mail_nickname == key)
-        .expect("the halved list's group");
-    assert_eq!(
-        group.members.into_iter().collect::<BTreeSet<_>>(),
-        before,
-        "the held list was touched"
-    );
+    assert_held_untouched(&tenant, &key, &before, "the halved list");
     assert_eq!(
         held(&tenant.show_last_run().await["report"]),
         [(key.clone(), "guard".to_owned())]
@@ -305,16 +311,7 @@ async fn a_list_tripled_by_a_bad_join_is_held_until_released_and_max_members_hol
     tenant.withdraw(other, 1);
 
     tenant.rollcall(&["run"]).await.expect(7);
-    let skip: BTreeSet<String> = [key.clone()].into_iter().collect();
-    tenant.assert_converged_except(&skip, "after the run that held the tripled list");
-    let group = tenant
-        .sandbox
-        .state()
-        .groups
-        .into_iter()
-        .find(|g| g.mail_nickname == key)
-        .expect("the tripled list's group");
-    assert_eq!(group.members.into_iter().collect::<BTreeSet<_>>(), before);
+    assert_held_untouched(&tenant, &key, &before, "the tripled list");
     let report = tenant.show_last_run().await;
     assert_eq!(held(&report["report"]), [(key.clone(), "guard".to_owned())]);
     let message = report["report"]["held"][0]["message"]

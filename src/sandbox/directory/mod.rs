@@ -6,13 +6,12 @@
 //! reads pass a `horizon` (now − replication lag) and see the state as of that instant.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{Map, Value};
 
-use super::error::GraphError;
-
 mod seeding;
+mod writes;
 
 /// A user's position in the directory.
 pub type UserIx = u32;
@@ -271,227 +270,6 @@ impl Directory {
             page.extend(next);
         }
     }
-
-    fn record(&mut self, group: GroupIx, change: Change, now: Instant, lag: Duration) {
-        self.log.push(LogEntry {
-            at: now,
-            group,
-            change,
-        });
-        if let Change::MemberAdded(user) | Change::MemberRemoved(user) = change {
-            let recent = &mut self.groups[group as usize].recent;
-            while recent
-                .front()
-                .is_some_and(|c| now.saturating_duration_since(c.at) > lag)
-            {
-                recent.pop_front();
-            }
-            if !lag.is_zero() {
-                recent.push_back(RecentChange {
-                    at: now,
-                    user,
-                    added: matches!(change, Change::MemberAdded(_)),
-                });
-            }
-        }
-    }
-
-    /// Resolves member ids for an add, all or nothing: every id must be a user (404 naming the
-    /// first unknown one) and none may be a member already (400).
-    fn resolve_new_members(
-        &self,
-        group: Option<GroupIx>,
-        ids: &[String],
-    ) -> Result<Vec<UserIx>, GraphError> {
-        let mut seen = HashSet::with_capacity(ids.len());
-        let mut users = Vec::with_capacity(ids.len());
-        for id in ids {
-            let Some(user) = self.user_by_id(id) else {
-                if self.group_by_id.contains_key(&id.to_ascii_lowercase()) {
-                    return Err(GraphError::bad_request(
-                        "Microsoft 365 groups take only users as members.",
-                    ));
-                }
-                return Err(GraphError::not_found(id));
-            };
-            let present = group.is_some_and(|g| self.groups[g as usize].members.contains(&user));
-            if present || !seen.insert(user) {
-                return Err(GraphError::already_member());
-            }
-            users.push(user);
-        }
-        Ok(users)
-    }
-
-    /// Creates a group (with up to 20 members bound); nickname unique in the whole tenant.
-    pub fn create_group(
-        &mut self,
-        new: NewGroup,
-        now: Instant,
-        lag: Duration,
-    ) -> Result<GroupIx, GraphError> {
-        let nickname = new.properties.mail_nickname.to_lowercase();
-        if self.group_by_nickname.contains_key(&nickname) {
-            return Err(GraphError::bad_request(
-                "Another object with the same value for property mailNickname already exists.",
-            ));
-        }
-        let members = self.resolve_new_members(None, &new.members)?;
-        for owner in &new.owners {
-            if self.user_by_id(owner).is_none() {
-                return Err(GraphError::not_found(owner));
-            }
-        }
-        let ix = self.groups.len() as GroupIx;
-        let id = uuid::Uuid::new_v4().to_string();
-        self.group_by_id.insert(id.clone(), ix);
-        self.group_by_nickname.insert(nickname, ix);
-        self.groups.push(Group {
-            id,
-            properties: new.properties,
-            created_date_time: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            extensions: Vec::new(),
-            members: BTreeSet::new(),
-            created_at: now,
-            recent: VecDeque::new(),
-            deleted: false,
-        });
-        self.record(ix, Change::Created, now, lag);
-        for user in members {
-            self.groups[ix as usize].members.insert(user);
-            self.record(ix, Change::MemberAdded(user), now, lag);
-        }
-        Ok(ix)
-    }
-
-    /// Looks a group up by id for a write (true state, no lag), refusing read-only groups for
-    /// member changes.
-    fn writable_group(&self, id: &str, members: bool) -> Result<GroupIx, GraphError> {
-        let group = self
-            .group_by_id
-            .get(&id.to_ascii_lowercase())
-            .copied()
-            .ok_or_else(|| GraphError::not_found(id))?;
-        if members && self.groups[group as usize].is_read_only() {
-            return Err(GraphError::read_only_group());
-        }
-        Ok(group)
-    }
-
-    /// Adds members, all or nothing; returns how many were added.
-    pub fn add_members(
-        &mut self,
-        group_id: &str,
-        ids: &[String],
-        now: Instant,
-        lag: Duration,
-    ) -> Result<usize, GraphError> {
-        let group = self.writable_group(group_id, true)?;
-        // GRAPH.md "Changing members": right after creation, member adds fail with this 400
-        // until replication catches up; with lag configured, the sandbox does the same.
-        if !lag.is_zero()
-            && now.saturating_duration_since(self.groups[group as usize].created_at) < lag
-        {
-            return Err(GraphError::bad_request(
-                "The source resource object or one of the objects being referenced do not exist.",
-            ));
-        }
-        let users = self.resolve_new_members(Some(group), ids)?;
-        for &user in &users {
-            self.groups[group as usize].members.insert(user);
-            self.record(group, Change::MemberAdded(user), now, lag);
-        }
-        Ok(users.len())
-    }
-
-    /// Removes one member; a non-member is a 404 naming the group (GRAPH.md).
-    pub fn remove_member(
-        &mut self,
-        group_id: &str,
-        user_id: &str,
-        now: Instant,
-        lag: Duration,
-    ) -> Result<(), GraphError> {
-        let group = self.writable_group(group_id, true)?;
-        let user = self
-            .user_by_id(user_id)
-            .filter(|u| self.groups[group as usize].members.contains(u))
-            .ok_or_else(|| GraphError::not_found(&self.groups[group as usize].id))?;
-        self.groups[group as usize].members.remove(&user);
-        self.record(group, Change::MemberRemoved(user), now, lag);
-        Ok(())
-    }
-
-    /// Deletes a group: it disappears from reads and lookups at once, its nickname is free
-    /// again, and the next delta round reports it `@removed`.
-    pub fn delete_group(
-        &mut self,
-        group_id: &str,
-        now: Instant,
-        lag: Duration,
-    ) -> Result<(), GraphError> {
-        let ix = self.writable_group(group_id, false)?;
-        let group = &mut self.groups[ix as usize];
-        group.deleted = true;
-        let (id, nickname) = (
-            group.id.to_ascii_lowercase(),
-            group.properties.mail_nickname.to_lowercase(),
-        );
-        self.group_by_id.remove(&id);
-        self.group_by_nickname.remove(&nickname);
-        self.record(ix, Change::Deleted, now, lag);
-        Ok(())
-    }
-
-    /// Changes a group's display name or description.
-    pub fn update_group(
-        &mut self,
-        group_id: &str,
-        display_name: Option<String>,
-        description: Option<Option<String>>,
-        now: Instant,
-        lag: Duration,
-    ) -> Result<(), GraphError> {
-        let ix = self.writable_group(group_id, false)?;
-        let group = &mut self.groups[ix as usize];
-        if let Some(name) = display_name {
-            group.properties.display_name = name;
-        }
-        if let Some(description) = description {
-            group.properties.description = description;
-        }
-        self.record(ix, Change::Updated, now, lag);
-        Ok(())
-    }
-
-    /// Adds an open extension: at most two per app per group, names unique.
-    pub fn add_extension(
-        &mut self,
-        group_id: &str,
-        extension: Map<String, Value>,
-    ) -> Result<(), GraphError> {
-        let ix = self.writable_group(group_id, false)?;
-        let group = &mut self.groups[ix as usize];
-        let name = extension.get("extensionName").and_then(Value::as_str);
-        if group
-            .extensions
-            .iter()
-            .any(|e| e.get("extensionName").and_then(Value::as_str) == name)
-        {
-            return Err(GraphError::new(
-                409,
-                "NameAlreadyExists",
-                "An extension already exists with given id.",
-            ));
-        }
-        if group.extensions.len() >= 2 {
-            return Err(GraphError::bad_request(
-                "An application can add at most 2 open extensions to one resource instance.",
-            ));
-        }
-        group.extensions.push(extension);
-        Ok(())
-    }
 }
 
 /// For a read at `horizon`: members that are present now but were not then (`hidden`), and
@@ -528,7 +306,10 @@ fn lagged_overrides(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::sandbox::error::GraphError;
     use crate::sandbox::seed::{Seed, SeedGroup, SeedUser};
 
     fn user(n: u32) -> SeedUser {

@@ -11,6 +11,7 @@ mod delta;
 mod group_body;
 mod groups;
 mod request;
+mod retry_window;
 mod route;
 mod user_filter;
 mod users;
@@ -26,6 +27,7 @@ use serde_json::Value;
 pub use assertion::{FEDERATION_AUDIENCE, Registrations};
 pub use request::Reply;
 use request::{Input, Origin, Query, reply};
+use retry_window::{RetryWindow, longest_retry_after};
 use route::Route;
 
 use super::directory::Directory;
@@ -71,51 +73,6 @@ pub enum Outcome {
     Reply(Reply),
     /// Close the connection without a reply.
     Drop,
-}
-
-/// How long after a 429 went out a request may still arrive without counting as early.
-///
-/// The sandbox cannot see when a client sent a request, only when it arrived. A request the
-/// client sent before it could read the 429 (in flight on another connection, or queued
-/// behind the throttled one while the sandbox was busy with it) arrives shortly after the
-/// 429 was answered and is no fault of the client's; anything later was sent by a client
-/// that knew, or should have known, that the scope was throttled. 50 ms is far more than a
-/// loopback hop and a queued request or two take, and far less than the `Retry-After`
-/// values a throttled bucket gives at time scales that tests use to check this.
-const IN_FLIGHT_GRACE: Duration = Duration::from_millis(50);
-
-/// The `Retry-After` currently running for the app+tenant scope.
-#[derive(Debug, Clone, Copy)]
-struct RetryWindow {
-    /// When the latest reply carrying a 429 went out.
-    answered: Instant,
-    /// When the longest `Retry-After` given runs out.
-    until: Instant,
-}
-
-/// The longest `Retry-After` of the 429s in a reply: its own, or its batch responses'.
-fn longest_retry_after(reply: &Reply) -> Option<Duration> {
-    let seconds = |value: &str| value.parse::<f64>().ok().map(Duration::from_secs_f64);
-    if reply.status == 429 {
-        return reply
-            .headers
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
-            .and_then(|(_, value)| seconds(value));
-    }
-    let Some(request::ReplyBody::Json(body)) = &reply.body else {
-        return None;
-    };
-    body["responses"]
-        .as_array()?
-        .iter()
-        .filter(|response| response["status"] == 429)
-        .filter_map(|response| {
-            response["headers"]["Retry-After"]
-                .as_str()
-                .and_then(seconds)
-        })
-        .max()
 }
 
 /// What the gate decided for one request.
@@ -254,10 +211,7 @@ impl Tenant {
     /// Counts a request that arrived while a `Retry-After` was running, past the grace.
     fn note_arrival(&self, arrived: Instant) {
         let window = *self.retry_window.lock().expect("retry window lock");
-        if let Some(window) = window
-            && arrived > window.answered + IN_FLIGHT_GRACE
-            && arrived < window.until
-        {
+        if window.is_some_and(|w| w.early(arrived)) {
             self.stats.update(|s| s.early_requests += 1);
         }
     }
@@ -265,13 +219,8 @@ impl Tenant {
     /// Records a reply carrying 429s (outer or inside a batch) going out now: the scope is
     /// closed until the longest of their `Retry-After`s has run, counted from now.
     fn note_answered(&self, retry_after: Duration) {
-        let now = Instant::now();
         let mut window = self.retry_window.lock().expect("retry window lock");
-        let until = now + retry_after;
-        *window = Some(RetryWindow {
-            answered: now,
-            until: window.map_or(until, |w| w.until.max(until)),
-        });
+        *window = Some(RetryWindow::answered(*window, Instant::now(), retry_after));
     }
 
     async fn serve_graph(&self, request: IncomingRequest) -> Outcome {
