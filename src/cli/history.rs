@@ -113,7 +113,19 @@ pub async fn status(context: &Context) -> Result<Exit, CommandError> {
         println!("{line}");
     }
     if let Some(run) = last {
-        let held = report(run).held;
+        let report = report(run);
+        if !report.leaving.is_empty() {
+            println!(
+                "removal grace: {} members leaving {} lists in the last run ({}), each once due",
+                report.totals.leaving,
+                report.leaving.len(),
+                run.id
+            );
+        }
+        for pending in &report.leaving {
+            println!("  {}", crate::reconcile::pending_text(pending));
+        }
+        let held = report.held;
         if !held.is_empty() {
             println!("held lists: {} in the last run ({})", held.len(), run.id);
         }

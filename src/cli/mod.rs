@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::exit::{CommandError, Exit};
+use crate::graph::{GraphClient, permissions};
 use crate::logging::{self, LogFormat};
 use crate::sandbox::command::SandboxArgs;
 use crate::store::{RunKind, Store};
@@ -225,13 +226,59 @@ async fn doctor(context: &Context) -> Result<Exit, CommandError> {
     let findings = store.doctor().await;
     store.close().await;
     println!("state database: {}", store.url());
-    if findings.is_empty() {
-        println!("no problems found");
-        return Ok(Exit::Success);
-    }
     for finding in &findings {
         println!("{finding}");
     }
-    println!("{} problem(s) found", findings.len());
+    let lacking = doctor_permissions(context).await?;
+    let problems = findings.len() + lacking;
+    if problems == 0 {
+        println!("no problems found");
+        return Ok(Exit::Success);
+    }
+    println!("{problems} problem(s) found");
     Ok(Exit::Failed)
+}
+
+/// Signs in to Microsoft Graph and names each application permission the configuration
+/// needs that the token's `roles` claim lacks; returns how many.
+async fn doctor_permissions(context: &Context) -> Result<usize, CommandError> {
+    let config = context.config()?;
+    let Some(graph) = config.graph.as_ref() else {
+        println!("permissions: not checked (the configuration has no [graph] section)");
+        return Ok(0);
+    };
+    let signed_in = match GraphClient::connect(graph).await {
+        Ok(graph) => graph.granted_roles().await,
+        Err(e) => Err(e),
+    };
+    let roles = match signed_in {
+        Ok(roles) => roles,
+        Err(e) => {
+            println!("error [sign-in] could not sign in to Microsoft Graph: {e}");
+            return Ok(1);
+        }
+    };
+    let needed = crate::reconcile::needed_permissions(&config);
+    let Some(roles) = roles else {
+        println!(
+            "warning [permissions-unknown] the access token does not list its permissions              (no `roles` claim); needed: {}",
+            needed.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+        );
+        return Ok(0);
+    };
+    let missing = permissions::missing(&needed, &roles);
+    if missing.is_empty() {
+        println!(
+            "permissions: all {} present ({})",
+            needed.len(),
+            needed.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+        );
+    }
+    for permission in &missing {
+        println!(
+            "error [missing-permission] {}: without it {}; grant it (with admin consent) to              the app registration in Entra ID",
+            permission.name, permission.without
+        );
+    }
+    Ok(missing.len())
 }

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::exit::{CommandError, Exit};
 use crate::plan::{Approvals, render_plan};
 use crate::reconcile::{
-    Engine, Planned, Progress, SavedPlan, StopSignal, Verification, drift_text, exit_of,
+    Engine, Planned, Progress, SavedPlan, StopSignal, Verification, drift_text, exit_of, pending_text,
 };
 use crate::store::RunKind;
 
@@ -362,6 +362,9 @@ fn verify_text(run: crate::store::RunId, verification: &Verification) -> String 
     );
     for drift in &verification.drift {
         let _ = writeln!(out, "  {}", drift_text(drift));
+    }
+    for pending in &verification.pending {
+        let _ = writeln!(out, "  pending (not drift): {}", pending_text(pending));
     }
     if verification.unresolved > 0 {
         let _ = writeln!(

@@ -376,6 +376,14 @@ pub struct FamilyConfig {
     /// larger is held (a join gone wrong must not put every student on one list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_members: Option<u64>,
+    /// How long a member whom the sources no longer name stays on the family's lists,
+    /// counted from the first run that found them absent (`0s`: removed at once).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Duration::is_zero"
+    )]
+    pub remove_after: Duration,
     /// Who can see and join the family's new groups; `Private` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visibility: Option<Visibility>,

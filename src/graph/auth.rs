@@ -388,6 +388,8 @@ pub(crate) struct Session {
     pub(crate) sdk: graph_rs_sdk::GraphClient,
     /// Which token this is; a 401 renews only the token it was sent with.
     pub(crate) generation: u64,
+    /// The token's `roles` claim, when the token is a JWT that has one.
+    pub(crate) roles: Option<Vec<String>>,
     renew_at: Instant,
 }
 
@@ -484,6 +486,7 @@ impl SignIn {
         let margin = RENEW_MARGIN.min(token.lifetime / 10);
         Session {
             sdk,
+            roles: super::permissions::roles_of(token.bearer.expose_secret()),
             generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
             renew_at: received + token.lifetime.saturating_sub(margin),
         }

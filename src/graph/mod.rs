@@ -15,6 +15,7 @@ mod entra;
 mod error;
 mod groups;
 mod pages;
+pub mod permissions;
 mod retry;
 mod transport;
 mod users;
@@ -237,6 +238,12 @@ impl GraphClient {
         Ok(GraphClient {
             transport: Arc::new(transport),
         })
+    }
+
+    /// The application permissions the access token says were granted (its `roles`
+    /// claim); `None` when the token does not say.
+    pub async fn granted_roles(&self) -> Result<Option<Vec<String>>, GraphError> {
+        self.transport.roles().await
     }
 
     /// What the client sent so far.

@@ -160,6 +160,13 @@ impl Transport {
             .map(drop)
     }
 
+    /// The current token's `roles` claim (signing in first if need be); `None` when the
+    /// token does not say.
+    pub(crate) async fn roles(&self) -> Result<Option<Vec<String>>, GraphError> {
+        let session = self.sign_in.session(&self.policy, &self.counters).await?;
+        Ok(session.roles.clone())
+    }
+
     /// Graph's base URL.
     pub(crate) fn endpoint(&self) -> &Url {
         self.sign_in.endpoint()

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use crate::config::OnVanish;
 
-use super::{Actual, ActualList, Desired, DesiredList, HoldReason, ObjectId, Policies, Title};
+use super::{
+    Actual, ActualList, Desired, DesiredList, HoldReason, Leaving, ObjectId, Policies, Title,
+};
 
 /// What to do to every list that needs something done, plus totals over all lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +47,10 @@ pub struct Totals {
     /// Lists this run leaves exactly as they are, each for a reason of its own.
     #[serde(default)]
     pub held: u64,
+    /// Members the sources no longer name who stay until their family's `remove_after`
+    /// grace ends, across all lists.
+    #[serde(default)]
+    pub leaving: u64,
 }
 
 /// One list's part of a plan.
@@ -83,6 +89,9 @@ pub enum ListChange {
         /// The title and description to set, when they no longer follow the sources.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retitle: Option<Title>,
+        /// Members the sources no longer name who stay until their family's grace ends.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        leaving: Vec<Leaving>,
     },
     /// A managed group no source mentions any more; its family's `on_vanish` decides.
     Vanished {
@@ -94,6 +103,9 @@ pub enum ListChange {
         current: u64,
         /// Members to remove: all of them for `empty`, none for `keep`.
         remove: Vec<ObjectId>,
+        /// Members who stay until their family's grace ends.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        leaving: Vec<Leaving>,
     },
     /// No managed group and the family does not create groups: reported, nothing done.
     NotCreated {
@@ -257,6 +269,16 @@ impl ListPlan {
         }
     }
 
+    /// Members who stay on this list until their grace ends.
+    pub fn leaving(&self) -> &[Leaving] {
+        match &self.change {
+            ListChange::Update { leaving, .. } | ListChange::Vanished { leaving, .. } => leaving,
+            ListChange::Create { .. } | ListChange::NotCreated { .. } | ListChange::Held { .. } => {
+                &[]
+            }
+        }
+    }
+
     /// The list's member count in Microsoft 365 before the plan (zero without a group).
     pub fn current_size(&self) -> u64 {
         match &self.change {
@@ -348,6 +370,7 @@ pub fn diff_holding(
                     add,
                     remove,
                     retitle,
+                    leaving: Vec::new(),
                 };
                 (&want.key, &want.family, change)
             }
@@ -379,6 +402,7 @@ pub fn diff_holding(
                     on_vanish,
                     current: have.members.len() as u64,
                     remove,
+                    leaving: Vec::new(),
                 };
                 (&have.key, &have.family, change)
             }
@@ -519,6 +543,7 @@ mod tests {
                 add: ids(add),
                 remove: ids(remove),
                 retitle: None,
+                leaving: Vec::new(),
             },
         }
     }
@@ -547,6 +572,7 @@ mod tests {
                 on_vanish,
                 current,
                 remove: ids(remove),
+                leaving: Vec::new(),
             },
         }
     }
@@ -879,6 +905,7 @@ mod tests {
             Policy {
                 create: true,
                 on_vanish: OnVanish::Keep,
+                ..Policy::UNKNOWN_FAMILY
             },
         ),
         (
@@ -886,6 +913,7 @@ mod tests {
             Policy {
                 create: true,
                 on_vanish: OnVanish::Empty,
+                ..Policy::UNKNOWN_FAMILY
             },
         ),
         (
@@ -893,6 +921,7 @@ mod tests {
             Policy {
                 create: false,
                 on_vanish: OnVanish::Keep,
+                ..Policy::UNKNOWN_FAMILY
             },
         ),
         (
@@ -900,6 +929,7 @@ mod tests {
             Policy {
                 create: false,
                 on_vanish: OnVanish::Empty,
+                ..Policy::UNKNOWN_FAMILY
             },
         ),
     ];

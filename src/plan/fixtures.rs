@@ -40,7 +40,11 @@ pub fn have(key: &str, members: &[u128]) -> ActualList {
 
 /// Policies giving family `modules` this policy.
 pub fn modules(create: bool, on_vanish: OnVanish) -> Policies {
-    [("modules".to_owned(), Policy { create, on_vanish })]
+    [("modules".to_owned(), Policy {
+            create,
+            on_vanish,
+            ..Policy::UNKNOWN_FAMILY
+        })]
         .into_iter()
         .collect()
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{FamilyConfig, OnVanish};
+use crate::config::{FamilyConfig, OnVanish, Visibility};
 
 use super::ObjectId;
 
@@ -180,6 +180,11 @@ pub struct Policy {
     pub create: bool,
     /// What happens to a managed group whose list no source mentions any more.
     pub on_vanish: OnVanish,
+    /// How long a member the sources no longer name stays (zero: removed at once).
+    pub remove_after: std::time::Duration,
+    /// The visibility the family sets explicitly, which existing groups follow; `None`: new
+    /// groups are Private and existing ones are left as they are.
+    pub visibility: Option<Visibility>,
 }
 
 impl Policy {
@@ -188,6 +193,8 @@ impl Policy {
     pub const UNKNOWN_FAMILY: Policy = Policy {
         create: false,
         on_vanish: OnVanish::Keep,
+        remove_after: std::time::Duration::ZERO,
+        visibility: None,
     };
 }
 
@@ -196,6 +203,8 @@ impl From<&FamilyConfig> for Policy {
         Self {
             create: family.create,
             on_vanish: family.on_vanish,
+            remove_after: family.remove_after,
+            visibility: family.visibility,
         }
     }
 }
@@ -303,7 +312,8 @@ mod tests {
             policies.get("departments"),
             Policy {
                 create: false,
-                on_vanish: OnVanish::Empty
+                on_vanish: OnVanish::Empty,
+                ..Policy::UNKNOWN_FAMILY
             }
         );
     }
@@ -315,7 +325,8 @@ mod tests {
             policies.get("gone"),
             Policy {
                 create: false,
-                on_vanish: OnVanish::Keep
+                on_vanish: OnVanish::Keep,
+                ..Policy::UNKNOWN_FAMILY
             }
         );
     }

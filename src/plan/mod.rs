@@ -9,6 +9,7 @@
 mod diff;
 #[cfg(test)]
 mod fixtures;
+mod grace;
 mod guard;
 mod hold;
 mod id;
@@ -19,6 +20,7 @@ pub use diff::{
     Hold, ListChange, ListPlan, NewGroup, Operation, OperationKind, Plan, Totals, diff,
     diff_holding,
 };
+pub use grace::{AbsenceChanges, FirstAbsent, Leaving, defer_removals, leaving_by_list};
 pub use guard::{Approvals, GuardKind, Outcome, Verdict, Verdicts, guard, guard_holding};
 pub use hold::{HoldReason, ListName, MAX_DISPLAY_NAME, check_names, nickname_problem};
 pub use id::{ObjectId, ParseObjectIdError};

@@ -44,6 +44,13 @@ fn write_plan(out: &mut String, plan: &Plan, verdicts: &Verdicts) -> fmt::Result
             totals.removes,
             totals.retitles,
         )?;
+        if totals.leaving > 0 {
+            writeln!(
+                out,
+                "{} members stay in their removal grace (`remove_after`) until due.",
+                totals.leaving
+            )?;
+        }
     }
     writeln!(out)?;
     writeln!(out, "Guards:")?;
@@ -72,10 +79,10 @@ impl fmt::Display for ListLine<'_> {
             ListChange::Create { .. } => write!(f, "+ {} (create): +{adds}", list.key),
             ListChange::Update { retitle, .. } => {
                 write!(f, "~ {}: +{adds} −{removes}", list.key)?;
-                match retitle {
-                    Some(title) => write!(f, "; ~ title `{}`", title.display_name),
-                    None => Ok(()),
+                if let Some(title) = retitle {
+                    write!(f, "; ~ title `{}`", title.display_name)?;
                 }
+                LeavingNote(list).fmt(f)
             }
             ListChange::Held { hold, would, .. } => {
                 write!(f, "# {} (held, {}): {hold}", list.key, hold.key())?;
@@ -95,7 +102,10 @@ impl fmt::Display for ListLine<'_> {
             ListChange::Vanished {
                 on_vanish: OnVanish::Empty,
                 ..
-            } => write!(f, "- {} (vanished: empty): −{removes}", list.key),
+            } => {
+                write!(f, "- {} (vanished: empty): −{removes}", list.key)?;
+                LeavingNote(list).fmt(f)
+            }
             ListChange::Vanished {
                 on_vanish: OnVanish::Keep,
                 current,
@@ -110,6 +120,25 @@ impl fmt::Display for ListLine<'_> {
                 "! {} (not created: family `{}` has create = false): {desired} members waiting",
                 list.key, list.family
             ),
+        }
+    }
+}
+
+/// `leaving: N in grace until DATE` (the earliest due date), when a list has members in
+/// their removal grace.
+struct LeavingNote<'a>(&'a ListPlan);
+
+impl fmt::Display for LeavingNote<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let leaving = self.0.leaving();
+        match leaving.iter().map(|l| l.due).min() {
+            Some(first) => write!(
+                f,
+                "; leaving: {} in grace until {}",
+                leaving.len(),
+                first.format("%Y-%m-%d %H:%M UTC")
+            ),
+            None => Ok(()),
         }
     }
 }
@@ -220,6 +249,7 @@ mod tests {
                 Policy {
                     create: true,
                     on_vanish: OnVanish::Empty,
+                    ..Policy::UNKNOWN_FAMILY
                 },
             ),
             (
@@ -227,6 +257,7 @@ mod tests {
                 Policy {
                     create: false,
                     on_vanish: OnVanish::Keep,
+                    ..Policy::UNKNOWN_FAMILY
                 },
             ),
         ]

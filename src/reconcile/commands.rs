@@ -78,6 +78,7 @@ impl Engine {
         source: PlanSource<'_>,
         approvals_record: &serde_json::Value,
     ) -> Result<(RunId, RunReport), CommandError> {
+        self.check_permissions().await?;
         self.under_lease(kind, Some(approvals_record), async |lease| {
             if let Some(resumed) = self.resume_interrupted(lease).await? {
                 tracing::info!(run = %resumed, "the interrupted run is finished");
@@ -110,6 +111,7 @@ impl Engine {
 
     /// `resume`: finishes the pending operations of the last interrupted run, then stops.
     pub async fn resume(&self) -> Result<Option<RunId>, CommandError> {
+        self.check_permissions().await?;
         self.under_lease(RunKind::Resume, None, async |lease| {
             self.resume_interrupted(lease).await
         })

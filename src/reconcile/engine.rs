@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 
 use super::progress::Progress;
 use super::stop::StopSignal;
-use crate::config::Config;
+use crate::config::{Config, Visibility};
 use crate::exit::CommandError;
-use crate::graph::GraphClient;
+use crate::graph::{GraphClient, permissions};
 use crate::store::Store;
 
 /// The state store and Microsoft Graph, opened for one command.
@@ -48,5 +48,44 @@ impl Engine {
             progress,
             accepted_shrinks: BTreeSet::new(),
         })
+    }
+}
+
+/// The application permissions this configuration needs (GRAPH.md "Authentication").
+pub fn needed_permissions(config: &Config) -> Vec<permissions::Permission> {
+    let hidden = config
+        .families
+        .iter()
+        .any(|f| f.visibility == Some(Visibility::HiddenMembership));
+    permissions::needed(hidden)
+}
+
+impl Engine {
+    /// Refuses (exit 2) when the access token's `roles` claim lacks a permission the
+    /// configuration needs: before any write, rather than half-way through a run. A token
+    /// that does not say (not a JWT) is let through with a warning: Graph still decides.
+    pub async fn check_permissions(&self) -> Result<(), CommandError> {
+        let roles = self.graph.granted_roles().await.map_err(|e| {
+            CommandError::failed(
+                anyhow::Error::new(e).context("could not sign in to Microsoft Graph"),
+            )
+        })?;
+        let Some(roles) = roles else {
+            tracing::warn!(
+                "the access token does not list its permissions (no `roles` claim): \
+                 cannot check them before writing"
+            );
+            return Ok(());
+        };
+        let missing = permissions::missing(&needed_permissions(&self.config), &roles);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(CommandError::usage(anyhow::anyhow!(
+            "the app registration lacks application permission(s) {}: nothing was changed; \
+             grant them (with admin consent) in Entra ID, then run again (`rollcall doctor` \
+             checks them)",
+            permissions::describe(&missing)
+        )))
     }
 }

@@ -30,6 +30,10 @@ impl Engine {
             tracing::info!(list = %group.list, group = %group.group_id, "adopting the existing group");
             actual::record_adoption(&self.store, group, &planned.actual.actual).await?;
         }
+        self.store
+            .record_absences(&lease.current(), &planned.absences)
+            .await
+            .map_err(Stop::store)?;
         let ops = journal_ops(planned);
         let summary = serde_json::json!({
             "totals": planned.plan.totals,

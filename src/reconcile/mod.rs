@@ -30,7 +30,7 @@ mod verify;
 
 pub use actual::Conflict;
 pub use apply::{Applied, OPS_PER_BATCH, PlannedGroup};
-pub use engine::Engine;
+pub use engine::{Engine, needed_permissions};
 pub use identity::Refresh;
 pub use lease::{LEASE_TTL, RunLease, holder_name};
 pub use planned::{Durations, Planned};
@@ -44,4 +44,4 @@ pub use saved::{
     Change, SAVED_PLAN_VERSION, SavedPlan, SavedPlanError, SavedPlanFile, fingerprint,
 };
 pub use stop::{Stop, StopSignal};
-pub use verify::{Drift, Verification, drift_text};
+pub use verify::{Drift, PendingRemovals, Verification, drift_text, pending_text};

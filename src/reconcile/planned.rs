@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::actual::ActualState;
 use super::identity::Refresh;
-use crate::plan::{Plan, Title, Verdicts};
+use crate::plan::{AbsenceChanges, Plan, Title, Verdicts};
 use crate::source::SourceSummary;
 
 /// Everything a run decides before its first change.
@@ -26,6 +26,8 @@ pub struct Planned {
     pub plan: Plan,
     /// The guards' verdicts (a tripped one is run-wide: per-list trips are holds).
     pub verdicts: Verdicts,
+    /// The removal grace's first-absent times to record when the run goes ahead.
+    pub absences: AbsenceChanges,
     /// Snapshot warnings.
     pub warnings: Vec<String>,
     /// How long reading and planning took, phase by phase.
@@ -130,6 +132,7 @@ pub(super) mod tests {
             Policy {
                 create: true,
                 on_vanish,
+                ..Policy::UNKNOWN_FAMILY
             },
         )]
         .into_iter()
@@ -158,6 +161,7 @@ pub(super) mod tests {
                 ..ActualState::default()
             },
             plan,
+            absences: AbsenceChanges::default(),
             verdicts: Verdicts::default(),
             warnings: Vec::new(),
             durations: Durations::default(),

@@ -12,6 +12,7 @@ use super::identity;
 use super::planned::{Durations, Planned};
 use super::stop::Stop;
 use crate::plan::{self, Approvals, Desired, Hold, HoldReason, ListName, Policies};
+use crate::clock;
 use crate::source::{self, completeness};
 
 impl Engine {
@@ -104,6 +105,9 @@ impl Engine {
         let desired = Desired::new(lists).map_err(|e| Stop::failed(anyhow::anyhow!("{e}")))?;
         let policies = Policies::from_families(&self.config.families);
         let mut plan = plan::diff_holding(&desired, &actual.actual, &policies, &holds);
+        let recorded = self.store.first_absent().await.map_err(Stop::store)?;
+        let absent = plan::defer_removals(&mut plan, &recorded, &policies, &holds, clock::now());
+        let absences = plan::AbsenceChanges::between(&recorded, &absent);
         let max_members: BTreeMap<String, u64> = self
             .config
             .families
@@ -122,6 +126,7 @@ impl Engine {
             actual,
             plan,
             verdicts,
+            absences,
             warnings: snapshot
                 .warnings
                 .into_iter()

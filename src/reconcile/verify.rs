@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::planned::Planned;
-use crate::plan::ListChange;
+use crate::plan::{ListChange, Plan, leaving_by_list};
 
 /// One list's drift, as `verify` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +33,20 @@ pub struct Verification {
     pub drift: Vec<Drift>,
     /// Member keys no account answers to (not drift: nobody can add them).
     pub unresolved: u64,
+    /// Lists with members in their removal grace: pending, not drift.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<PendingRemovals>,
+}
+
+/// A list's members in their removal grace, as `verify` reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRemovals {
+    /// The list key.
+    pub list: String,
+    /// Members the sources no longer name who stay until due.
+    pub members: u64,
+    /// When the first of them falls due.
+    pub first_due: chrono::DateTime<chrono::Utc>,
 }
 
 /// Each list's drift, from a plan made without approvals.
@@ -73,7 +87,32 @@ pub(super) fn verification(planned: &Planned) -> Verification {
         checked: planned.plan.totals.lists,
         drift,
         unresolved: planned.unresolved.values().map(|v| v.len() as u64).sum(),
+        pending: pending_removals(&planned.plan),
     }
+}
+
+/// Each list with members in their removal grace, by key.
+pub fn pending_removals(plan: &Plan) -> Vec<PendingRemovals> {
+    let mut pending: Vec<PendingRemovals> = leaving_by_list(plan)
+        .into_iter()
+        .map(|(list, (members, first_due))| PendingRemovals {
+            list: list.to_owned(),
+            members,
+            first_due,
+        })
+        .collect();
+    pending.sort_by(|a, b| a.list.cmp(&b.list));
+    pending
+}
+
+/// One list's pending removals in a few words.
+pub fn pending_text(pending: &PendingRemovals) -> String {
+    format!(
+        "{}: {} leaving, in their removal grace until {} at the earliest",
+        pending.list,
+        pending.members,
+        pending.first_due.format("%Y-%m-%d %H:%M UTC")
+    )
 }
 
 /// One drifted list in a few words.

@@ -1,5 +1,5 @@
-//! Admin endpoints under `/_sandbox/`: seed, state, stats, fault knobs, delta expiry, and the
-//! app's certificate and federated credentials.
+//! Admin endpoints under `/_sandbox/`: seed, state, stats, fault knobs, delta expiry, the
+//! app's certificate and federated credentials, and its granted permissions.
 //!
 //! They need no token and are never throttled or faulted: tests and benchmarks steer the
 //! tenant through them.
@@ -29,6 +29,7 @@ pub fn router(tenant: Arc<Tenant>) -> Router {
         .route("/_sandbox/delta/expire", post(expire_delta))
         .route("/_sandbox/client-certs", post(add_client_cert))
         .route("/_sandbox/federated-credentials", post(add_federated))
+        .route("/_sandbox/roles", get(roles).put(set_roles))
         .fallback(unknown)
         .with_state(tenant)
 }
@@ -66,6 +67,31 @@ async fn stats(State(tenant): State<Arc<Tenant>>) -> axum::Json<Value> {
 async fn reset_stats(State(tenant): State<Arc<Tenant>>) -> StatusCode {
     tenant.stats.reset();
     StatusCode::NO_CONTENT
+}
+
+/// `GET /_sandbox/roles`: the application permissions new tokens carry.
+async fn roles(State(tenant): State<Arc<Tenant>>) -> Response {
+    axum::Json(json!({ "roles": tenant.roles() })).into_response()
+}
+
+/// `PUT /_sandbox/roles` `{"roles": [...]}`: what new tokens carry from now on (a consent
+/// change: tokens already issued keep theirs).
+async fn set_roles(State(tenant): State<Arc<Tenant>>, body: Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Roles {
+        roles: Vec<String>,
+    }
+    match serde_json::from_slice::<Roles>(&body) {
+        Ok(Roles { roles }) => {
+            tenant.set_roles(roles);
+            axum::Json(json!({ "roles": tenant.roles() })).into_response()
+        }
+        Err(e) => refused(
+            StatusCode::BAD_REQUEST,
+            format!("expected {{\"roles\": [\"Group.ReadWrite.All\", …]}}: {e}"),
+        ),
+    }
 }
 
 async fn faults(State(tenant): State<Arc<Tenant>>) -> Response {

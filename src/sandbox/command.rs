@@ -64,6 +64,10 @@ pub struct SandboxArgs {
     /// key sign in (repeatable; POST /_sandbox/client-certs registers more).
     #[arg(long, value_name = "FILE")]
     pub client_cert: Vec<PathBuf>,
+    /// The application permissions its tokens carry, comma-separated (default: every one
+    /// rollcall needs; PUT /_sandbox/roles changes them), e.g. to rehearse missing consent.
+    #[arg(long, value_name = "ROLE,...", value_delimiter = ',')]
+    pub roles: Option<Vec<String>>,
 }
 
 impl SandboxArgs {
@@ -120,6 +124,7 @@ impl SandboxArgs {
             seed,
             client_certificates,
             port: self.port,
+            roles: self.roles.clone(),
             ..SandboxOptions::default()
         })
     }
@@ -132,6 +137,10 @@ pub async fn run(options: SandboxOptions) -> Result<Exit, CommandError> {
     let client_secret = options.client_secret.clone();
     let (users, groups) = (options.seed.users.len(), options.seed.groups.len());
     let certificates = options.client_certificates.len();
+    let roles = options.roles.clone().map_or_else(
+        || "every permission rollcall needs (--roles to narrow)".to_owned(),
+        |roles| roles.join(", "),
+    );
     let knobs = serde_json::to_string(&options.faults).map_err(CommandError::failed)?;
     let handle = Sandbox::start(options).await.map_err(CommandError::usage)?;
     println!("sandbox tenant listening on {}", handle.base_url());
@@ -141,10 +150,11 @@ pub async fn run(options: SandboxOptions) -> Result<Exit, CommandError> {
     println!("  client id:      {client_id}");
     println!("  client secret:  {client_secret}");
     println!("  client certs:   {certificates} registered (--client-cert FILE)");
+    println!("  permissions:    {roles}");
     println!("  directory:      {users} users, {groups} groups");
     println!("  fault knobs:    {knobs}");
     println!(
-        "  admin:          {}/_sandbox/(seed|state|stats|faults|client-certs|federated-credentials)",
+        "  admin:          {}/_sandbox/(seed|state|stats|faults|roles|client-certs|federated-credentials)",
         handle.base_url()
     );
     println!();

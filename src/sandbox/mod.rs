@@ -47,6 +47,8 @@ pub struct SandboxOptions {
     pub seed: Seed,
     /// The loopback port (0 = any free port).
     pub port: u16,
+    /// The application permissions its tokens carry; `None`: every one rollcall needs.
+    pub roles: Option<Vec<String>>,
 }
 
 impl Default for SandboxOptions {
@@ -59,6 +61,7 @@ impl Default for SandboxOptions {
             faults: Faults::default(),
             seed: Seed::default(),
             port: 0,
+            roles: None,
         }
     }
 }
@@ -85,6 +88,9 @@ impl Sandbox {
             options.faults,
             directory,
         ));
+        if let Some(roles) = options.roles {
+            tenant.set_roles(roles);
+        }
         for (i, pem) in options.client_certificates.iter().enumerate() {
             tenant
                 .registrations

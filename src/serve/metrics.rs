@@ -144,6 +144,7 @@ pub struct Metrics {
     guard_trips: Family<GuardLabels, Counter>,
     drift: Family<KindLabels, Gauge>,
     held: Family<HoldLabels, Gauge>,
+    leaving: Gauge,
     last_success: Gauge<f64, AtomicU64>,
     unresolved: Gauge,
     pending: Gauge,
@@ -175,6 +176,7 @@ impl Metrics {
         let guard_trips = Family::<GuardLabels, Counter>::default();
         let drift = Family::<KindLabels, Gauge>::default();
         let held = Family::<HoldLabels, Gauge>::default();
+        let leaving = Gauge::default();
         let last_success = Gauge::<f64, AtomicU64>::default();
         let unresolved = Gauge::default();
         let pending = Gauge::default();
@@ -228,6 +230,11 @@ impl Metrics {
             held.clone(),
         );
         registry.register(
+            "rollcall_members_in_grace",
+            "Members the sources no longer name who stay on their lists until their family's remove_after ends, as of the last finished run",
+            leaving.clone(),
+        );
+        registry.register(
             "rollcall_last_success_timestamp_seconds",
             "When the last successful run, rebuild or apply finished (Unix time; 0 when none is recorded)",
             last_success.clone(),
@@ -276,6 +283,7 @@ impl Metrics {
             guard_trips,
             drift,
             held,
+            leaving,
             last_success,
             unresolved,
             pending,
@@ -395,12 +403,10 @@ impl Metrics {
             .iter()
             .map(|key| ((*key).to_owned(), 0))
             .collect();
-        for list in last
-            .as_ref()
-            .and_then(report_of)
-            .map(|r| r.held)
-            .unwrap_or_default()
-        {
+        let report = last.as_ref().and_then(report_of).unwrap_or_default();
+        self.leaving
+            .set(i64::try_from(report.totals.leaving).unwrap_or(i64::MAX));
+        for list in report.held {
             *held.entry(list.reason).or_default() += 1;
         }
         for (reason, lists) in held {

@@ -11,6 +11,7 @@
 //! SQLite it takes the write lock up front and waits out the busy timeout, rather than
 //! failing at once when it would have to upgrade a read lock.
 
+mod absences;
 mod doctor;
 mod error;
 mod journal;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::apply::{Applied, HELD};
 use super::identity::Refresh;
 use super::planned::{Durations, Planned};
-use super::verify::Drift;
+use super::verify::{Drift, PendingRemovals, pending_removals};
 use crate::graph::{GraphError, GraphStats};
 use crate::plan::{HoldReason, Totals, Verdict};
 use crate::source::SourceSummary;
@@ -70,6 +70,8 @@ pub struct RunReport {
     pub durations: Durations,
     /// Each drifted list (`verify`).
     pub drifted: Vec<Drift>,
+    /// Lists with members in their removal grace (`remove_after`), with the first due date.
+    pub leaving: Vec<PendingRemovals>,
 }
 
 /// One operation that failed for good.
@@ -330,6 +332,7 @@ impl RunReport {
             tripped: planned.verdicts.tripped().cloned().collect(),
             warnings,
             durations: planned.durations,
+            leaving: pending_removals(&planned.plan),
             ..RunReport::default()
         }
     }

@@ -3,7 +3,10 @@
 use std::fmt::{self, Write as _};
 
 use super::{ListReport, RunReport};
-use crate::reconcile::verify::drift_text;
+use crate::reconcile::verify::{drift_text, pending_text};
+
+/// How many lists with members in their removal grace a report names one by one.
+const LEAVING_SHOWN: usize = 20;
 use crate::source::SourceSummary;
 
 /// How a report shows its per-list lines.
@@ -131,6 +134,17 @@ impl RunReport {
         }
         for drift in &self.drifted {
             writeln!(f, "  {}", drift_text(drift))?;
+        }
+        if !self.leaving.is_empty() {
+            writeln!(
+                f,
+                "removal grace: {} members leaving {} lists once due",
+                self.totals.leaving,
+                self.leaving.len()
+            )?;
+        }
+        for pending in self.leaving.iter().take(LEAVING_SHOWN) {
+            writeln!(f, "  {}", pending_text(pending))?;
         }
         for error in &self.errors {
             writeln!(f, "failed: {error}")?;

@@ -202,6 +202,21 @@ impl Directory {
         Ok(())
     }
 
+    /// Sets a Microsoft 365 group's visibility (Public or Private; the caller refuses
+    /// HiddenMembership, which only creation sets).
+    pub fn set_visibility(
+        &mut self,
+        group_id: &str,
+        visibility: String,
+        now: Instant,
+        lag: Duration,
+    ) -> Result<(), GraphError> {
+        let ix = self.writable_group(group_id, false)?;
+        self.groups[ix as usize].properties.visibility = Some(visibility);
+        self.record(ix, Change::Updated, now, lag);
+        Ok(())
+    }
+
     /// Adds an open extension: at most two per app per group, names unique.
     pub fn add_extension(
         &mut self,

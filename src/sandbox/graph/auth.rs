@@ -1,14 +1,13 @@
 //! The identity platform's client-credentials token endpoint and bearer token checks.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use rand::Rng;
-use rand::distributions::Alphanumeric;
 use serde_json::json;
 
-use super::assertion;
+use super::{assertion, roles};
 use super::request::Reply;
 use super::{IncomingRequest, Tenant};
 use crate::sandbox::error::GraphError;
@@ -143,17 +142,19 @@ pub fn token(tenant: &Tenant, tenant_id: &str, request: &IncomingRequest) -> Rep
     issue(tenant)
 }
 
-/// A new access token for the app.
+/// A new access token for the app, carrying the roles the tenant grants now.
 fn issue(tenant: &Tenant) -> Reply {
     let ttl = tenant.faults().token_ttl_secs;
-    let access_token: String = rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(48)
-        .map(char::from)
-        .collect();
+    let roles = tenant.roles();
+    let access_token = roles::token(
+        &tenant.identity.tenant_id,
+        &tenant.identity.client_id,
+        &roles,
+        ttl,
+    );
     tenant.tokens.lock().expect("tokens lock").insert(
         access_token.clone(),
-        Instant::now() + Duration::from_secs(ttl),
+        (Instant::now() + Duration::from_secs(ttl), Arc::from(roles)),
     );
     Reply::ok(json!({
         "token_type": "Bearer",
@@ -164,7 +165,10 @@ fn issue(tenant: &Tenant) -> Reply {
 }
 
 /// 401 `InvalidAuthenticationToken` for a missing, unknown or expired bearer token.
-pub fn check_bearer(tenant: &Tenant, authorization: Option<&str>) -> Result<(), GraphError> {
+pub fn check_bearer(
+    tenant: &Tenant,
+    authorization: Option<&str>,
+) -> Result<Arc<[String]>, GraphError> {
     let invalid = |message: &str| GraphError::new(401, "InvalidAuthenticationToken", message);
     let Some(token) = authorization
         .and_then(|h| {
@@ -176,20 +180,20 @@ pub fn check_bearer(tenant: &Tenant, authorization: Option<&str>) -> Result<(), 
     else {
         return Err(invalid("Access token is empty."));
     };
-    let expires = tenant
+    let granted = tenant
         .tokens
         .lock()
         .expect("tokens lock")
         .get(token)
-        .copied();
-    match expires {
+        .cloned();
+    match granted {
         None => Err(invalid(
             "Access token validation failure. Invalid audience.",
         )),
-        Some(expires) if Instant::now() >= expires => {
+        Some((expires, _)) if Instant::now() >= expires => {
             Err(invalid("Lifetime validation failed, the token is expired."))
         }
-        Some(_) => Ok(()),
+        Some((_, roles)) => Ok(roles),
     }
 }
 

@@ -183,6 +183,7 @@ fn answer(
         body: request.body,
         origin: outer.origin,
         eventual: request.eventual,
+        roles: outer.roles,
     };
     let reply = match tenant.evaluate(&route, &input, false) {
         Outcome::Reply(reply) => reply,

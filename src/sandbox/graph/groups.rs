@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
-use super::Tenant;
+use super::{Tenant, roles};
 use super::group_body::{
     bind_id, bind_ids, new_group, string_property, too_many_links, unknown_property,
 };
@@ -209,11 +209,28 @@ pub fn update(tenant: &Tenant, id: &str, input: &Input<'_>) -> Result<Reply, Gra
     if let Some(key) = body.keys().find(|k| {
         !matches!(
             k.as_str(),
-            "members@odata.bind" | "owners@odata.bind" | "displayName" | "description"
+            "members@odata.bind"
+                | "owners@odata.bind"
+                | "displayName"
+                | "description"
+                | "visibility"
         )
     }) {
         return Err(unknown_property(key));
     }
+    let visibility = match body.get("visibility") {
+        None => None,
+        Some(Value::String(v)) if v == "Public" || v == "Private" => Some(v.clone()),
+        Some(Value::String(v)) if v == "HiddenMembership" => {
+            return Err(hidden_membership_is_fixed());
+        }
+        Some(Value::String(v)) => {
+            return Err(GraphError::bad_request(format!(
+                "Invalid value '{v}' specified for property 'visibility' of resource 'Group'."
+            )));
+        }
+        Some(_) => return Err(GraphError::invalid_property("visibility")),
+    };
     let members = bind_ids(body, "members@odata.bind")?;
     let owners = bind_ids(body, "owners@odata.bind")?;
     too_many_links(members.len() + owners.len())?;
@@ -237,10 +254,26 @@ pub fn update(tenant: &Tenant, id: &str, input: &Input<'_>) -> Result<Reply, Gra
     } else {
         directory.add_members(id, &members, now, lag)?
     };
+    if let Some(visibility) = visibility {
+        let ix = directory
+            .group_by_id(id, None)
+            .ok_or_else(|| GraphError::not_found(id))?;
+        if directory.group(ix).properties.visibility.as_deref() == Some("HiddenMembership") {
+            return Err(hidden_membership_is_fixed());
+        }
+        directory.set_visibility(id, visibility, now, lag)?;
+    }
     if display_name.is_some() || description.is_some() {
         directory.update_group(id, display_name, description, now, lag)?;
     }
     Ok(Reply::no_content((added as u64).max(1)))
+}
+
+/// HiddenMembership is set at creation and never changed after (GRAPH.md "Groups").
+fn hidden_membership_is_fixed() -> GraphError {
+    GraphError::bad_request(
+        "The visibility HiddenMembership can be set only when the group is created, and cannot be changed afterwards.",
+    )
 }
 
 /// `GET /groups/{id}/members[/microsoft.graph.user]`, paged by a cursor over the member set.
@@ -276,7 +309,16 @@ pub fn members(
             }
         }
     };
-    let (page, more) = directory.member_page(group, horizon, after, top.min(MAX_PAGE));
+    // Without Member.Read.Hidden, a HiddenMembership group's members are left out rather
+    // than refused (GRAPH.md "Groups"): the read looks like an empty group.
+    let hidden = directory.group(group).properties.visibility.as_deref()
+        == Some("HiddenMembership")
+        && !roles::sees_hidden_members(input.roles);
+    let (page, more) = if hidden {
+        (Vec::new(), false)
+    } else {
+        directory.member_page(group, horizon, after, top.min(MAX_PAGE))
+    };
     let properties = UserProperty::selection(select.as_deref())?;
     // Written straight to bytes: see `write_user_fields`.
     let mut out = Vec::with_capacity(128 + page.len() * 96);

@@ -12,13 +12,14 @@ mod group_body;
 mod groups;
 mod request;
 mod retry_window;
+mod roles;
 mod route;
 mod user_filter;
 mod users;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -91,7 +92,10 @@ pub struct Tenant {
     faults: RwLock<Faults>,
     dice: Mutex<Dice>,
     throttle: Mutex<Throttle>,
-    tokens: Mutex<HashMap<String, Instant>>,
+    /// Issued tokens: when each expires, and the roles it carries.
+    tokens: Mutex<HashMap<String, (Instant, Arc<[String]>)>>,
+    /// The application permissions new tokens carry (`/_sandbox/roles`).
+    roles: RwLock<Vec<String>>,
     /// The certificates and federated credentials registered on the app.
     pub registrations: Registrations,
     /// `http://127.0.0.1:PORT`, the authority a client assertion's audience names; set once
@@ -118,6 +122,7 @@ impl Tenant {
             throttle: Mutex::new(Throttle::new(faults.tenant_size, faults.time_scale)),
             faults: RwLock::new(faults.clone()),
             tokens: Mutex::new(HashMap::new()),
+            roles: RwLock::new(roles::ALL_ROLES.map(str::to_owned).to_vec()),
             registrations: Registrations::default(),
             authority: OnceLock::new(),
             stats: Stats::default(),
@@ -140,6 +145,17 @@ impl Tenant {
         let authority = self.authority.get().map_or("", String::as_str);
         let tenant = &self.identity.tenant_id;
         vec![format!("{authority}/{tenant}/oauth2/v2.0/token")]
+    }
+
+    /// The application permissions tokens issued from now on carry.
+    pub fn roles(&self) -> Vec<String> {
+        self.roles.read().expect("roles lock").clone()
+    }
+
+    /// Grants exactly `roles` to tokens issued from now on (tokens already issued keep
+    /// theirs, as with a consent change in Entra ID).
+    pub fn set_roles(&self, roles: Vec<String>) {
+        *self.roles.write().expect("roles lock") = roles;
     }
 
     /// The current knobs.
@@ -258,9 +274,10 @@ impl Tenant {
         route: Result<Route, GraphError>,
         origin: &Origin,
     ) -> Outcome {
-        if let Err(error) = auth::check_bearer(self, request.authorization.as_deref()) {
-            return Outcome::Reply(error.into());
-        }
+        let roles = match auth::check_bearer(self, request.authorization.as_deref()) {
+            Ok(roles) => roles,
+            Err(error) => return Outcome::Reply(error.into()),
+        };
         let route = match route {
             Ok(route) => route,
             Err(error) => return Outcome::Reply(error.into()),
@@ -288,6 +305,7 @@ impl Tenant {
             body: body.as_ref(),
             origin,
             eventual: request.eventual,
+            roles: &roles,
         };
         self.evaluate(&route, &input, true)
     }
@@ -437,6 +455,9 @@ impl Tenant {
     }
 
     fn operate(&self, route: &Route, input: &Input<'_>) -> Reply {
+        if let Err(denied) = roles::check(route, input.roles) {
+            return reply(Err(denied));
+        }
         reply(match route {
             Route::ListUsers => users::list(self, input),
             Route::UsersDelta => delta::users(self, input),

@@ -109,6 +109,8 @@ pub struct Input<'a> {
     pub origin: &'a Origin,
     /// `ConsistencyLevel: eventual` was sent (an advanced query).
     pub eventual: bool,
+    /// The application permissions the request's token carries.
+    pub roles: &'a [String],
 }
 
 impl Input<'_> {

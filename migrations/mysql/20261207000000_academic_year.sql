@@ -1,0 +1,24 @@
+-- Removal grace (`[[family]] remove_after`): when each member whom a list's sources no longer
+-- name was first found absent, so that the grace counts from then across runs, resumes and
+-- restarts. A row goes when the member is named again or removed. Losing the table only
+-- restarts every grace (members stay longer, never shorter).
+-- IF NOT EXISTS: MySQL cannot roll DDL back, so a migration cut off half-way runs again.
+CREATE TABLE IF NOT EXISTS member_absences (
+    list_key VARCHAR(255) NOT NULL,
+    member_id VARCHAR(64) NOT NULL,
+    first_absent_at BIGINT NOT NULL,
+    PRIMARY KEY (list_key, member_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Each managed group's visibility (Public, Private, HiddenMembership) as last read from (or
+-- written to) Microsoft 365, so that a family that sets `visibility` sees which groups
+-- differ without reading every group. NULL: not known yet (the next full read fills it).
+-- Added only where it is missing: a migration cut off half-way runs again.
+SET @add_visibility := (
+    SELECT IF(COUNT(*) = 0, 'ALTER TABLE managed_groups ADD COLUMN visibility VARCHAR(32) NULL', 'DO 0')
+    FROM information_schema.columns
+    WHERE table_schema = DATABASE() AND table_name = 'managed_groups' AND column_name = 'visibility'
+);
+PREPARE add_visibility FROM @add_visibility;
+EXECUTE add_visibility;
+DEALLOCATE PREPARE add_visibility;
