@@ -426,6 +426,7 @@ mod tests {
                     group_missing: false,
                     title: false,
                     held: None,
+                    visibility: None,
                 },
                 Drift {
                     list: "mod-b".to_owned(),
@@ -434,6 +435,7 @@ mod tests {
                     group_missing: true,
                     title: false,
                     held: None,
+                    visibility: None,
                 },
             ],
             ..RunReport::default()

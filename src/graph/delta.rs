@@ -14,7 +14,7 @@ use super::{GroupChange, GroupsDelta};
 use crate::plan::ObjectId;
 
 /// What a groups delta round reads: members, and the names a managed group is known by.
-const GROUPS_DELTA_SELECT: &str = "mailNickname,displayName,description,members";
+const GROUPS_DELTA_SELECT: &str = "mailNickname,displayName,description,visibility,members";
 
 /// A groups delta link that starts from now: one request, no group read. Taken before a full
 /// read of the groups, so that changes made while the read runs come in the next round.
@@ -84,6 +84,7 @@ impl Merged {
                 mail_nickname: None,
                 display_name: None,
                 description: None,
+                visibility: None,
                 added: BTreeSet::new(),
                 removed: BTreeSet::new(),
                 deleted: false,
@@ -108,6 +109,9 @@ impl Merged {
                     .filter(|d| !d.is_empty())
                     .map(str::to_owned),
             );
+        }
+        if let Ok(visibility) = serde_json::from_value(item["visibility"].clone()) {
+            group.visibility = Some(visibility);
         }
         let Some(members) = item["members@delta"].as_array() else {
             return Ok(());

@@ -14,7 +14,7 @@ use super::{DirectoryGroup, Ensured, GroupSpec, MANAGED_EXTENSION, ManagedTag};
 use crate::plan::ObjectId;
 
 /// The group properties rollcall reads.
-const GROUP_SELECT: &str = "id,mailNickname,displayName,description,groupTypes";
+const GROUP_SELECT: &str = "id,mailNickname,displayName,description,visibility,groupTypes";
 
 /// Every group in the tenant, with its tag. (With `$expand`, Graph serves at most 100
 /// directory objects a page whatever `$top` says; the paging loop follows the links.)
@@ -275,6 +275,7 @@ fn parse_group(value: &Value, request: &str) -> Result<DirectoryGroup, GraphErro
             .as_str()
             .filter(|d| !d.is_empty())
             .map(str::to_owned),
+        visibility: serde_json::from_value(value["visibility"].clone()).ok(),
         unified: value["groupTypes"]
             .as_array()
             .is_some_and(|types| types.iter().any(|t| t == "Unified")),

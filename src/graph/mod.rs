@@ -28,7 +28,7 @@ pub use error::GraphError;
 pub use retry::RetryPolicy;
 pub use write::MAX_BINDS;
 
-use crate::config::{GraphConfig, MemberKey};
+use crate::config::{GraphConfig, MemberKey, Visibility};
 use crate::plan::ObjectId;
 use auth::{Credentials, SignIn};
 use transport::Transport;
@@ -58,6 +58,8 @@ pub struct DirectoryGroup {
     pub display_name: String,
     /// Its description, if it has one.
     pub description: Option<String>,
+    /// Its visibility, when Graph gives one (Microsoft 365 groups).
+    pub visibility: Option<Visibility>,
     /// Whether it is a Microsoft 365 (unified) group.
     pub unified: bool,
     /// The `org.rollcall.managed` extension, when it carries one.
@@ -120,6 +122,8 @@ pub struct GroupChange {
     pub display_name: Option<String>,
     /// Its description, when the round shows it (`Some(None)`: it has none).
     pub description: Option<Option<String>>,
+    /// Its visibility, when the round shows it.
+    pub visibility: Option<Visibility>,
     /// Users that are members now (added, or replayed).
     pub added: BTreeSet<ObjectId>,
     /// Users that are no longer members.
@@ -181,6 +185,8 @@ pub enum Write {
         display_name: String,
         /// The new description; `None` leaves it as it is.
         description: Option<String>,
+        /// The new visibility (Public or Private); `None` leaves it as it is.
+        visibility: Option<Visibility>,
     },
 }
 

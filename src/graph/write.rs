@@ -7,6 +7,7 @@
 //! is sent again as single adds. "Already a member", removing a non-member and a tag that is
 //! already there all count as done, so every write can be repeated safely.
 
+use crate::config::Visibility;
 use std::collections::HashMap;
 
 use graph_rs_sdk::http::Method;
@@ -60,6 +61,8 @@ pub(crate) enum Op {
         display_name: String,
         /// The new description, when one is set.
         description: Option<String>,
+        /// The new visibility, when it changes.
+        visibility: Option<Visibility>,
     },
 }
 
@@ -125,11 +128,13 @@ pub(crate) fn pack(writes: &[Write]) -> Vec<Packed> {
                 group,
                 display_name,
                 description,
+                visibility,
             } => tags.push(Packed {
                 op: Op::Retitle {
                     group: group.clone(),
                     display_name: display_name.clone(),
                     description: description.clone(),
+                    visibility: *visibility,
                 },
                 settles: vec![vec![index]],
             }),
@@ -233,10 +238,14 @@ pub(crate) fn request(transport: &Transport, op: &Op) -> Request {
             group,
             display_name,
             description,
+            visibility,
         } => {
             let mut body = json!({ "displayName": display_name });
             if let Some(description) = description {
                 body["description"] = json!(description);
+            }
+            if let Some(visibility) = visibility {
+                body["visibility"] = json!(visibility.as_str());
             }
             Request::with_body(Method::PATCH, transport.url(&["groups", group], &[]), body)
         }

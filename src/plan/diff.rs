@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
-use crate::config::OnVanish;
+use crate::config::{OnVanish, Visibility};
 
+use super::visibility::{self, VisibilityDrift};
 use super::{
     Actual, ActualList, Desired, DesiredList, HoldReason, Leaving, ObjectId, Policies, Title,
 };
@@ -20,6 +21,9 @@ pub struct Plan {
     pub lists: Vec<ListPlan>,
     /// Counts over the whole plan.
     pub totals: Totals,
+    /// Groups whose visibility differs from their family's in a way only a person can mend.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub visibility_drift: Vec<VisibilityDrift>,
 }
 
 /// Counts over a whole plan.
@@ -359,7 +363,11 @@ pub fn diff_holding(
             Pair::Both(want, have) => {
                 let (add, remove) =
                     member_changes(want.members.as_slice(), have.members.as_slice());
-                let retitle = retitle(want, have);
+                let policy = policies.get(&want.family);
+                let retitle = retitle(want, have, policy.visibility);
+                let have_visibility = have.title.as_ref().and_then(|t| t.visibility);
+                plan.visibility_drift
+                    .extend(visibility::drift(&want.key, policy.visibility, have_visibility));
                 if add.is_empty() && remove.is_empty() && retitle.is_none() {
                     plan.totals.unchanged += 1;
                     continue;
@@ -446,7 +454,11 @@ pub fn diff_holding(
 /// The title and description a group is to get, when the sources say otherwise than it has.
 /// An unknown current title (never read) changes nothing, and neither does a list whose
 /// sources give no title or description: an empty value never blanks a group's.
-fn retitle(want: &DesiredList, have: &ActualList) -> Option<Title> {
+fn retitle(
+    want: &DesiredList,
+    have: &ActualList,
+    family: Option<Visibility>,
+) -> Option<Title> {
     let current = have.title.as_ref()?;
     let display_name = if want.titled {
         want.display_name.clone()
@@ -457,11 +469,13 @@ fn retitle(want: &DesiredList, have: &ActualList) -> Option<Title> {
         .description
         .clone()
         .or_else(|| current.description.clone());
-    let wanted = Title {
+    let visibility = visibility::patch(family, current.visibility);
+    let renamed = display_name != current.display_name || description != current.description;
+    (renamed || visibility.is_some()).then_some(Title {
         display_name,
         description,
-    };
-    (&wanted != current).then_some(wanted)
+        visibility,
+    })
 }
 
 /// A list key seen on one side or both.
@@ -647,7 +661,14 @@ mod tests {
         #[case] totals: Totals,
     ) {
         let plan = diff(&desired(want), &actual(have), &modules(create, on_vanish));
-        assert_eq!(plan, Plan { lists, totals });
+        assert_eq!(
+            plan,
+            Plan {
+                lists,
+                totals,
+                visibility_drift: Vec::new()
+            }
+        );
     }
 
     fn refused() -> HoldReason {
@@ -723,6 +744,7 @@ mod tests {
             title: Some(Title {
                 display_name: display.to_owned(),
                 description: description.map(str::to_owned),
+                visibility: None,
             }),
             ..have(key, &[1])
         }

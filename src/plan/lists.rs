@@ -83,7 +83,8 @@ pub struct ActualList {
     pub members: Members,
 }
 
-/// A group's title and description.
+/// A group's title and description, and its visibility: as last seen (`None`: not known),
+/// or, in a retitle, to set (`None`: left as it is).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Title {
     /// displayName.
@@ -91,6 +92,9 @@ pub struct Title {
     /// description; `None` when it has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// visibility.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
 }
 
 /// Two lists share a key, so the diff could not tell which one a group should follow.

@@ -15,6 +15,7 @@ mod hold;
 mod id;
 mod lists;
 mod render;
+mod visibility;
 
 pub use diff::{
     Hold, ListChange, ListPlan, NewGroup, Operation, OperationKind, Plan, Totals, diff,
@@ -28,3 +29,4 @@ pub use lists::{
     Actual, ActualList, Desired, DesiredList, DuplicateList, Members, Policies, Policy, Title,
 };
 pub use render::{render_plan, tripped_message};
+pub use visibility::VisibilityDrift;

@@ -257,6 +257,7 @@ impl Apply<'_> {
                 let title = Title {
                     display_name: planned.display_name.clone(),
                     description: planned.description.clone(),
+                    visibility: serde_json::from_value(planned.visibility.clone().into()).ok(),
                 };
                 (g.list.clone(), title)
             })
@@ -322,6 +323,7 @@ impl Apply<'_> {
                         group: group.group_id.clone(),
                         display_name: title.display_name.clone(),
                         description: title.description.clone(),
+                        visibility: title.visibility,
                     }
                 }
                 (kind, member) => {
@@ -505,6 +507,7 @@ mod tests {
             group: "g-1".to_owned(),
             display_name: "T".to_owned(),
             description: None,
+            visibility: None,
         };
         assert!(
             matches!(outcome_of(&retitle, status(404, "gone")), Outcome::Failed(e) if e.starts_with(HELD))

@@ -256,6 +256,7 @@ mod tests {
         current.title = Some(Title {
             display_name: "Old".to_owned(),
             description: None,
+            visibility: None,
         });
         let planned = planned(vec![wanted], vec![current], OnVanish::Keep, &[]);
         assert_eq!(

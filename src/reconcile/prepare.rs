@@ -118,6 +118,11 @@ impl Engine {
         for (list, hold) in plan.held() {
             tracing::warn!(list = %list.key, reason = hold.key(), "list held: {hold}");
         }
+        for drift in &plan.visibility_drift {
+            tracing::warn!(list = %drift.list, "visibility differs and needs a person: {drift}");
+        }
+        let visibility_warnings = plan.visibility_drift.iter().map(ToString::to_string);
+        snapshot.warnings.extend(visibility_warnings);
         durations.plan_ms = Durations::since(phase);
         Ok(Planned {
             sources: snapshot.sources,

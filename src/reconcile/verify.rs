@@ -22,6 +22,10 @@ pub struct Drift {
     /// The list is held, and why (its drift cannot be known or repaired until released).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
+    /// The group's visibility differs from its family's where only a person can mend it
+    /// (HiddenMembership on one side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<String>,
 }
 
 /// What `verify` found.
@@ -63,6 +67,7 @@ pub(super) fn verification(planned: &Planned) -> Verification {
                 group_missing: false,
                 title: list.retitle().is_some(),
                 held: None,
+                visibility: None,
             };
             match &list.change {
                 ListChange::Create { .. } => found.group_missing = true,
@@ -82,6 +87,25 @@ pub(super) fn verification(planned: &Planned) -> Verification {
                 .then_some(found)
         })
         .collect();
+    for needs_person in &planned.plan.visibility_drift {
+        let text = format!(
+            "group is {}, family says {}: needs a person",
+            needs_person.have.as_str(),
+            needs_person.want.as_str()
+        );
+        match drift.iter_mut().find(|d| d.list == needs_person.list) {
+            Some(found) => found.visibility = Some(text),
+            None => drift.push(Drift {
+                list: needs_person.list.clone(),
+                missing: 0,
+                extra: 0,
+                group_missing: false,
+                title: false,
+                held: None,
+                visibility: Some(text),
+            }),
+        }
+    }
     drift.sort_by(|a, b| a.list.cmp(&b.list));
     Verification {
         checked: planned.plan.totals.lists,
@@ -132,6 +156,10 @@ pub fn drift_text(drift: &Drift) -> String {
     };
     if drift.title {
         text.push_str("; title differs");
+    }
+    if let Some(visibility) = &drift.visibility {
+        text.push_str("; visibility: ");
+        text.push_str(visibility);
     }
     text
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 
 use super::{Store, StoreError, text};
+use crate::config::Visibility;
 use crate::plan::Title;
 
 impl Store {
@@ -13,7 +14,7 @@ impl Store {
     /// yet are left out).
     pub async fn titles(&self) -> Result<HashMap<String, Title>, StoreError> {
         let rows = sqlx::query(
-            "SELECT list_key, display_name, description FROM managed_groups \
+            "SELECT list_key, display_name, description, visibility FROM managed_groups \
              WHERE display_name IS NOT NULL",
         )
         .fetch_all(&self.pool)
@@ -26,6 +27,10 @@ impl Store {
                 let title = Title {
                     display_name: text(&row, "display_name")?.unwrap_or_default(),
                     description: text(&row, "description")?,
+                    // A value this version does not know reads as unknown: the next full
+                    // read records what Graph says.
+                    visibility: text(&row, "visibility")?
+                        .and_then(|v| serde_json::from_value(v.into()).ok()),
                 };
                 Ok((list, title))
             };
@@ -37,7 +42,7 @@ impl Store {
     }
 
     /// Records the titles of managed groups, by list key; lists without a managed group are
-    /// ignored. One transaction.
+    /// ignored; a title without a visibility keeps the one recorded. One transaction.
     pub async fn set_titles(&self, titles: &[(String, Title)]) -> Result<(), StoreError> {
         if titles.is_empty() {
             return Ok(());
@@ -46,11 +51,15 @@ impl Store {
         let mut tx = self.pool.begin().await.map_err(action())?;
         let sql = self
             .backend
-            .sql("UPDATE managed_groups SET display_name = ?, description = ? WHERE list_key = ?");
+            .sql(
+            "UPDATE managed_groups SET display_name = ?, description = ?, \
+             visibility = COALESCE(?, visibility) WHERE list_key = ?",
+        );
         for (list, title) in titles {
             sqlx::query(&sql)
                 .bind(&title.display_name)
                 .bind(title.description.as_deref())
+                .bind(title.visibility.map(Visibility::as_str))
                 .bind(list)
                 .execute(&mut *tx)
                 .await

@@ -12,6 +12,7 @@ pub(super) fn of_group(group: &DirectoryGroup) -> Title {
     Title {
         display_name: group.display_name.clone(),
         description: group.description.clone(),
+        visibility: group.visibility,
     }
 }
 
@@ -48,9 +49,13 @@ pub(super) fn of_round(
                 Some(description) => description.clone(),
                 None => known.get(list).and_then(|t| t.description.clone()),
             };
+            let visibility = change
+                .visibility
+                .or_else(|| known.get(list).and_then(|t| t.visibility));
             let title = Title {
                 display_name,
                 description,
+                visibility,
             };
             (known.get(list) != Some(&title)).then(|| (list.to_owned(), title))
         })
@@ -74,6 +79,7 @@ mod tests {
             added: BTreeSet::new(),
             removed: BTreeSet::new(),
             deleted: false,
+            visibility: None,
         }
     }
 
@@ -95,6 +101,7 @@ mod tests {
             Title {
                 display_name: "A".to_owned(),
                 description: Some("about a".to_owned()),
+                visibility: None,
             },
         )]
         .into_iter()
@@ -117,14 +124,16 @@ mod tests {
                     "a".to_owned(),
                     Title {
                         display_name: "A2".to_owned(),
-                        description: Some("about a".to_owned())
+                        description: Some("about a".to_owned()),
+                        visibility: None,
                     }
                 ),
                 (
                     "c".to_owned(),
                     Title {
                         display_name: "C".to_owned(),
-                        description: None
+                        description: None,
+                        visibility: None,
                     }
                 ),
             ]

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value, json};
 
-use super::Tenant;
+use super::{Tenant, roles};
 use super::groups::group_json;
 use super::request::{Input, MAX_PAGE, Reply, context, decode_token, encode_token, parse_filter};
 use super::users::user_json;
@@ -245,6 +245,13 @@ pub fn groups(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
         group.visible_at(horizon) && only.as_ref().is_none_or(|ids| ids.contains(&group.id))
     };
     let render = |group: GroupIx| group_json(directory.group(group), properties.as_deref(), false);
+    // Without Member.Read.Hidden a HiddenMembership group comes without its members, as a
+    // member listing does (GRAPH.md "Groups").
+    let sees_hidden = roles::sees_hidden_members(input.roles);
+    let members_shown = |group: GroupIx| {
+        sees_hidden
+            || directory.group(group).properties.visibility.as_deref() != Some("HiddenMembership")
+    };
     let mut objects: Vec<Value> = Vec::new();
     let mut members_left = MEMBERS_PER_PAGE;
     let mut next: Option<Position> = None;
@@ -265,8 +272,11 @@ pub fn groups(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
                 if eligible(group) {
                     let mut object = render(group)?;
                     if with_members {
-                        let (chunk, more) =
-                            directory.member_page(group, horizon, after, members_left);
+                        let (chunk, more) = if members_shown(group) {
+                            directory.member_page(group, horizon, after, members_left)
+                        } else {
+                            (Vec::new(), false)
+                        };
                         members_left -= chunk.len();
                         let entries = chunk
                             .iter()
@@ -315,12 +325,16 @@ pub fn groups(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
                     let mut object = render(change.group)?;
                     if with_members {
                         let start = after.map_or(0, |a| a + 1);
-                        let entries: Vec<(UserIx, bool)> = change
-                            .members
-                            .range(start..)
-                            .take(members_left + 1)
-                            .map(|(&u, &added)| (u, added))
-                            .collect();
+                        let entries: Vec<(UserIx, bool)> = if members_shown(change.group) {
+                            change
+                                .members
+                                .range(start..)
+                                .take(members_left + 1)
+                                .map(|(&u, &added)| (u, added))
+                                .collect()
+                        } else {
+                            Vec::new()
+                        };
                         let more = entries.len() > members_left;
                         let entries = &entries[..entries.len().min(members_left)];
                         members_left -= entries.len();

@@ -90,6 +90,13 @@ impl RawGraph {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
     }
 
+    /// `PATCH path` with `body`, as an admin changing a group's properties by hand.
+    pub async fn patch(&self, path: &str, body: &Value) {
+        let request = self.http.patch(format!("{}{path}", self.base)).json(body);
+        self.send_ok(request, &format!("PATCH {path} behind rollcall's back"))
+            .await;
+    }
+
     /// Removes `members` (object ids) from `group`, one `DELETE …/$ref` each.
     pub async fn remove_members(&self, group: &str, members: &[String]) {
         for member in members {

@@ -486,7 +486,13 @@ impl Tenant {
         let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.state_url)
             .await
             .expect("the state database accepts a raw connection");
-        for table in ["mirror", "managed_groups", "identities", "delta_links"] {
+        for table in [
+            "mirror",
+            "managed_groups",
+            "identities",
+            "delta_links",
+            "member_absences",
+        ] {
             sqlx::query(&format!("DELETE FROM {table}"))
                 .execute(&mut conn)
                 .await
