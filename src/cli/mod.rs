@@ -211,26 +211,27 @@ async fn migrate(context: &Context) -> Result<Exit, CommandError> {
 
 async fn doctor(context: &Context) -> Result<Exit, CommandError> {
     let url = state_url(context)?;
-    if let Some(path) = crate::store::sqlite_file(&url)
-        && !path.exists()
-    {
+    println!("state database: {}", url.redacted());
+    let database_problems = match crate::store::sqlite_file(&url) {
         // Connecting would create an empty database and hide that the real one is gone.
-        println!("state database: {}", url.redacted());
-        println!(
-            "error [missing-database] {} does not exist: the first `rollcall run` or `rollcall migrate` creates it; if it was lost, `rollcall rebuild --state-only` restores it from Microsoft 365",
-            path.display()
-        );
-        return Ok(Exit::Failed);
-    }
-    let store = Store::connect(&url).await.map_err(CommandError::failed)?;
-    let findings = store.doctor().await;
-    store.close().await;
-    println!("state database: {}", store.url());
-    for finding in &findings {
-        println!("{finding}");
-    }
-    let lacking = doctor_permissions(context).await?;
-    let problems = findings.len() + lacking;
+        Some(path) if !path.exists() => {
+            println!(
+                "error [missing-database] {} does not exist: the first `rollcall run` or `rollcall migrate` creates it; if it was lost, `rollcall rebuild --state-only` restores it from Microsoft 365",
+                path.display()
+            );
+            1
+        }
+        _ => {
+            let store = Store::connect(&url).await.map_err(CommandError::failed)?;
+            let findings = store.doctor().await;
+            store.close().await;
+            for finding in &findings {
+                println!("{finding}");
+            }
+            findings.len()
+        }
+    };
+    let problems = database_problems + doctor_permissions(context).await?;
     if problems == 0 {
         println!("no problems found");
         return Ok(Exit::Success);

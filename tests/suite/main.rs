@@ -19,6 +19,7 @@ mod ldap_source;
 mod maintenance;
 mod notify;
 mod odbc_source;
+mod permissions;
 mod reconcile;
 mod reports;
 mod sandbox;

@@ -90,6 +90,25 @@ impl RawGraph {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
     }
 
+    /// `METHOD path` with `body`, whatever the answer: its status and JSON body.
+    pub async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> (u16, Value) {
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: the sandbox does not answer: {e}"));
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// `PATCH path` with `body`, as an admin changing a group's properties by hand.
     pub async fn patch(&self, path: &str, body: &Value) {
         let request = self.http.patch(format!("{}{path}", self.base)).json(body);
