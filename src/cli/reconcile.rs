@@ -12,7 +12,8 @@ use crate::config::Config;
 use crate::exit::{CommandError, Exit};
 use crate::plan::{Approvals, render_plan};
 use crate::reconcile::{
-    Engine, Planned, Progress, SavedPlan, StopSignal, Verification, drift_text, exit_of, pending_text,
+    Engine, Planned, Progress, SavedPlan, StopSignal, Verification, drift_text, exit_of,
+    pending_text,
 };
 use crate::store::RunKind;
 

@@ -660,6 +660,10 @@ pub struct OverrideConfig {
 pub struct OverrideSourceConfig {
     /// The CSV file (relative to the configuration file's folder).
     pub path: PathBuf,
+    /// The optional control file (`rows=N`, `sha256=HEX`), as for CSV sources: a file that
+    /// does not match it is refused whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<PathBuf>,
 }
 
 impl Config {

@@ -54,6 +54,7 @@ impl Config {
             if source.path.is_relative() {
                 source.path = base.join(&source.path);
             }
+            resolve(&mut source.control);
         }
         for source in &mut self.sources {
             resolve(&mut source.path);

@@ -77,9 +77,7 @@ pub fn roles_of(token: &str) -> Option<Vec<String>> {
     if parts.next().is_some() {
         return None;
     }
-    let json = URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
+    let json = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&json).ok()?;
     let roles = claims.get("roles")?.as_array()?;
     Some(

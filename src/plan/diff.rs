@@ -366,8 +366,11 @@ pub fn diff_holding(
                 let policy = policies.get(&want.family);
                 let retitle = retitle(want, have, policy.visibility);
                 let have_visibility = have.title.as_ref().and_then(|t| t.visibility);
-                plan.visibility_drift
-                    .extend(visibility::drift(&want.key, policy.visibility, have_visibility));
+                plan.visibility_drift.extend(visibility::drift(
+                    &want.key,
+                    policy.visibility,
+                    have_visibility,
+                ));
                 if add.is_empty() && remove.is_empty() && retitle.is_none() {
                     plan.totals.unchanged += 1;
                     continue;
@@ -454,11 +457,7 @@ pub fn diff_holding(
 /// The title and description a group is to get, when the sources say otherwise than it has.
 /// An unknown current title (never read) changes nothing, and neither does a list whose
 /// sources give no title or description: an empty value never blanks a group's.
-fn retitle(
-    want: &DesiredList,
-    have: &ActualList,
-    family: Option<Visibility>,
-) -> Option<Title> {
+fn retitle(want: &DesiredList, have: &ActualList, family: Option<Visibility>) -> Option<Title> {
     let current = have.title.as_ref()?;
     let display_name = if want.titled {
         want.display_name.clone()

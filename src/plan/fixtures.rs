@@ -40,13 +40,16 @@ pub fn have(key: &str, members: &[u128]) -> ActualList {
 
 /// Policies giving family `modules` this policy.
 pub fn modules(create: bool, on_vanish: OnVanish) -> Policies {
-    [("modules".to_owned(), Policy {
+    [(
+        "modules".to_owned(),
+        Policy {
             create,
             on_vanish,
             ..Policy::UNKNOWN_FAMILY
-        })]
-        .into_iter()
-        .collect()
+        },
+    )]
+    .into_iter()
+    .collect()
 }
 
 /// Ordered desired lists; panics on a duplicate key, which a test never means.

@@ -211,13 +211,7 @@ mod tests {
             .into_iter()
             .collect();
         let mut plan = plan_of(&[1], &[1, 2, 3], 3);
-        let next = defer_removals(
-            &mut plan,
-            &recorded,
-            &policies(3),
-            &BTreeMap::new(),
-            at(8),
-        );
+        let next = defer_removals(&mut plan, &recorded, &policies(3), &BTreeMap::new(), at(8));
         assert_eq!(plan.lists[0].removes(), [id(2)]);
         assert_eq!(plan.totals.removes, 1);
         assert_eq!(plan.totals.updates, 1);
@@ -232,13 +226,7 @@ mod tests {
             .into_iter()
             .collect();
         let mut plan = plan_of(&[1, 2], &[1, 2], 3);
-        let next = defer_removals(
-            &mut plan,
-            &recorded,
-            &policies(3),
-            &BTreeMap::new(),
-            at(6),
-        );
+        let next = defer_removals(&mut plan, &recorded, &policies(3), &BTreeMap::new(), at(6));
         assert!(next.is_empty());
         let changes = AbsenceChanges::between(&recorded, &next);
         assert_eq!(changes.forget, [("a".to_owned(), id(2))]);

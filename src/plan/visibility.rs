@@ -42,7 +42,11 @@ pub fn patch(family: Option<Visibility>, have: Option<Visibility>) -> Option<Vis
 }
 
 /// The drift no PATCH can mend: HiddenMembership on one side only.
-pub fn drift(list: &str, family: Option<Visibility>, have: Option<Visibility>) -> Option<VisibilityDrift> {
+pub fn drift(
+    list: &str,
+    family: Option<Visibility>,
+    have: Option<Visibility>,
+) -> Option<VisibilityDrift> {
     let (want, have) = (family?, have?);
     let hidden = |v| v == Visibility::HiddenMembership;
     (want != have && (hidden(want) || hidden(have))).then(|| VisibilityDrift {
@@ -62,8 +66,16 @@ mod tests {
         assert_eq!(patch(Some(Private), Some(Public)), Some(Private));
         assert_eq!(patch(Some(Public), Some(Private)), Some(Public));
         assert_eq!(patch(Some(Private), Some(Private)), None);
-        assert_eq!(patch(None, Some(Public)), None, "an unset family changes nothing");
-        assert_eq!(patch(Some(Private), None), None, "an unknown visibility is left");
+        assert_eq!(
+            patch(None, Some(Public)),
+            None,
+            "an unset family changes nothing"
+        );
+        assert_eq!(
+            patch(Some(Private), None),
+            None,
+            "an unknown visibility is left"
+        );
         assert_eq!(patch(Some(HiddenMembership), Some(Public)), None);
         assert_eq!(patch(Some(Private), Some(HiddenMembership)), None);
     }

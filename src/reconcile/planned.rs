@@ -30,6 +30,8 @@ pub struct Planned {
     pub absences: AbsenceChanges,
     /// Snapshot warnings.
     pub warnings: Vec<String>,
+    /// Overrides and override-source rows applied (inside their window).
+    pub exceptions_applied: u64,
     /// How long reading and planning took, phase by phase.
     pub durations: Durations,
 }
@@ -162,6 +164,7 @@ pub(super) mod tests {
             },
             plan,
             absences: AbsenceChanges::default(),
+            exceptions_applied: 0,
             verdicts: Verdicts::default(),
             warnings: Vec::new(),
             durations: Durations::default(),

@@ -11,8 +11,8 @@ use super::engine::Engine;
 use super::identity;
 use super::planned::{Durations, Planned};
 use super::stop::Stop;
-use crate::plan::{self, Approvals, Desired, Hold, HoldReason, ListName, Policies};
 use crate::clock;
+use crate::plan::{self, Approvals, Desired, Hold, HoldReason, ListName, Policies};
 use crate::source::{self, completeness};
 
 impl Engine {
@@ -132,6 +132,7 @@ impl Engine {
             plan,
             verdicts,
             absences,
+            exceptions_applied: snapshot.exceptions_applied,
             warnings: snapshot
                 .warnings
                 .into_iter()
@@ -244,6 +245,7 @@ mod tests {
                 .collect(),
             held: BTreeMap::new(),
             warnings: Vec::new(),
+            exceptions_applied: 0,
         }
     }
 

@@ -177,14 +177,15 @@ impl Read for HashingReader {
 
 /// A parsed control file: `rows=N` and `sha256=HEX`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Control {
+pub(crate) struct Control {
     path: std::path::PathBuf,
     rows: u64,
     sha256: String,
 }
 
 impl Control {
-    fn load(name: &str, path: &Path) -> Result<Self, SourceError> {
+    /// Reads and parses the control file at `path`, for the source `name`.
+    pub(crate) fn load(name: &str, path: &Path) -> Result<Self, SourceError> {
         let text = std::fs::read_to_string(path).map_err(|error| unreadable(name, path, error))?;
         Self::parse(&text)
             .map_err(|(line, message)| SourceError::ControlSyntax {
@@ -249,7 +250,15 @@ impl Control {
         }
     }
 
-    fn check(&self, name: &str, path: &Path, rows: u64, sha256: &str) -> Result<(), SourceError> {
+    /// Whether the data file `path` (`rows` data rows, `sha256` of its bytes) is the one
+    /// the control file describes.
+    pub(crate) fn check(
+        &self,
+        name: &str,
+        path: &Path,
+        rows: u64,
+        sha256: &str,
+    ) -> Result<(), SourceError> {
         if self.rows != rows {
             return Err(SourceError::ControlRows {
                 source_name: name.to_owned(),

@@ -5,6 +5,9 @@
 
 use std::path::Path;
 
+use sha2::{Digest, Sha256};
+
+use super::csv::Control;
 use crate::config::{Config, Window};
 
 use super::SourceError;
@@ -30,7 +33,23 @@ pub struct Exception {
 pub(crate) fn read_all(config: &Config) -> Result<Vec<Exception>, SourceError> {
     let mut exceptions = Vec::new();
     for source in &config.override_sources {
-        exceptions.extend(read(&source.path, config)?);
+        let read = read(&source.path, config)?;
+        if let Some(control) = &source.control {
+            let name = source.path.display().to_string();
+            let bytes = std::fs::read(&source.path).map_err(|e| SourceError::OverrideRow {
+                source_name: name.clone(),
+                place: format!("{name}:0"),
+                message: format!("cannot read the override source: {e}"),
+            })?;
+            let sha256 = hex::encode(Sha256::digest(&bytes));
+            Control::load(&name, control)?.check(
+                &name,
+                &source.path,
+                read.len() as u64,
+                &sha256,
+            )?;
+        }
+        exceptions.extend(read);
     }
     Ok(exceptions)
 }
@@ -169,5 +188,28 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    #[test]
+    fn a_control_file_vouches_for_the_whole_file() {
+        let text = "list,member,action\nmod-a,x@x.org,include\nmod-b,y@x.org,exclude\n";
+        let csv = file(text);
+        let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+        let control = file(&format!("rows=2\nsha256={sha256}\n"));
+        let mut config = config();
+        config
+            .override_sources
+            .push(crate::config::OverrideSourceConfig {
+                path: csv.path().to_owned(),
+                control: Some(control.path().to_owned()),
+            });
+        assert_eq!(read_all(&config).unwrap().len(), 2);
+        std::fs::write(control.path(), format!("rows=3\nsha256={sha256}\n")).unwrap();
+        let error = read_all(&config).unwrap_err();
+        assert!(error.to_string().contains('3'), "{error}");
+        std::fs::write(csv.path(), "list,member,action\nmod-a,x@x.org,include\n").unwrap();
+        std::fs::write(control.path(), format!("rows=1\nsha256={sha256}\n")).unwrap();
+        let error = read_all(&config).unwrap_err();
+        assert!(error.to_string().contains("sha256"), "{error}");
     }
 }

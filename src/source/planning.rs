@@ -107,6 +107,7 @@ mod tests {
             lists: lists.iter().map(|l| (l.key.clone(), l.clone())).collect(),
             held: BTreeMap::new(),
             warnings: Vec::new(),
+            exceptions_applied: 0,
         }
     }
 

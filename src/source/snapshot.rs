@@ -81,6 +81,9 @@ pub struct Snapshot {
     pub held: BTreeMap<String, Hold>,
     /// Things an operator should know that do not stop the run.
     pub warnings: Vec<String>,
+    /// Overrides and override-source rows inside their window, applied to a list.
+    #[serde(default)]
+    pub exceptions_applied: u64,
 }
 
 /// A list being assembled from its sources.
@@ -163,6 +166,7 @@ pub(crate) fn assemble(
     }
 
     let mut exclusions = Vec::new();
+    let mut applied = 0;
     for (index, rule) in config.overrides.iter().enumerate() {
         if !config.override_window(index).contains(now) {
             continue;
@@ -171,6 +175,7 @@ pub(crate) fn assemble(
         match drafts.get_mut(&list) {
             Some(draft) => {
                 let (include, exclude) = parse_override(index, rule, draft)?;
+                applied += 1;
                 draft.members.extend(include);
                 exclusions.push((list, exclude));
             }
@@ -195,6 +200,7 @@ pub(crate) fn assemble(
                 message,
             }
         })?;
+        applied += 1;
         if exception.include {
             draft.members.insert(member);
         } else {
@@ -242,6 +248,7 @@ pub(crate) fn assemble(
         lists,
         held,
         warnings,
+        exceptions_applied: applied,
     })
 }
 

@@ -29,7 +29,11 @@ impl Store {
             // A row that is not an object id was not written by rollcall; skipping it only
             // restarts that member's grace.
             let Ok(member) = member.parse::<ObjectId>() else {
-                tracing::warn!(list, member, "ignoring a member_absences row that names no object id");
+                tracing::warn!(
+                    list,
+                    member,
+                    "ignoring a member_absences row that names no object id"
+                );
                 continue;
             };
             absent
@@ -57,9 +61,15 @@ impl Store {
         // first, with the members forgotten.
         let mut stale: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         let forgotten = changes.forget.iter().map(|(list, member)| (list, member));
-        let replaced = changes.insert.iter().map(|(list, member, _)| (list, member));
+        let replaced = changes
+            .insert
+            .iter()
+            .map(|(list, member, _)| (list, member));
         for (list, member) in forgotten.chain(replaced) {
-            stale.entry(list.as_str()).or_default().push(member.to_string());
+            stale
+                .entry(list.as_str())
+                .or_default()
+                .push(member.to_string());
         }
         for (list, members) in &stale {
             for chunk in members.chunks(CHUNK_ROWS) {
@@ -76,7 +86,9 @@ impl Store {
             }
         }
         for chunk in changes.insert.chunks(CHUNK_ROWS) {
-            let sql = self.backend.insert("member_absences", &COLUMNS, chunk.len());
+            let sql = self
+                .backend
+                .insert("member_absences", &COLUMNS, chunk.len());
             let sql = self.backend.sql(&sql);
             let mut insert = sqlx::query(&sql);
             for (list, member, since) in chunk {
@@ -86,14 +98,11 @@ impl Store {
                     .bind(millis(*since));
             }
             let list = one_list(chunk.iter().map(|(list, _, _)| list.as_str()));
-            insert
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::writing(
-                    "record the members in their removal grace",
-                    "member_absences",
-                    list,
-                ))?;
+            insert.execute(&mut *tx).await.map_err(StoreError::writing(
+                "record the members in their removal grace",
+                "member_absences",
+                list,
+            ))?;
         }
         tx.commit().await.map_err(action())
     }

@@ -49,9 +49,7 @@ impl Store {
         }
         let action = || StoreError::query("record the managed groups' titles");
         let mut tx = self.pool.begin().await.map_err(action())?;
-        let sql = self
-            .backend
-            .sql(
+        let sql = self.backend.sql(
             "UPDATE managed_groups SET display_name = ?, description = ?, \
              visibility = COALESCE(?, visibility) WHERE list_key = ?",
         );

@@ -56,6 +56,8 @@ async fn an_exception_that_ended_is_not_applied_and_one_that_starts_applies_from
     );
     tenant.rollcall_at(today, &["run"]).await.expect(0);
     tenant.assert_converged("today: neither exception applies");
+    let report = tenant.show_last_run().await;
+    assert_eq!(report["report"]["exceptions_applied"], 0, "{report}");
 
     let monday = "2026-12-08T07:00:00Z";
     tenant.rollcall_at(monday, &["run"]).await.expect(0);
@@ -66,6 +68,8 @@ async fn an_exception_that_ended_is_not_applied_and_one_that_starts_applies_from
         .unwrap()
         .insert(starting.object_id.clone());
     tenant.assert_converged("on Monday the new exception applies");
+    let report = tenant.show_last_run().await;
+    assert_eq!(report["report"]["exceptions_applied"], 1, "{report}");
     let bad = tenant.rollcall_at("next monday", &["run"]).await;
     bad.expect(2);
     assert!(bad.stderr.contains("ROLLCALL_NOW"), "{}", bad.stderr);
@@ -130,9 +134,7 @@ async fn groups_are_created_private_or_as_their_family_says_with_its_behaviours(
 /// Members the sources no longer name stay on the list until `remove_after` has passed since
 /// the first run that found them absent; one named again within it is never removed and costs
 /// no write; a lost state database restarts the grace (longer, never shorter).
-async fn withdrawals_stay_for_their_grace_and_a_return_within_it_costs_no_write(
-    db: TestDatabase,
-) {
+async fn withdrawals_stay_for_their_grace_and_a_return_within_it_costs_no_write(db: TestDatabase) {
     let mut tenant = Tenant::start(db, TenantOptions::new()).await;
     tenant.set_family("modules", "remove_after", "3d");
     let day0 = "2026-12-06T07:00:00Z";
@@ -152,7 +154,8 @@ async fn withdrawals_stay_for_their_grace_and_a_return_within_it_costs_no_write(
     let plan = tenant.rollcall_at(day0, &["plan"]).await;
     plan.expect(0);
     assert!(
-        plan.stdout.contains("leaving: 3 in grace until 2026-12-09 07:00 UTC"),
+        plan.stdout
+            .contains("leaving: 3 in grace until 2026-12-09 07:00 UTC"),
         "{}",
         plan.stdout
     );
@@ -160,28 +163,54 @@ async fn withdrawals_stay_for_their_grace_and_a_return_within_it_costs_no_write(
         .rollcall_at(day0, &["plan", "--output", "json"])
         .await;
     json.expect(0);
-    assert_eq!(json.json()["plan"]["totals"]["leaving"], 3, "{}", json.stdout);
+    assert_eq!(
+        json.json()["plan"]["totals"]["leaving"],
+        3,
+        "{}",
+        json.stdout
+    );
 
     let writes = tenant.stat("writes");
     tenant.rollcall_at(day0, &["run"]).await.expect(0);
-    assert_eq!(tenant.stat("writes"), writes, "a member in grace costs no write");
+    assert_eq!(
+        tenant.stat("writes"),
+        writes,
+        "a member in grace costs no write"
+    );
     still_there(&mut tenant);
     tenant.assert_converged("on the day of the withdrawal: all three stay");
     let report = tenant.show_last_run().await;
     assert_eq!(report["report"]["totals"]["leaving"], 3, "{report}");
-    let verify = tenant.rollcall_at("2026-12-07T07:00:00Z", &["verify"]).await;
+    let verify = tenant
+        .rollcall_at("2026-12-07T07:00:00Z", &["verify"])
+        .await;
     verify.expect(0);
-    assert!(verify.stdout.contains("pending (not drift)"), "{}", verify.stdout);
+    assert!(
+        verify.stdout.contains("pending (not drift)"),
+        "{}",
+        verify.stdout
+    );
     let status = tenant.rollcall(&["status"]).await;
-    assert!(status.stdout.contains("removal grace: 3 members"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("removal grace: 3 members"),
+        "{}",
+        status.stdout
+    );
 
     // The second student comes back on day 2: nothing is written, and they are never removed.
     let back = withdrawn[1];
     tenant.edit_university(|university| {
         university.modules[0].students.insert(back);
     });
-    tenant.rollcall_at("2026-12-08T07:00:00Z", &["run"]).await.expect(0);
-    assert_eq!(tenant.stat("writes"), writes, "a return within the grace costs no write");
+    tenant
+        .rollcall_at("2026-12-08T07:00:00Z", &["run"])
+        .await
+        .expect(0);
+    assert_eq!(
+        tenant.stat("writes"),
+        writes,
+        "a return within the grace costs no write"
+    );
 
     // A lost state database restarts the grace at the next run: nobody is removed early.
     tenant.lose_state().await;
@@ -189,10 +218,16 @@ async fn withdrawals_stay_for_their_grace_and_a_return_within_it_costs_no_write(
         .rollcall_at("2026-12-09T07:00:00Z", &["rebuild", "--state-only"])
         .await
         .expect(0);
-    tenant.rollcall_at("2026-12-09T07:00:00Z", &["run"]).await.expect(0);
+    tenant
+        .rollcall_at("2026-12-09T07:00:00Z", &["run"])
+        .await
+        .expect(0);
     assert_eq!(tenant.stat("writes"), writes, "the grace started again");
 
-    tenant.rollcall_at("2026-12-12T07:00:00Z", &["run"]).await.expect(0);
+    tenant
+        .rollcall_at("2026-12-12T07:00:00Z", &["run"])
+        .await
+        .expect(0);
     tenant.desired = desired_before;
     for (i, id) in ids.iter().enumerate() {
         if i != 1 {
@@ -267,7 +302,11 @@ async fn a_family_that_sets_visibility_moves_its_groups_with_one_patch_each(db: 
     tenant.set_family("modules", "visibility", "Private");
     let before = group_patches(&tenant);
     tenant.rollcall(&["run"]).await.expect(0);
-    assert_eq!(group_patches(&tenant) - before, modules, "one PATCH per module group");
+    assert_eq!(
+        group_patches(&tenant) - before,
+        modules,
+        "one PATCH per module group"
+    );
     let seen = visibilities().await;
     for (nickname, family) in &tenant.desired.families {
         let want = match *family {
@@ -285,14 +324,27 @@ async fn a_family_that_sets_visibility_moves_its_groups_with_one_patch_each(db: 
     tenant.set_family("modules", "visibility", "HiddenMembership");
     let plan = tenant.rollcall(&["plan"]).await;
     plan.expect(0);
-    assert!(plan.stderr.contains("needs a person") || plan.stdout.contains("recreate"), "{}{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stderr.contains("needs a person") || plan.stdout.contains("recreate"),
+        "{}{}",
+        plan.stdout,
+        plan.stderr
+    );
     let before = group_patches(&tenant);
     tenant.rollcall(&["run"]).await.expect(0);
-    assert_eq!(group_patches(&tenant), before, "no write for HiddenMembership");
+    assert_eq!(
+        group_patches(&tenant),
+        before,
+        "no write for HiddenMembership"
+    );
     let verify = tenant.rollcall(&["rebuild"]).await;
     verify.expect(0);
     let verify = tenant.rollcall(&["verify"]).await;
     verify.expect(5);
-    assert!(verify.stdout.contains("needs a person"), "{}", verify.stdout);
+    assert!(
+        verify.stdout.contains("needs a person"),
+        "{}",
+        verify.stdout
+    );
     tenant.finish();
 }

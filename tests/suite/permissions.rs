@@ -62,16 +62,28 @@ async fn a_missing_permission_is_named_by_doctor_and_refused_by_a_run_before_any
     grant(&tenant, &["Group.Read.All", "User.Read.All"]).await;
     let doctor = tenant.rollcall(&["doctor"]).await;
     doctor.expect(1);
-    for missing in ["GroupMember.ReadWrite.All", "Group.ReadWrite.All", "Member.Read.Hidden"] {
-        assert!(doctor.stdout.contains(missing), "{missing}: {}", doctor.stdout);
+    for missing in [
+        "GroupMember.ReadWrite.All",
+        "Group.ReadWrite.All",
+        "Member.Read.Hidden",
+    ] {
+        assert!(
+            doctor.stdout.contains(missing),
+            "{missing}: {}",
+            doctor.stdout
+        );
     }
     // And Graph itself refuses what the roles do not cover.
     let graph = RawGraph::connect(&tenant.sandbox).await;
     let refused = graph
-        .send_raw(reqwest::Method::POST, "/groups", &json!({
-            "displayName": "x", "mailNickname": "x", "mailEnabled": true,
-            "securityEnabled": false, "groupTypes": ["Unified"],
-        }))
+        .send_raw(
+            reqwest::Method::POST,
+            "/groups",
+            &json!({
+                "displayName": "x", "mailNickname": "x", "mailEnabled": true,
+                "securityEnabled": false, "groupTypes": ["Unified"],
+            }),
+        )
         .await;
     assert_eq!(refused.0, 403, "{}", refused.1);
     assert_eq!(refused.1["error"]["code"], "Authorization_RequestDenied");
@@ -79,7 +91,11 @@ async fn a_missing_permission_is_named_by_doctor_and_refused_by_a_run_before_any
     grant(&tenant, &ALL).await;
     let doctor = tenant.rollcall(&["doctor"]).await;
     doctor.expect(0);
-    assert!(doctor.stdout.contains("permissions: all 4 present"), "{}", doctor.stdout);
+    assert!(
+        doctor.stdout.contains("permissions: all 4 present"),
+        "{}",
+        doctor.stdout
+    );
     tenant.rollcall(&["run"]).await.expect(0);
     tenant.assert_converged("with every permission granted");
 
@@ -94,6 +110,9 @@ async fn a_missing_permission_is_named_by_doctor_and_refused_by_a_run_before_any
     grant(&tenant, &ALL).await;
     let seeing = RawGraph::connect(&tenant.sandbox).await;
     let members = seeing.get(&format!("/groups/{group}/members")).await;
-    assert!(!members["value"].as_array().unwrap().is_empty(), "{members}");
+    assert!(
+        !members["value"].as_array().unwrap().is_empty(),
+        "{members}"
+    );
     tenant.finish();
 }

@@ -72,6 +72,8 @@ pub struct RunReport {
     pub drifted: Vec<Drift>,
     /// Lists with members in their removal grace (`remove_after`), with the first due date.
     pub leaving: Vec<PendingRemovals>,
+    /// Overrides and override-source rows applied (inside their window).
+    pub exceptions_applied: u64,
 }
 
 /// One operation that failed for good.
@@ -333,6 +335,7 @@ impl RunReport {
             warnings,
             durations: planned.durations,
             leaving: pending_removals(&planned.plan),
+            exceptions_applied: planned.exceptions_applied,
             ..RunReport::default()
         }
     }

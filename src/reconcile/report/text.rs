@@ -135,6 +135,13 @@ impl RunReport {
         for drift in &self.drifted {
             writeln!(f, "  {}", drift_text(drift))?;
         }
+        if self.exceptions_applied > 0 {
+            writeln!(
+                f,
+                "exceptions applied: {} (overrides and override-source rows inside their window)",
+                self.exceptions_applied
+            )?;
+        }
         if !self.leaving.is_empty() {
             writeln!(
                 f,

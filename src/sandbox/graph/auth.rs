@@ -7,9 +7,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
-use super::{assertion, roles};
 use super::request::Reply;
 use super::{IncomingRequest, Tenant};
+use super::{assertion, roles};
 use crate::sandbox::error::GraphError;
 
 /// The `client_assertion_type` of a signed JWT (RFC 7523).

@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value, json};
 
-use super::{Tenant, roles};
 use super::groups::group_json;
 use super::request::{Input, MAX_PAGE, Reply, context, decode_token, encode_token, parse_filter};
 use super::users::user_json;
+use super::{Tenant, roles};
 use crate::sandbox::directory::{Change, Directory, GroupIx, UserIx};
 use crate::sandbox::error::GraphError;
 

@@ -4,7 +4,6 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
-use super::{Tenant, roles};
 use super::group_body::{
     bind_id, bind_ids, new_group, string_property, too_many_links, unknown_property,
 };
@@ -12,6 +11,7 @@ use super::request::{
     Input, MAX_PAGE, Reply, context, decode_token, encode_token, parse_filter, project,
 };
 use super::users::{UserProperty, write_user_fields};
+use super::{Tenant, roles};
 use crate::sandbox::directory::{Group, GroupIx, UserIx};
 use crate::sandbox::error::GraphError;
 

@@ -124,7 +124,13 @@ mod tests {
         let refused = check(&Route::AddMember("g".into()), &reader).unwrap_err();
         assert_eq!(refused.status, 403);
         assert_eq!(refused.code, "Authorization_RequestDenied");
-        assert!(check(&Route::AddMember("g".into()), &roles(&["Group.ReadWrite.All"])).is_ok());
+        assert!(
+            check(
+                &Route::AddMember("g".into()),
+                &roles(&["Group.ReadWrite.All"])
+            )
+            .is_ok()
+        );
         assert!(check(&Route::Batch, &[]).is_ok());
     }
 
