@@ -33,6 +33,7 @@ fn measure(memberships: usize) {
         Policy {
             create: true,
             on_vanish: OnVanish::Empty,
+            ..Policy::UNKNOWN_FAMILY
         },
     )]
     .into_iter()

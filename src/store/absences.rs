@@ -38,7 +38,7 @@ impl Store {
             };
             absent
                 .entry(list)
-                .or_insert_with(BTreeMap::new)
+                .or_default()
                 .insert(member, from_millis(at));
         }
         Ok(absent)

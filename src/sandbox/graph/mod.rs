@@ -83,6 +83,9 @@ enum Gate {
     Drop,
 }
 
+/// An issued token: when it expires, and the roles it carries.
+type Issued = (Instant, Arc<[String]>);
+
 /// The emulated tenant: directory, knobs, buckets, tokens and counters.
 #[derive(Debug)]
 pub struct Tenant {
@@ -93,7 +96,7 @@ pub struct Tenant {
     dice: Mutex<Dice>,
     throttle: Mutex<Throttle>,
     /// Issued tokens: when each expires, and the roles it carries.
-    tokens: Mutex<HashMap<String, (Instant, Arc<[String]>)>>,
+    tokens: Mutex<HashMap<String, Issued>>,
     /// The application permissions new tokens carry (`/_sandbox/roles`).
     roles: RwLock<Vec<String>>,
     /// The certificates and federated credentials registered on the app.
