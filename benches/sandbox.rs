@@ -155,6 +155,7 @@ fn converged_seed(university: &University) -> Seed {
         security_enabled: false,
         members,
         extensions: Vec::new(),
+        owners: Vec::new(),
     };
     for (n, module) in university.modules.iter().enumerate() {
         let members = ids(&mut module.members());

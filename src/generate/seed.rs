@@ -101,6 +101,7 @@ impl University {
                     security_enabled: false,
                     members: self.object_ids(actual),
                     extensions: Vec::new(),
+                    owners: Vec::new(),
                 }
             })
             .collect()
@@ -132,6 +133,7 @@ impl University {
                     security_enabled: false,
                     members: self.object_ids(members),
                     extensions: Vec::new(),
+                    owners: Vec::new(),
                 }
             })
             .collect()

@@ -75,6 +75,9 @@ pub struct SeedGroup {
     /// Object ids of the direct members (users).
     #[serde(default)]
     pub members: Vec<String>,
+    /// Object ids of the owners (users).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
     /// Open extensions, each a JSON object with `extensionName` and custom properties.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extensions: Vec<serde_json::Map<String, serde_json::Value>>,

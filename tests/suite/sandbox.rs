@@ -1388,3 +1388,118 @@ async fn users_filter_on_hr_attributes_pages_and_advanced_queries_need_eventual_
     assert_eq!(ids(&advanced), [user_id(3)]);
     assert_eq!(advanced.body["@odata.count"], 1);
 }
+
+// ---- owners ----
+
+/// GRAPH.md "Owners": owners bound at creation share the 20 references per request with
+/// members; `POST …/owners/$ref` adds (400 for an existing owner), `DELETE …/owners/{id}/$ref`
+/// removes (404 for a non-owner), and the last owner cannot be removed, with Graph's error.
+#[tokio::test]
+async fn owners_are_bound_added_removed_and_the_last_one_is_kept() {
+    let tenant = Tenant::small(seed(30, &[])).await;
+    let mut created = unified("mod-owned");
+    created["members@odata.bind"] = json!((0..15).map(bind).collect::<Vec<_>>());
+    created["owners@odata.bind"] = json!((20..26).map(bind).collect::<Vec<_>>());
+    let too_many = tenant.post("/groups", created.clone()).await;
+    assert_eq!(too_many.status, 400, "21 references in one request");
+    created["owners@odata.bind"] = json!([bind(20)]);
+    let reply = tenant.post("/groups", created).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let id = reply.body["id"].as_str().unwrap().to_owned();
+    let owners = |reply: &Reply| -> Vec<String> {
+        reply.body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let listed = tenant.get(&format!("/groups/{id}/owners")).await;
+    assert_eq!(owners(&listed), [user_id(20)]);
+
+    let add = |n: usize| json!({ "@odata.id": bind(n) });
+    let path = format!("/groups/{id}/owners/$ref");
+    assert_eq!(tenant.post(&path, add(21)).await.status, 204);
+    let again = tenant.post(&path, add(21)).await;
+    assert_eq!(again.status, 400);
+    assert!(again.message().contains("already exist"), "{}", again.body);
+
+    let remove = |n: usize| format!("/groups/{id}/owners/{}/$ref", user_id(n));
+    let absent = tenant.delete(&remove(22)).await;
+    assert_eq!(absent.status, 404);
+    assert_eq!(tenant.delete(&remove(20)).await.status, 204);
+    let last = tenant.delete(&remove(21)).await;
+    assert_eq!(last.status, 400);
+    assert_eq!(last.code(), "Request_BadRequest");
+    assert_eq!(
+        last.message(),
+        "The group must have at least one owner, hence this owner cannot be removed."
+    );
+    let listed = tenant.get(&format!("/groups/{id}/owners")).await;
+    assert_eq!(owners(&listed), [user_id(21)]);
+    let state = tenant.sandbox.state();
+    let group = state
+        .groups
+        .iter()
+        .find(|g| g.id.as_deref() == Some(&id))
+        .unwrap();
+    assert_eq!(group.owners, [user_id(21)]);
+    assert_eq!(group.members.len(), 15);
+}
+
+/// Groups delta with `$select=members,owners` reports owners in `owners@delta` beside
+/// `members@delta`: all of them in the first round, then only the changes.
+#[tokio::test]
+async fn delta_reports_owner_changes_beside_member_changes() {
+    let tenant = Tenant::small(seed(5, &[&[0]])).await;
+    let group = group_id(0);
+    let add = json!({ "@odata.id": bind(1) });
+    assert_eq!(
+        tenant
+            .post(&format!("/groups/{group}/owners/$ref"), add)
+            .await
+            .status,
+        204
+    );
+    let (objects, _, delta) = delta_round(
+        &tenant,
+        "/groups/delta()?$select=displayName,members,owners",
+    )
+    .await;
+    let first = objects.iter().find(|o| o["id"] == group).unwrap();
+    assert_eq!(
+        first["owners@delta"],
+        json!([{"@odata.type": "#microsoft.graph.user", "id": user_id(1)}])
+    );
+    let add = json!({ "@odata.id": bind(2) });
+    assert_eq!(
+        tenant
+            .post(&format!("/groups/{group}/owners/$ref"), add)
+            .await
+            .status,
+        204
+    );
+    let removed = tenant
+        .delete(&format!("/groups/{group}/owners/{}/$ref", user_id(1)))
+        .await;
+    assert_eq!(removed.status, 204);
+    let (objects, _, _) = delta_round(&tenant, &delta).await;
+    let changed = objects.iter().find(|o| o["id"] == group).unwrap();
+    let entries = changed["owners@delta"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{changed}");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["id"] == user_id(2) && e.get("@removed").is_none())
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["id"] == user_id(1) && e.get("@removed").is_some())
+    );
+    assert!(
+        changed
+            .get("members@delta")
+            .is_some_and(|m| m.as_array().unwrap().is_empty())
+    );
+}

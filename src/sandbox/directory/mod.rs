@@ -83,6 +83,8 @@ pub struct Group {
     pub extensions: Vec<Map<String, Value>>,
     /// Direct members (users), in index order.
     pub members: BTreeSet<UserIx>,
+    /// Owners (users), in index order.
+    pub owners: BTreeSet<UserIx>,
     created_at: Instant,
     recent: VecDeque<RecentChange>,
     deleted: bool,
@@ -111,6 +113,10 @@ pub enum Change {
     MemberAdded(UserIx),
     /// A member was removed.
     MemberRemoved(UserIx),
+    /// An owner was added.
+    OwnerAdded(UserIx),
+    /// An owner was removed.
+    OwnerRemoved(UserIx),
     /// The group was deleted.
     Deleted,
 }
@@ -133,7 +139,7 @@ pub struct NewGroup {
     pub properties: GroupProperties,
     /// Object ids from `members@odata.bind`.
     pub members: Vec<String>,
-    /// Object ids from `owners@odata.bind` (validated, not modelled further).
+    /// Object ids from `owners@odata.bind`.
     pub owners: Vec<String>,
 }
 
@@ -334,6 +340,7 @@ mod tests {
             security_enabled: false,
             members: members.iter().map(|&n| user(n).id).collect(),
             extensions: Vec::new(),
+            owners: Vec::new(),
         }
     }
 

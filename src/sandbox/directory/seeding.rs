@@ -75,15 +75,24 @@ impl Directory {
                     group.mail_nickname
                 ));
             }
-            let mut members = BTreeSet::new();
-            for (m, member) in group.members.iter().enumerate() {
-                let Some(&user) = directory.user_by_id.get(&member.to_ascii_lowercase()) else {
-                    return Err(format!(
-                        "groups[{n}].members[{m}]: '{member}' is not the id of a seeded user"
-                    ));
-                };
-                members.insert(user);
-            }
+            let users = |ids: &[String], field: &str| -> Result<BTreeSet<UserIx>, String> {
+                ids.iter()
+                    .enumerate()
+                    .map(|(m, id)| {
+                        directory
+                            .user_by_id
+                            .get(&id.to_ascii_lowercase())
+                            .copied()
+                            .ok_or_else(|| {
+                                format!(
+                                    "groups[{n}].{field}[{m}]: '{id}' is not the id of a seeded user"
+                                )
+                            })
+                    })
+                    .collect()
+            };
+            let members = users(&group.members, "members")?;
+            let owners = users(&group.owners, "owners")?;
             for (e, extension) in group.extensions.iter().enumerate() {
                 if !extension
                     .get("extensionName")
@@ -116,6 +125,7 @@ impl Directory {
                 created_date_time: "2026-01-01T00:00:00Z".to_owned(),
                 extensions: group.extensions.clone(),
                 members,
+                owners,
                 created_at: long_ago,
                 deleted: false,
                 recent: VecDeque::new(),
@@ -147,12 +157,15 @@ impl Directory {
             .iter()
             .filter(|g| !g.deleted)
             .map(|g| {
-                let mut members: Vec<String> = g
-                    .members
-                    .iter()
-                    .map(|&m| self.users[m as usize].id.clone())
-                    .collect();
-                members.sort();
+                let ids = |users: &BTreeSet<UserIx>| {
+                    let mut ids: Vec<String> = users
+                        .iter()
+                        .map(|&m| self.users[m as usize].id.clone())
+                        .collect();
+                    ids.sort();
+                    ids
+                };
+                let (members, owners) = (ids(&g.members), ids(&g.owners));
                 SeedGroup {
                     id: Some(g.id.clone()),
                     display_name: g.properties.display_name.clone(),
@@ -162,6 +175,7 @@ impl Directory {
                     mail_enabled: g.properties.mail_enabled,
                     security_enabled: g.properties.security_enabled,
                     members,
+                    owners,
                     extensions: g.extensions.clone(),
                 }
             })

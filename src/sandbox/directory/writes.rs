@@ -75,10 +75,12 @@ impl Directory {
             ));
         }
         let members = self.resolve_new_members(None, &new.members)?;
+        let mut owners = BTreeSet::new();
         for owner in &new.owners {
-            if self.user_by_id(owner).is_none() {
-                return Err(GraphError::not_found(owner));
-            }
+            owners.insert(
+                self.user_by_id(owner)
+                    .ok_or_else(|| GraphError::not_found(owner))?,
+            );
         }
         let ix = self.groups.len() as GroupIx;
         let id = uuid::Uuid::new_v4().to_string();
@@ -90,6 +92,7 @@ impl Directory {
             created_date_time: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             extensions: Vec::new(),
             members: BTreeSet::new(),
+            owners: BTreeSet::new(),
             created_at: now,
             recent: VecDeque::new(),
             deleted: false,
@@ -98,6 +101,10 @@ impl Directory {
         for user in members {
             self.groups[ix as usize].members.insert(user);
             self.record(ix, Change::MemberAdded(user), now, lag);
+        }
+        for user in owners {
+            self.groups[ix as usize].owners.insert(user);
+            self.record(ix, Change::OwnerAdded(user), now, lag);
         }
         Ok(ix)
     }
@@ -140,6 +147,62 @@ impl Directory {
             self.record(group, Change::MemberAdded(user), now, lag);
         }
         Ok(users.len())
+    }
+
+    /// Adds owners, all or nothing: every id must be a user (404 naming the first unknown
+    /// one) and none may be an owner already (400, as for members; GRAPH.md "Owners").
+    pub fn add_owners(
+        &mut self,
+        group_id: &str,
+        ids: &[String],
+        now: Instant,
+        lag: Duration,
+    ) -> Result<usize, GraphError> {
+        let group = self.writable_group(group_id, false)?;
+        let mut users = Vec::with_capacity(ids.len());
+        for id in ids {
+            let user = self
+                .user_by_id(id)
+                .ok_or_else(|| GraphError::not_found(id))?;
+            if self.groups[group as usize].owners.contains(&user) || users.contains(&user) {
+                return Err(GraphError::bad_request(
+                    "One or more added object references already exist for the following modified properties: 'owners'.",
+                ));
+            }
+            users.push(user);
+        }
+        for &user in &users {
+            self.groups[group as usize].owners.insert(user);
+            self.record(group, Change::OwnerAdded(user), now, lag);
+        }
+        Ok(users.len())
+    }
+
+    /// Removes one owner: a non-owner is a 404 naming the group; the last owner of a group
+    /// is refused with Graph's 400 (GRAPH.md "Owners").
+    pub fn remove_owner(
+        &mut self,
+        group_id: &str,
+        user_id: &str,
+        now: Instant,
+        lag: Duration,
+    ) -> Result<(), GraphError> {
+        let group = self.writable_group(group_id, false)?;
+        let owners = &self.groups[group as usize].owners;
+        let user = self
+            .user_by_id(user_id)
+            .filter(|u| owners.contains(u))
+            .ok_or_else(|| GraphError::not_found(&self.groups[group as usize].id))?;
+        if owners.len() == 1 {
+            return Err(GraphError::new(
+                400,
+                "Request_BadRequest",
+                "The group must have at least one owner, hence this owner cannot be removed.",
+            ));
+        }
+        self.groups[group as usize].owners.remove(&user);
+        self.record(group, Change::OwnerRemoved(user), now, lag);
+        Ok(())
     }
 
     /// Removes one member; a non-member is a 404 naming the group (GRAPH.md).

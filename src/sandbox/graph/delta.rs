@@ -91,6 +91,8 @@ struct Changed {
     group: GroupIx,
     /// Member → added (true) or removed (false), the last change winning.
     members: BTreeMap<UserIx, bool>,
+    /// Owner → added (true) or removed (false), the last change winning.
+    owners: BTreeMap<UserIx, bool>,
     /// The group was deleted in the round.
     deleted: bool,
 }
@@ -138,6 +140,7 @@ fn changes(directory: &Directory, from: usize, to: usize) -> Vec<Changed> {
             order.push(Changed {
                 group: entry.group,
                 members: BTreeMap::new(),
+                owners: BTreeMap::new(),
                 deleted: false,
             });
             order.len() - 1
@@ -148,6 +151,12 @@ fn changes(directory: &Directory, from: usize, to: usize) -> Vec<Changed> {
             }
             Change::MemberRemoved(user) => {
                 order[i].members.insert(user, false);
+            }
+            Change::OwnerAdded(user) => {
+                order[i].owners.insert(user, true);
+            }
+            Change::OwnerRemoved(user) => {
+                order[i].owners.insert(user, false);
             }
             Change::Deleted => order[i].deleted = true,
             Change::Created | Change::Updated => {}
@@ -170,13 +179,16 @@ fn member_entry(directory: &Directory, user: UserIx, added: bool) -> Value {
 /// `GET /groups/delta` (also `/groups/delta()`).
 pub fn groups(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
     let select = input.query.select();
-    let with_members = select
-        .as_ref()
-        .is_some_and(|s| s.iter().any(|p| p.eq_ignore_ascii_case("members")));
+    let selects = |name: &str| {
+        select
+            .as_ref()
+            .is_some_and(|s| s.iter().any(|p| p.eq_ignore_ascii_case(name)))
+    };
+    let (with_members, with_owners) = (selects("members"), selects("owners"));
     let properties: Option<Vec<String>> = select.map(|s| {
         let mut props: Vec<String> = s
             .into_iter()
-            .filter(|p| !p.eq_ignore_ascii_case("members"))
+            .filter(|p| !p.eq_ignore_ascii_case("members") && !p.eq_ignore_ascii_case("owners"))
             .collect();
         if !props.iter().any(|p| p == "id") {
             props.insert(0, "id".to_owned());
@@ -271,6 +283,11 @@ pub fn groups(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
                 let group = at as GroupIx;
                 if eligible(group) {
                     let mut object = render(group)?;
+                    if with_owners && after.is_none() {
+                        let owners = directory.group(group).owners.iter();
+                        let entries = owners.map(|&u| member_entry(&directory, u, true));
+                        object.insert("owners@delta".to_owned(), entries.collect());
+                    }
                     if with_members {
                         let (chunk, more) = if members_shown(group) {
                             directory.member_page(group, horizon, after, members_left)
@@ -323,6 +340,13 @@ pub fn groups(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
                     }
                 } else if eligible(change.group) {
                     let mut object = render(change.group)?;
+                    if with_owners && after.is_none() {
+                        let entries = change
+                            .owners
+                            .iter()
+                            .map(|(&u, &added)| member_entry(&directory, u, added));
+                        object.insert("owners@delta".to_owned(), entries.collect());
+                    }
                     if with_members {
                         let start = after.map_or(0, |a| a + 1);
                         let entries: Vec<(UserIx, bool)> = if members_shown(change.group) {

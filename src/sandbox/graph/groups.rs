@@ -244,16 +244,17 @@ pub fn update(tenant: &Tenant, id: &str, input: &Input<'_>) -> Result<Reply, Gra
     let lag = tenant.lag();
     let now = Instant::now();
     let mut directory = tenant.directory_mut();
-    for owner in &owners {
-        if directory.user_by_id(owner).is_none() {
-            return Err(GraphError::not_found(owner));
-        }
-    }
     let added = if members.is_empty() {
         0
     } else {
         directory.add_members(id, &members, now, lag)?
     };
+    let added = added
+        + if owners.is_empty() {
+            0
+        } else {
+            directory.add_owners(id, &owners, now, lag)?
+        };
     if let Some(visibility) = visibility {
         let ix = directory
             .group_by_id(id, None)

@@ -10,6 +10,7 @@ mod batch;
 mod delta;
 mod group_body;
 mod groups;
+mod owners;
 mod request;
 mod retry_window;
 mod roles;
@@ -481,6 +482,9 @@ impl Tenant {
                 "Authorization_RequestDenied",
                 "Insufficient privileges to complete the operation.",
             )),
+            Route::ListOwners(group) => owners::list(self, group, input),
+            Route::AddOwner(group) => owners::add(self, group, input),
+            Route::RemoveOwner { group, owner } => owners::remove(self, group, owner),
             Route::ListExtensions(group) => groups::extensions(self, group),
             Route::AddExtension(group) => groups::add_extension(self, group, input),
             Route::GetByIds => users::get_by_ids(self, input),

@@ -52,11 +52,14 @@ fn accepted(route: &Route) -> Option<&'static [&'static str]> {
         | Route::GroupsDelta
         | Route::GetGroup(_)
         | Route::ListMembers { .. }
+        | Route::ListOwners(_)
         | Route::ListExtensions(_) => READ_GROUPS,
         Route::CreateGroup
         | Route::UpdateGroup(_)
         | Route::DeleteGroup(_)
-        | Route::AddExtension(_) => WRITE_GROUPS,
+        | Route::AddExtension(_)
+        | Route::AddOwner(_)
+        | Route::RemoveOwner { .. } => WRITE_GROUPS,
         Route::AddMember(_) | Route::RemoveMember { .. } => WRITE_MEMBERS,
         Route::DeleteMemberObject | Route::Batch => return None,
     })

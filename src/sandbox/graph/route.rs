@@ -44,6 +44,17 @@ pub enum Route {
     },
     /// `DELETE /groups/{id}/members/{member-id}` without `/$ref`: would delete the user object.
     DeleteMemberObject,
+    /// `GET /groups/{id}/owners`.
+    ListOwners(String),
+    /// `POST /groups/{id}/owners/$ref`.
+    AddOwner(String),
+    /// `DELETE /groups/{id}/owners/{owner-id}/$ref`.
+    RemoveOwner {
+        /// The group id.
+        group: String,
+        /// The owner id.
+        owner: String,
+    },
     /// `GET /groups/{id}/extensions`.
     ListExtensions(String),
     /// `POST /groups/{id}/extensions`.
@@ -99,6 +110,12 @@ impl Route {
                 member: (*member).to_owned(),
             },
             ("DELETE", ["groups", _, "members", _]) => Route::DeleteMemberObject,
+            ("GET", ["groups", id, "owners"]) => Route::ListOwners((*id).to_owned()),
+            ("POST", ["groups", id, "owners", "$ref"]) => Route::AddOwner((*id).to_owned()),
+            ("DELETE", ["groups", id, "owners", owner, "$ref"]) => Route::RemoveOwner {
+                group: (*id).to_owned(),
+                owner: (*owner).to_owned(),
+            },
             ("GET", ["groups", id, "extensions"]) => Route::ListExtensions((*id).to_owned()),
             ("POST", ["groups", id, "extensions"]) => Route::AddExtension((*id).to_owned()),
             ("POST", ["directoryObjects", "getByIds"]) => Route::GetByIds,
@@ -109,9 +126,9 @@ impl Route {
                 | ["users", _]
                 | ["groups"]
                 | ["groups", _]
-                | ["groups", _, "members" | "extensions"]
-                | ["groups", _, "members", _]
-                | ["groups", _, "members", _, "$ref"]
+                | ["groups", _, "members" | "extensions" | "owners"]
+                | ["groups", _, "members" | "owners", _]
+                | ["groups", _, "members" | "owners", _, "$ref"]
                 | ["directoryObjects", "getByIds"]
                 | ["$batch"],
             ) => return Err(GraphError::method_not_allowed(method)),
@@ -150,6 +167,9 @@ impl Route {
             Route::AddMember(_) => "POST /groups/{id}/members/$ref",
             Route::RemoveMember { .. } => "DELETE /groups/{id}/members/{member-id}/$ref",
             Route::DeleteMemberObject => "DELETE /groups/{id}/members/{member-id}",
+            Route::ListOwners(_) => "GET /groups/{id}/owners",
+            Route::AddOwner(_) => "POST /groups/{id}/owners/$ref",
+            Route::RemoveOwner { .. } => "DELETE /groups/{id}/owners/{owner-id}/$ref",
             Route::ListExtensions(_) => "GET /groups/{id}/extensions",
             Route::AddExtension(_) => "POST /groups/{id}/extensions",
             Route::GetByIds => "POST /directoryObjects/getByIds",
@@ -168,6 +188,8 @@ impl Route {
                 | Route::RemoveMember { .. }
                 | Route::DeleteMemberObject
                 | Route::AddExtension(_)
+                | Route::AddOwner(_)
+                | Route::RemoveOwner { .. }
         )
     }
 
@@ -177,7 +199,7 @@ impl Route {
     pub fn cost(&self, query: &Query) -> u32 {
         let base: i32 = match self {
             Route::Batch => return 0,
-            Route::ListMembers { .. } | Route::GetByIds => 3,
+            Route::ListMembers { .. } | Route::ListOwners(_) | Route::GetByIds => 3,
             Route::ListUsers | Route::GetUser(_) | Route::UsersDelta => 2,
             // Writes, and every other read.
             _ => 1,

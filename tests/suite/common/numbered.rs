@@ -39,6 +39,7 @@ pub fn seed(users: usize, groups: &[&[usize]]) -> Seed {
                 security_enabled: false,
                 members: members.iter().map(|&n| user_id(n)).collect(),
                 extensions: Vec::new(),
+                owners: Vec::new(),
             })
             .collect(),
     }

@@ -689,6 +689,7 @@ fn other_teams_group(seed: &Seed) -> SeedGroup {
         security_enabled: false,
         members: seed.users.iter().take(7).map(|u| u.id.clone()).collect(),
         extensions: Vec::new(),
+        owners: Vec::new(),
     }
 }
 
