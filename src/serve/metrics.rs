@@ -371,7 +371,7 @@ impl Metrics {
         self.unresolved.set(
             success
                 .as_ref()
-                .and_then(report_of)
+                .and_then(RunReport::of)
                 .map_or(0, |r| i64::try_from(r.unresolved).unwrap_or(i64::MAX)),
         );
         let verify = store
@@ -397,7 +397,7 @@ impl Metrics {
             .collect();
         for list in last
             .as_ref()
-            .and_then(report_of)
+            .and_then(RunReport::of)
             .map(|r| r.held)
             .unwrap_or_default()
         {
@@ -433,20 +433,16 @@ fn op_label(kind: OpKind) -> &'static str {
     }
 }
 
-fn report_of(run: &Run) -> Option<RunReport> {
-    serde_json::from_value(run.report.clone()?).ok()
-}
-
 /// Lists drifted as the newer of the last verify and the last rebuild saw it: a verify counts
 /// its drifted lists; a rebuild, the lists it had to change.
-fn last_drift(verify: Option<&Run>, rebuild: Option<&Run>) -> Option<(RunKind, u64)> {
+pub(super) fn last_drift(verify: Option<&Run>, rebuild: Option<&Run>) -> Option<(RunKind, u64)> {
     let finished = |run: Option<&Run>| run.and_then(|r| r.finished_at);
     let newest = match (finished(verify), finished(rebuild)) {
         (Some(v), Some(r)) if r > v => rebuild,
         (Some(_), _) => verify,
         (None, _) => rebuild,
     }?;
-    let report = report_of(newest)?;
+    let report = RunReport::of(newest)?;
     let lists = match newest.kind {
         RunKind::Verify => report.drift?,
         _ => report
