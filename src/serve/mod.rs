@@ -25,7 +25,7 @@ use chrono::Utc;
 use tokio::net::TcpListener;
 
 pub use http::{Health, judge};
-pub use metrics::{Metrics, TickOutcome, TickRecord};
+pub use metrics::{Metrics, SAMPLE_NAMES, TickOutcome, TickRecord};
 pub use schedule::{Schedules, Tick, jitter};
 
 use crate::config::Config;

@@ -225,16 +225,19 @@ fn a_missing_configuration_names_the_path_and_init_saying_each_cause_once() {
     assert!(stderr.contains("`rollcall init`"), "{stderr}");
     assert!(!stderr.contains("os error"), "{stderr}");
 
-    // An unreadable seed file: the message embeds its cause, and says it once.
-    let seed = dir.path().join("no-such-seed.json");
-    let sandbox = rollcall(dir.path(), &["sandbox", "--seed", seed.to_str().unwrap()]);
-    assert_eq!(sandbox.status.code(), Some(2));
-    let stderr = text(&sandbox.stderr);
-    assert_eq!(
-        stderr.matches("No such file or directory").count(),
-        1,
+    // A saved plan that is not there: the message embeds its cause (it used to follow twice).
+    assert!(rollcall(dir.path(), &["init"]).status.success());
+    let apply = rollcall(
+        dir.path(),
+        &["apply", "no-such-plan.json", "--reason", "test"],
+    );
+    assert_eq!(apply.status.code(), Some(2));
+    let stderr = text(&apply.stderr);
+    assert!(
+        stderr.contains("cannot read the saved plan no-such-plan.json"),
         "{stderr}"
     );
+    assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
 }
 
 #[test]
@@ -249,7 +252,7 @@ fn completions_and_the_man_page_come_from_the_command_definitions() {
         assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
         let script = text(&out.stdout);
         assert!(script.contains(marker), "{shell}: {script}");
-        for command in ["init", "serve", "completions", "--sandbox-port"] {
+        for command in ["init", "serve", "completions", "sandbox-port"] {
             assert!(script.contains(command), "{shell} lacks {command}");
         }
     }

@@ -4,16 +4,13 @@
 //! on one PostgreSQL or MariaDB state database run each tick once and take over from each other.
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::ExitStatus;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rollcall::config::DatabaseUrl;
 use rollcall::reconcile::OPS_PER_BATCH;
 use rollcall::store::{OpKind, OpStatus, Run, RunKind, RunStatus, Store};
-use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::common::db::{Backend, TestDatabase};
