@@ -93,14 +93,14 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:60em;\
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:75em;\
 padding:0 1em;color:#222}h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em;\
 border-bottom:1px solid #ddd}table{border-collapse:collapse;width:100%}th,td{text-align:left;\
 padding:.2em .5em;border-bottom:1px solid #eee;vertical-align:top}td.n{text-align:right}\
 .ok{fill:#2e7d32;color:#2e7d32}.held{fill:#ef6c00;color:#ef6c00}.bad{fill:#c62828;color:#c62828}\
 .other{fill:#9e9e9e;color:#616161}.axis{font-size:11px;fill:#555}.base{stroke:#999}\
-code{background:#f4f4f4;padding:0 .2em}.none{color:#777}dt{font-weight:600;float:left;\
-width:11em}dd{margin:0 0 .3em 11em}";
+code{background:#f4f4f4;padding:0 .2em}.none{color:#777}dl{display:grid;\
+grid-template-columns:11em 1fr;gap:.3em 1em}dt{font-weight:600}dd{margin:0}.t{white-space:nowrap}";
 
 /// The page.
 pub fn render(view: &View) -> String {
@@ -128,8 +128,9 @@ pub fn render(view: &View) -> String {
     runs_table(&mut html, &view.runs);
     failures(&mut html, view);
     html.push_str(
-        "<p class=\"none\">Read-only. `rollcall status`, `rollcall runs` and `rollcall show RUN` \
-         say the same and more; /metrics and /healthz serve machines.</p></body></html>\n",
+        "<p class=\"none\">Read-only. <code>rollcall status</code>, <code>rollcall runs</code> \
+         and <code>rollcall show RUN</code> say the same and more; /metrics and /healthz serve \
+         machines.</p></body></html>\n",
     );
     html
 }
@@ -159,7 +160,7 @@ fn overview(html: &mut String, view: &View) {
     let pause = &view.pause;
     let paused = if pause.paused {
         format!(
-            "<span class=\"held\">yes</span>, by {} ({}){}; `rollcall unpause` ends it",
+            "<span class=\"held\">yes</span>, by {} ({}){}; <code>rollcall unpause</code> ends it",
             escape(pause.by.as_deref().unwrap_or("?")),
             escape(pause.reason.as_deref().unwrap_or("")),
             pause
@@ -172,7 +173,8 @@ fn overview(html: &mut String, view: &View) {
     let _ = write!(html, "<dt>paused</dt><dd id=\"paused\">{paused}</dd>");
     let pending = if view.pending > 0 {
         format!(
-            "<span class=\"held\">{}</span>; `rollcall resume` or the next run finishes them",
+            "<span class=\"held\">{}</span>; <code>rollcall resume</code> or the next run \
+             finishes them",
             view.pending
         )
     } else {
@@ -260,14 +262,17 @@ fn runs_table(html: &mut String, runs: &[Run]) {
         let report = RunReport::of(run).unwrap_or_default();
         let (added, removed, created) = report.changes();
         let (word, class) = outcome(run);
-        let took = seconds_taken(run).map_or_else(|| "-".to_owned(), |s| format!("{s:.1} s"));
+        let took = seconds_taken(run).map_or_else(
+            || "-".to_owned(),
+            |s| crate::reconcile::seconds((s * 1000.0) as u64),
+        );
         let exit = run
             .exit_code
             .map_or_else(|| "-".to_owned(), |c| c.to_string());
         let _ = write!(
             html,
             "<tr data-run=\"{}\"><td class=\"n\">{}</td><td>{}</td><td class=\"{class}\">{}</td>\
-             <td>{}</td><td class=\"n\">{took}</td><td class=\"n\">{exit}</td>\
+             <td class=\"t\">{}</td><td class=\"n\">{took}</td><td class=\"n\">{exit}</td>\
              <td class=\"n\">{added}</td><td class=\"n\">{removed}</td><td class=\"n\">{created}</td>\
              <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
              <td class=\"n\">{}</td></tr>",
@@ -297,7 +302,8 @@ fn failures(html: &mut String, view: &View) {
     }
     let _ = write!(
         html,
-        "<h2>Failed operations in run {}</h2><p>{} failed; `rollcall show {}` has each.</p>",
+        "<h2>Failed operations in run {}</h2><p>{} failed; <code>rollcall show {}</code> has \
+         each.</p>",
         run.id, report.applied.failed, run.id
     );
     if !view.show_members {

@@ -111,7 +111,7 @@ fn the_page_shows_runs_held_lists_and_the_chart_escaped() {
 fn member_identities_show_only_when_configured() {
     let hidden = render(&view(false));
     assert!(
-        hidden.contains("1 failed; `rollcall show 2` has each"),
+        hidden.contains("1 failed; <code>rollcall show 2</code> has each"),
         "{hidden}"
     );
     assert!(!hidden.contains("0c9a4e2b-member-object-id"), "{hidden}");
