@@ -19,6 +19,8 @@ pub struct Serving {
     pub child: tokio::process::Child,
     pub pid: u32,
     logs: Arc<Mutex<Vec<Value>>>,
+    /// The task collecting the log lines; it ends when serve's stderr closes.
+    reader: Option<tokio::task::JoinHandle<()>>,
     /// The address it listens on, from its start line.
     pub address: String,
     http: reqwest::Client,
@@ -35,7 +37,7 @@ impl Serving {
         let stderr = child.stderr.take().expect("stderr is piped");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let sink = logs.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 let event =
@@ -47,6 +49,7 @@ impl Serving {
             child,
             pid,
             logs,
+            reader: Some(reader),
             address: String::new(),
             http: reqwest::Client::new(),
         };
@@ -132,12 +135,18 @@ impl Serving {
             .is_none()
     }
 
-    /// Waits for serve to exit.
+    /// Waits for serve to exit, and for its last log lines to be collected.
     pub async fn exit(&mut self) -> ExitStatus {
-        tokio::time::timeout(PATIENCE, self.child.wait())
+        let status = tokio::time::timeout(PATIENCE, self.child.wait())
             .await
             .unwrap_or_else(|_| panic!("serve did not exit:\n{}", self.log_text()))
-            .expect("serve is waited for")
+            .expect("serve is waited for");
+        if let Some(reader) = self.reader.take() {
+            // The pipe closes with the process; lines written just before exit may still be
+            // on their way to the collector.
+            let _ = tokio::time::timeout(PATIENCE, reader).await;
+        }
+        status
     }
 
     /// The lease holder name of this process.
