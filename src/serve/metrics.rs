@@ -396,14 +396,8 @@ impl Metrics {
                 .and_then(RunReport::of)
                 .map_or(0, |r| i64::try_from(r.unresolved).unwrap_or(i64::MAX)),
         );
-        let verify = store
-            .last_finished_run(&[RunKind::Verify], RunStatus::Succeeded)
-            .await?;
-        let rebuild = store
-            .last_finished_run(&[RunKind::Rebuild], RunStatus::Succeeded)
-            .await?;
         self.drift.clear();
-        if let Some((kind, lists)) = last_drift(verify.as_ref(), rebuild.as_ref()) {
+        if let Some((kind, lists)) = read_last_drift(store).await? {
             self.drift
                 .get_or_create(&KindLabels {
                     kind: kind.to_string(),
@@ -455,9 +449,20 @@ fn op_label(kind: OpKind) -> &'static str {
     }
 }
 
+/// [`last_drift`] of the last successful verify and rebuild the store records.
+pub(super) async fn read_last_drift(store: &Store) -> Result<Option<(RunKind, u64)>, StoreError> {
+    let verify = store
+        .last_finished_run(&[RunKind::Verify], RunStatus::Succeeded)
+        .await?;
+    let rebuild = store
+        .last_finished_run(&[RunKind::Rebuild], RunStatus::Succeeded)
+        .await?;
+    Ok(last_drift(verify.as_ref(), rebuild.as_ref()))
+}
+
 /// Lists drifted as the newer of the last verify and the last rebuild saw it: a verify counts
 /// its drifted lists; a rebuild, the lists it had to change.
-pub(super) fn last_drift(verify: Option<&Run>, rebuild: Option<&Run>) -> Option<(RunKind, u64)> {
+fn last_drift(verify: Option<&Run>, rebuild: Option<&Run>) -> Option<(RunKind, u64)> {
     let finished = |run: Option<&Run>| run.and_then(|r| r.finished_at);
     let newest = match (finished(verify), finished(rebuild)) {
         (Some(v), Some(r)) if r > v => rebuild,

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 
 use super::http::{Health, judge};
-use super::metrics::{RECONCILING, last_drift};
+use super::metrics::{RECONCILING, read_last_drift};
 use super::page_chart::{ChartRun, chart};
 use crate::reconcile::{HeldList, OpError, RunReport};
 use crate::store::{LeaseState, PauseState, Run, RunKind, RunStatus, Store, StoreError};
@@ -52,12 +52,6 @@ impl View {
         let last_success = store
             .last_finished_run(RECONCILING, RunStatus::Succeeded)
             .await?;
-        let verify = store
-            .last_finished_run(&[RunKind::Verify], RunStatus::Succeeded)
-            .await?;
-        let rebuild = store
-            .last_finished_run(&[RunKind::Rebuild], RunStatus::Succeeded)
-            .await?;
         Ok(View {
             now,
             health: judge(
@@ -69,7 +63,7 @@ impl View {
             lease: store.current_lease().await?,
             pause: store.pause_state().await?,
             pending: store.pending_everywhere().await?,
-            drift: last_drift(verify.as_ref(), rebuild.as_ref()),
+            drift: read_last_drift(store).await?,
             last_success,
             runs: store.recent_runs(RUNS_SHOWN).await?,
             show_members,
