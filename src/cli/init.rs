@@ -110,10 +110,14 @@ pub fn run(context: &Context, args: &InitArgs) -> Result<Exit, CommandError> {
     for file in &files {
         println!("wrote {}", file.path.display());
     }
-    let config_flag = if path == Path::new(DEFAULT_CONFIG_PATH) && context.config_path == path {
-        String::new()
-    } else if path == context.config_path && std::env::var_os("ROLLCALL_CONFIG").is_some() {
-        // ROLLCALL_CONFIG already names it for every command of this shell.
+    // The printed commands find the file by themselves when ROLLCALL_CONFIG names it, or
+    // when it is the default and ROLLCALL_CONFIG names nothing else; otherwise they say it.
+    let env = std::env::var_os("ROLLCALL_CONFIG");
+    let found = match &env {
+        Some(named) => Path::new(named) == path,
+        None => path == Path::new(DEFAULT_CONFIG_PATH),
+    };
+    let config_flag = if found {
         String::new()
     } else {
         format!(" --config {}", shell_word(&path.to_string_lossy()))
