@@ -91,6 +91,24 @@ async fn the_status_page_shows_the_last_run_a_held_list_and_the_chart_in_a_brows
     let mut serve = Serving::start(&tenant).await;
     let url = format!("http://{}/", serve.address);
 
+    // Served as HTML that may run no script and load nothing from elsewhere.
+    let reply = reqwest::get(&url).await.expect("GET /");
+    assert_eq!(reply.status(), 200);
+    let header = |name: &str| {
+        reply
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(header("content-type"), "text/html; charset=utf-8");
+    assert!(
+        header("content-security-policy").starts_with("default-src 'none'"),
+        "{}",
+        header("content-security-policy")
+    );
+
     let profile = tempfile::tempdir().expect("a browser profile folder");
     let dom = String::from_utf8(
         browse(&chromium, profile.path(), &["--dump-dom".to_owned()], &url).await,
