@@ -68,8 +68,23 @@ impl CommandError {
 
 impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#}", self.error)
+        f.write_str(&each_cause_once(&self.error))
     }
+}
+
+/// The error and its causes joined with `: `, leaving out a cause whose text is already in
+/// what precedes it: many messages embed their cause (`cannot read X: {source}`), and
+/// anyhow's `{:#}` would print it a second time.
+pub fn each_cause_once(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 impl std::error::Error for CommandError {}
@@ -77,5 +92,44 @@ impl std::error::Error for CommandError {}
 impl From<crate::config::ConfigError> for CommandError {
     fn from(e: crate::config::ConfigError) -> Self {
         Self::usage(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context as _;
+
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read rollcall.toml: {source}")]
+    struct Embeds {
+        source: std::io::Error,
+    }
+
+    fn not_found() -> std::io::Error {
+        std::io::Error::from(std::io::ErrorKind::NotFound)
+    }
+
+    #[test]
+    fn a_cause_the_message_embeds_is_said_once() {
+        let error = CommandError::usage(Embeds {
+            source: not_found(),
+        });
+        let text = error.to_string();
+        let cause = not_found().to_string();
+        assert_eq!(text.matches(&cause).count(), 1, "{text}");
+        assert_eq!(text, format!("cannot read rollcall.toml: {cause}"));
+    }
+
+    #[test]
+    fn a_cause_the_message_does_not_embed_is_still_said() {
+        let error: anyhow::Result<()> =
+            Err(not_found()).context("cannot read the seed file x.json");
+        let text = CommandError::usage(error.unwrap_err()).to_string();
+        assert_eq!(
+            text,
+            format!("cannot read the seed file x.json: {}", not_found())
+        );
     }
 }

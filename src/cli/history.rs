@@ -298,10 +298,7 @@ fn print_runs<'a>(runs: impl Iterator<Item = &'a Run>) {
 }
 
 fn report(run: &Run) -> RunReport {
-    run.report
-        .as_ref()
-        .and_then(|r| serde_json::from_value(r.clone()).ok())
-        .unwrap_or_default()
+    RunReport::of(run).unwrap_or_default()
 }
 
 /// Every guard's verdict on a run's plan, as its plan summary keeps them.

@@ -1,6 +1,8 @@
 //! The command line (DESIGN.md "Command line"): parsing, and dispatch to each command.
 
+mod docs;
 mod history;
+mod init;
 mod reconcile;
 
 use std::path::PathBuf;
@@ -68,7 +70,8 @@ pub enum Command {
     /// Lock holder, pause, pending operations, last drift, last runs.
     Status,
     /// Daemon: `run` on `[schedule].run` and `rebuild` on `[schedule].rebuild`, one at a time
-    /// (through the lease, across instances), with /healthz and /metrics on `[serve].listen`.
+    /// (through the lease, across instances), with /healthz, /metrics and a status page (/) on
+    /// `[serve].listen`.
     /// SIGTERM/SIGINT stop a run at its next batch boundary; SIGHUP reloads the config.
     Serve,
     /// Run history, newest first.
@@ -91,6 +94,13 @@ pub enum Command {
     Generate(crate::generate::GenerateArgs),
     /// Run the built-in Microsoft Graph sandbox tenant on a loopback port.
     Sandbox(SandboxArgs),
+    /// Write a commented starter rollcall.toml (SQLite state, one example CSV source, the
+    /// sandbox tenant as Microsoft 365) and print the next commands.
+    Init(init::InitArgs),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completions(docs::CompletionsArgs),
+    /// Print the manual page (roff): `rollcall man | man -l -`.
+    Man(docs::ManArgs),
 }
 
 /// `rollcall config …`.
@@ -183,6 +193,9 @@ async fn dispatch(command: Command, context: &Context) -> Result<Exit, CommandEr
         Command::Doctor => doctor(context).await,
         Command::Generate(args) => crate::generate::run(&args),
         Command::Sandbox(args) => crate::sandbox::command::run(args.options()?).await,
+        Command::Init(args) => init::run(context, &args),
+        Command::Completions(args) => docs::completions(&args),
+        Command::Man(args) => docs::man(&args),
     }
 }
 

@@ -293,6 +293,12 @@ impl super::Config {
                 ));
             }
         }
+        if self.serve.show_members && !self.serve.listen.ip().is_loopback() {
+            warnings.push(format!(
+                "[serve] show_members = true and listen = \"{}\": the status page shows member identities to anyone who can reach that address; put it behind authentication or listen on 127.0.0.1",
+                self.serve.listen
+            ));
+        }
         warnings
     }
 }

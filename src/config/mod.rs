@@ -34,6 +34,14 @@ pub const DEFAULT_CONFIG_PATH: &str = "rollcall.toml";
 /// A configuration problem: which file, which key, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// There is no file at the path: a first run, or the wrong folder.
+    #[error(
+        "{file}: no configuration file there; `rollcall init` writes a starter one, or name another with --config or ROLLCALL_CONFIG"
+    )]
+    Missing {
+        /// The path tried.
+        file: PathBuf,
+    },
     /// The file could not be read at all.
     #[error("{file}: cannot read the configuration file: {source}")]
     Unreadable {
@@ -311,6 +319,10 @@ pub struct ServeConfig {
     /// `/healthz` turns unhealthy after this long without a successful run.
     #[serde(default = "default_max_success_age", with = "humantime_serde")]
     pub max_success_age: Duration,
+    /// Whether the status page (`GET /`) may show member identities (the members of failed
+    /// operations); off, it shows lists and counts only.
+    #[serde(default)]
+    pub show_members: bool,
 }
 
 impl Default for ServeConfig {
@@ -318,6 +330,7 @@ impl Default for ServeConfig {
         Self {
             listen: default_listen(),
             max_success_age: default_max_success_age(),
+            show_members: false,
         }
     }
 }
@@ -686,9 +699,17 @@ impl Config {
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
-            file: path.to_owned(),
-            source,
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::Missing {
+                    file: path.to_owned(),
+                }
+            } else {
+                ConfigError::Unreadable {
+                    file: path.to_owned(),
+                    source,
+                }
+            }
         })?;
         Config::parse(&text, path)
     }

@@ -39,6 +39,7 @@ fn empty_file_gets_every_default() {
     assert_eq!(config.schedule.run, "0 */15 * * * *");
     assert_eq!(config.serve.listen.to_string(), "127.0.0.1:9187");
     assert_eq!(config.serve.max_success_age, Duration::from_secs(7200));
+    assert!(!config.serve.show_members);
     assert_eq!(config.state.keep_runs_days, 90);
     assert_eq!(
         config.state.database_url().unwrap().expose(),
@@ -306,4 +307,33 @@ fn member_keys_normalize_as_the_design_says() {
         MemberKey::ObjectId.normalize("0F8FAD5B-D9CB-469F-A165-70867728950E"),
         "0f8fad5b-d9cb-469f-a165-70867728950e"
     );
+}
+
+#[test]
+fn show_members_on_a_reachable_address_is_warned_about() {
+    let quiet = parse("[serve]\nshow_members = true\n").unwrap();
+    assert!(quiet.serve.show_members);
+    assert!(quiet.warnings().iter().all(|w| !w.contains("show_members")));
+    let open = parse("[serve]\nlisten = \"0.0.0.0:9187\"\nshow_members = true\n").unwrap();
+    assert!(
+        open.warnings()
+            .iter()
+            .any(|w| w.contains("show_members = true") && w.contains("0.0.0.0:9187")),
+        "{:?}",
+        open.warnings()
+    );
+    assert!(
+        parse("[serve]\nshow_members = \"yes\"\n")
+            .unwrap_err()
+            .to_string()
+            .contains("show_members")
+    );
+}
+
+#[test]
+fn a_missing_file_names_the_path_and_rollcall_init() {
+    let path = Path::new("/nonexistent/rollcall.toml");
+    let error = Config::load(path).unwrap_err().to_string();
+    assert!(error.starts_with("/nonexistent/rollcall.toml: "), "{error}");
+    assert!(error.contains("rollcall init"), "{error}");
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,10 +18,19 @@ use super::directory::Directory;
 use super::graph::Tenant;
 use super::seed::Seed;
 
+/// The largest seed `POST /_sandbox/seed` reads. Every other admin endpoint keeps axum's
+/// 2 MB; a seed is the whole directory: the large university's (40,000 students) is 10.5 MB,
+/// 14.5 MB with `--drift`, so the biggest `rollcall generate --students 2000000` comes to
+/// about 0.75 GB by the same measure.
+pub const SEED_BODY_LIMIT: usize = 1024 * 1024 * 1024;
+
 /// The admin router, sharing the tenant with the Graph surface.
 pub fn router(tenant: Arc<Tenant>) -> Router {
     Router::new()
-        .route("/_sandbox/seed", post(seed))
+        .route(
+            "/_sandbox/seed",
+            post(seed).layer(DefaultBodyLimit::max(SEED_BODY_LIMIT)),
+        )
         .route("/_sandbox/state", get(state))
         .route("/_sandbox/stats", get(stats))
         .route("/_sandbox/stats/reset", post(reset_stats))

@@ -1,5 +1,7 @@
-//! `serve`'s HTTP endpoint: `/healthz` for probes and `/metrics` for Prometheus.
+//! `serve`'s HTTP endpoint: `/healthz` for probes, `/metrics` for Prometheus, and `/` for
+//! people (see [`super::page`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::metrics::{Metrics, RECONCILING};
+use super::page;
 use crate::store::{RunStatus, Store};
 
 /// What the endpoints read.
@@ -25,6 +28,17 @@ pub struct Endpoint {
     pub started_at: DateTime<Utc>,
     /// `[serve].max_success_age`, replaced by a reload.
     pub max_success_age: RwLock<Duration>,
+    /// `[serve].show_members`, replaced by a reload.
+    pub show_members: AtomicBool,
+}
+
+impl Endpoint {
+    fn max_success_age(&self) -> Duration {
+        *self
+            .max_success_age
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// `/healthz`'s verdict.
@@ -89,16 +103,51 @@ fn seconds(d: chrono::Duration) -> Duration {
 /// The routes.
 pub fn router(endpoint: Arc<Endpoint>) -> Router {
     Router::new()
+        .route("/", get(status_page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(endpoint)
 }
 
+async fn status_page(State(endpoint): State<Arc<Endpoint>>) -> Response {
+    let view = page::View::read(
+        &endpoint.store,
+        endpoint.started_at,
+        endpoint.max_success_age(),
+        endpoint.show_members.load(Ordering::Relaxed),
+    )
+    .await;
+    let (status, body) = match view {
+        Ok(view) => (StatusCode::OK, page::render(&view)),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+                 <title>rollcall status</title></head><body><h1>rollcall status</h1>\
+                 <p>The state database cannot be read: {}</p></body></html>\n",
+                page::escape(&e.to_string())
+            ),
+        ),
+    };
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            // Nothing runs and nothing loads from elsewhere: the page has inline CSS only.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 async fn healthz(State(endpoint): State<Arc<Endpoint>>) -> Response {
-    let max_age = *endpoint
-        .max_success_age
-        .read()
-        .unwrap_or_else(|e| e.into_inner());
+    let max_age = endpoint.max_success_age();
     match endpoint
         .store
         .last_finished_run(RECONCILING, RunStatus::Succeeded)

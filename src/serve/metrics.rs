@@ -26,6 +26,29 @@ use crate::plan::HoldReason;
 use crate::reconcile::RunReport;
 use crate::store::{OpKind, OpStatus, Run, RunKind, RunStatus, Store, StoreError};
 
+/// Every sample name `/metrics` can carry, as Prometheus queries them (a counter's with
+/// `_total`, the histogram's `_bucket`, `_sum` and `_count`): the list the deployed alert rules
+/// and dashboard are checked against. A unit test keeps it equal to what is registered.
+pub const SAMPLE_NAMES: [&str; 17] = [
+    "rollcall_runs_total",
+    "rollcall_run_duration_seconds_bucket",
+    "rollcall_run_duration_seconds_sum",
+    "rollcall_run_duration_seconds_count",
+    "rollcall_operations_total",
+    "rollcall_graph_requests_total",
+    "rollcall_graph_throttled_total",
+    "rollcall_graph_throttle_wait_seconds_total",
+    "rollcall_guard_trips_total",
+    "rollcall_drift_lists",
+    "rollcall_held_lists",
+    "rollcall_members_in_grace",
+    "rollcall_last_success_timestamp_seconds",
+    "rollcall_unresolved_members",
+    "rollcall_pending_operations",
+    "rollcall_paused",
+    "rollcall_credential_expiry_seconds",
+];
+
 /// The run kinds whose success keeps `serve` healthy.
 pub const RECONCILING: &[RunKind] = &[RunKind::Run, RunKind::Rebuild, RunKind::Apply];
 
@@ -379,17 +402,11 @@ impl Metrics {
         self.unresolved.set(
             success
                 .as_ref()
-                .and_then(report_of)
+                .and_then(RunReport::of)
                 .map_or(0, |r| i64::try_from(r.unresolved).unwrap_or(i64::MAX)),
         );
-        let verify = store
-            .last_finished_run(&[RunKind::Verify], RunStatus::Succeeded)
-            .await?;
-        let rebuild = store
-            .last_finished_run(&[RunKind::Rebuild], RunStatus::Succeeded)
-            .await?;
         self.drift.clear();
-        if let Some((kind, lists)) = last_drift(verify.as_ref(), rebuild.as_ref()) {
+        if let Some((kind, lists)) = read_last_drift(store).await? {
             self.drift
                 .get_or_create(&KindLabels {
                     kind: kind.to_string(),
@@ -403,7 +420,7 @@ impl Metrics {
             .iter()
             .map(|key| ((*key).to_owned(), 0))
             .collect();
-        let report = last.as_ref().and_then(report_of).unwrap_or_default();
+        let report = last.as_ref().and_then(RunReport::of).unwrap_or_default();
         self.leaving
             .set(i64::try_from(report.totals.leaving).unwrap_or(i64::MAX));
         for list in report.held {
@@ -439,8 +456,15 @@ fn op_label(kind: OpKind) -> &'static str {
     }
 }
 
-fn report_of(run: &Run) -> Option<RunReport> {
-    serde_json::from_value(run.report.clone()?).ok()
+/// [`last_drift`] of the last successful verify and rebuild the store records.
+pub(super) async fn read_last_drift(store: &Store) -> Result<Option<(RunKind, u64)>, StoreError> {
+    let verify = store
+        .last_finished_run(&[RunKind::Verify], RunStatus::Succeeded)
+        .await?;
+    let rebuild = store
+        .last_finished_run(&[RunKind::Rebuild], RunStatus::Succeeded)
+        .await?;
+    Ok(last_drift(verify.as_ref(), rebuild.as_ref()))
 }
 
 /// Lists drifted as the newer of the last verify and the last rebuild saw it: a verify counts
@@ -452,7 +476,7 @@ fn last_drift(verify: Option<&Run>, rebuild: Option<&Run>) -> Option<(RunKind, u
         (Some(_), _) => verify,
         (None, _) => rebuild,
     }?;
-    let report = report_of(newest)?;
+    let report = RunReport::of(newest)?;
     let lists = match newest.kind {
         RunKind::Verify => report.drift?,
         _ => report
@@ -570,6 +594,47 @@ mod tests {
         .unwrap_or_else(|| panic!("{text}"));
         let ten_days = 10.0 * 86_400.0;
         assert!((ten_days - 120.0..=ten_days).contains(&left), "{left}");
+    }
+
+    #[test]
+    fn sample_names_are_exactly_what_is_rendered_with_every_family_filled() {
+        let metrics = Metrics::new();
+        metrics.record(
+            RunKind::Run,
+            TickOutcome::Success,
+            Duration::from_secs(1),
+            &TickRecord {
+                operations: vec![(OpKind::AddMember, OpStatus::Done, 1)],
+                graph: Some(GraphStats::default()),
+                tripped: vec![GuardKind::MaxRemovalsPerRun],
+            },
+        );
+        metrics
+            .drift
+            .get_or_create(&KindLabels {
+                kind: "verify".to_owned(),
+            })
+            .set(1);
+        metrics
+            .held
+            .get_or_create(&HoldLabels {
+                reason: "guard".to_owned(),
+            })
+            .set(1);
+        metrics
+            .credential_expiry
+            .get_or_create(&CertificateLabels {
+                thumbprint: "AB".to_owned(),
+            })
+            .set(1.0);
+        let text = metrics.render();
+        let rendered: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .collect();
+        let listed: std::collections::BTreeSet<&str> = SAMPLE_NAMES.into_iter().collect();
+        assert_eq!(rendered, listed, "{text}");
     }
 
     #[test]

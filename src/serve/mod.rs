@@ -1,7 +1,7 @@
 //! `rollcall serve` (DESIGN.md "Command line"): a daemon that runs `run` on `[schedule].run`
 //! and `rebuild` on `[schedule].rebuild`, one at a time in this process and, through the run
-//! lease, across every process sharing the state database; with `/healthz` and `/metrics` on
-//! `[serve].listen`.
+//! lease, across every process sharing the state database; with `/healthz`, `/metrics` and a
+//! read-only status page (`/`) on `[serve].listen`.
 //!
 //! Signals: SIGTERM and SIGINT stop a run in flight at its next batch boundary (it stays
 //! resumable; the next run finishes it), then `serve` exits 0. SIGHUP reads the config again:
@@ -12,9 +12,12 @@
 
 mod http;
 mod metrics;
+mod page;
+mod page_chart;
 mod schedule;
 mod tick;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -22,7 +25,7 @@ use chrono::Utc;
 use tokio::net::TcpListener;
 
 pub use http::{Health, judge};
-pub use metrics::{Metrics, TickOutcome, TickRecord};
+pub use metrics::{Metrics, SAMPLE_NAMES, TickOutcome, TickRecord};
 pub use schedule::{Schedules, Tick, jitter};
 
 use crate::config::Config;
@@ -60,6 +63,7 @@ pub async fn run(config: Config) -> Result<Exit, CommandError> {
         metrics: metrics.clone(),
         started_at: Utc::now(),
         max_success_age: RwLock::new(config.serve.max_success_age),
+        show_members: AtomicBool::new(config.serve.show_members),
     });
     let router = http::router(endpoint.clone());
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
@@ -68,7 +72,7 @@ pub async fn run(config: Config) -> Result<Exit, CommandError> {
         run = %config.schedule.run,
         rebuild = config.schedule.rebuild.as_deref().unwrap_or("never"),
         timezone = %config.schedule.timezone,
-        "serving /healthz and /metrics; scheduled runs start on the schedule"
+        "serving /healthz and /metrics, and the status page on /; scheduled runs start on the schedule"
     );
 
     let mut signals = Signals::listen().map_err(CommandError::failed)?;
@@ -165,6 +169,9 @@ fn reload(current: &mut Config, schedules: &mut Schedules, endpoint: &Endpoint) 
         .max_success_age
         .write()
         .unwrap_or_else(|e| e.into_inner()) = fresh.serve.max_success_age;
+    endpoint
+        .show_members
+        .store(fresh.serve.show_members, Ordering::Relaxed);
     *schedules = parsed;
     endpoint.metrics.follow_credential(fresh.graph.clone());
     for warning in fresh.warnings() {

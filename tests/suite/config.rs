@@ -61,11 +61,12 @@ fn missing_config_file_exits_2_naming_it() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
+    let stderr = stderr(&output);
     assert!(
-        stderr(&output).contains("/nonexistent/rollcall.toml: cannot read"),
-        "{}",
-        stderr(&output)
+        stderr.contains("/nonexistent/rollcall.toml: no configuration file there"),
+        "{stderr}"
     );
+    assert!(stderr.contains("`rollcall init`"), "{stderr}");
 }
 
 #[test]

@@ -281,3 +281,43 @@ async fn sandbox_generate_serves_the_generated_seed() {
     assert_eq!(nicknames(&served), nicknames(&expected));
     assert!(!served.groups.is_empty(), "--drift seeds groups");
 }
+
+/// An operator rehearsing at production size reseeds a running sandbox with the seed.json
+/// `rollcall generate --size large --drift` writes (about 10 MB, far over axum's 2 MB).
+#[tokio::test]
+async fn a_running_sandbox_takes_the_large_universitys_seed() {
+    use rollcall::sandbox::{Sandbox, SandboxOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    rollcall()
+        .args(["generate", "--size", "large", "--drift", "--out"])
+        .arg(dir.path())
+        .assert()
+        .success();
+    let body = std::fs::read(dir.path().join("seed.json")).unwrap();
+    assert!(
+        body.len() > 8 * 1024 * 1024,
+        "the large seed is {} bytes, no test of a big body",
+        body.len()
+    );
+    let written: Seed = serde_json::from_slice(&body).unwrap();
+
+    let sandbox = Sandbox::start(SandboxOptions::default()).await.unwrap();
+    let http = reqwest::Client::new();
+    let reply = http
+        .post(format!("{}/_sandbox/seed", sandbox.base_url()))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = reply.status();
+    let body = reply.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let counts: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(counts["users"], written.users.len());
+    assert_eq!(counts["groups"], written.groups.len());
+    let served = sandbox.state();
+    assert_eq!(served.users.len(), written.users.len());
+    sandbox.shutdown().await;
+}

@@ -29,7 +29,7 @@ async fn converged(db: TestDatabase) -> Tenant {
 }
 
 /// Adds a CSV source `extra` of family `family` whose rows are `(list, member)`.
-fn add_extra_source(tenant: &mut Tenant, family: &str, rows: &[(&str, &str)]) {
+pub(crate) fn add_extra_source(tenant: &mut Tenant, family: &str, rows: &[(&str, &str)]) {
     let path = tenant.dir().join("extra.csv");
     let mut csv = String::from("list,member\n");
     for (list, member) in rows {

@@ -304,6 +304,19 @@ impl From<GraphStats> for GraphLine {
 }
 
 impl RunReport {
+    /// The report a finished run recorded; `None` for a run without one (or one this
+    /// rollcall cannot read).
+    pub fn of(run: &crate::store::Run) -> Option<RunReport> {
+        serde_json::from_value(run.report.clone()?).ok()
+    }
+
+    /// Members added, members removed and groups created, over every list.
+    pub fn changes(&self) -> (u64, u64, u64) {
+        self.lists.iter().fold((0, 0, 0), |(a, r, c), l| {
+            (a + l.added, r + l.removed, c + u64::from(l.created))
+        })
+    }
+
     /// The report of a plan, before anything is applied.
     pub fn planned(planned: &Planned) -> RunReport {
         let mut lists: BTreeMap<String, ListReport> = BTreeMap::new();

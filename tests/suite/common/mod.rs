@@ -11,5 +11,6 @@ pub mod numbered;
 pub mod proxy;
 pub mod scene;
 pub mod server;
+pub mod serving;
 pub mod slapd;
 pub mod tenant;
