@@ -1,5 +1,6 @@
 //! The command line (DESIGN.md "Command line"): parsing, and dispatch to each command.
 
+mod explain;
 mod history;
 mod reconcile;
 
@@ -74,6 +75,9 @@ pub enum Command {
     Runs(history::RunsArgs),
     /// One run's report.
     Show(history::ShowArgs),
+    /// Why a member is (not) on a list, since when and by which run; what a list is and
+    /// whether it is held; with --member, every list a person is or should be on. Read-only.
+    Explain(explain::ExplainArgs),
     /// Maintenance: runs skip, and a run in progress stops at its next batch (resumable).
     Pause(history::PauseArgs),
     /// Ends a pause.
@@ -176,6 +180,7 @@ async fn dispatch(command: Command, context: &Context) -> Result<Exit, CommandEr
         Command::Serve => crate::serve::run(context.config()?).await,
         Command::Runs(args) => history::runs(context, args).await,
         Command::Show(args) => history::show(context, args).await,
+        Command::Explain(args) => explain::run(context, args).await,
         Command::Pause(args) => history::pause(context, args).await,
         Command::Unpause => history::unpause(context).await,
         Command::Migrate => migrate(context).await,

@@ -412,6 +412,7 @@ mail_nickname = "dept-{list}"
             skipped: 0,
             warnings: Vec::new(),
             read_ms: 0,
+            sightings: Vec::new(),
         }
     }
 

@@ -21,6 +21,7 @@ mod runs;
 mod sql;
 mod state;
 mod titles;
+mod trail;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,7 @@ pub use model::{
 };
 pub use notify::Notified;
 pub use state::MirrorChange;
+pub use trail::{ListChange, TracedOp};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
