@@ -1,26 +1,18 @@
 //! Reads what `explain` needs once (the sources with a witness, the overrides, the state
 //! database, Microsoft 365 with `--live`) and answers each form from it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 
 use super::matching::{self, Asked};
-use super::reason::reason;
-use super::{
-    Answer, HistoryEntry, HoldAnswer, IdentityAnswer, ListAnswer, MemberAnswer, PersonAnswer,
-    RunChanges, SourceRow,
-};
+use super::{Answer, IdentityAnswer};
 use crate::config::{Config, MemberKey, SourceKind};
 use crate::exit::{CommandError, Exit};
 use crate::graph::GraphClient;
 use crate::plan::ObjectId;
-use crate::reconcile::{HeldList, RunReport};
 use crate::source::{Exception, Member, Snapshot, SourceRead, Witness};
-use crate::store::{ManagedGroup, OpKind, OpStatus, Run, RunId, RunKind, Store};
-
-/// How many of a list's latest changing runs `explain LIST` shows.
-const LIST_RUNS: u32 = 5;
+use crate::store::{ManagedGroup, Store};
 
 /// What was asked: `LIST MEMBER`, `LIST`, or `--member KEY`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +72,7 @@ async fn open_store(config: &Config) -> Result<Store, CommandError> {
 }
 
 /// The member keys the configured sources use, and object ids (which name anyone).
-fn source_kinds(config: &Config) -> BTreeSet<MemberKey> {
+pub(super) fn source_kinds(config: &Config) -> BTreeSet<MemberKey> {
     let mut kinds: BTreeSet<MemberKey> = config.sources.iter().map(|s| s.member_key).collect();
     kinds.insert(MemberKey::ObjectId);
     kinds
@@ -129,29 +121,30 @@ async fn resolve(
 }
 
 /// Everything read once for one question.
-struct Facts<'a> {
-    config: &'a Config,
-    now: DateTime<Utc>,
-    live: bool,
+pub(super) struct Facts<'a> {
+    pub(super) config: &'a Config,
+    pub(super) now: DateTime<Utc>,
+    pub(super) live: bool,
     /// Each source's read, with the witnessed rows.
-    reads: Vec<SourceRead>,
-    exceptions: Vec<Exception>,
-    snapshot: Snapshot,
-    groups: Vec<ManagedGroup>,
-    store: Store,
-    graph: Option<GraphClient>,
+    pub(super) reads: Vec<SourceRead>,
+    pub(super) exceptions: Vec<Exception>,
+    pub(super) snapshot: Snapshot,
+    pub(super) groups: Vec<ManagedGroup>,
+    pub(super) store: Store,
+    pub(super) graph: Option<GraphClient>,
     /// The member asked about, with the person's other keys.
-    asked: Option<Asked>,
+    pub(super) asked: Option<Asked>,
     /// How the member's key resolved.
-    identity: Option<IdentityAnswer>,
+    pub(super) identity: Option<IdentityAnswer>,
 }
 
-fn failed(error: impl Into<anyhow::Error>) -> CommandError {
+/// A state database, Graph or other unexpected fault: exit 1.
+pub(super) fn failed(error: impl Into<anyhow::Error>) -> CommandError {
     CommandError::failed(error)
 }
 
 /// `a` and `b` name one list (list keys compare without case).
-fn same_list(a: &str, b: &str) -> bool {
+pub(super) fn same_list(a: &str, b: &str) -> bool {
     a.to_lowercase() == b.to_lowercase()
 }
 
@@ -251,7 +244,7 @@ impl<'a> Facts<'a> {
 
     /// The list's key as the sources (or the state) spell it; an unknown list is a usage
     /// error naming the nearest keys.
-    fn list_key(&self, asked: &str) -> Result<String, CommandError> {
+    pub(super) fn list_key(&self, asked: &str) -> Result<String, CommandError> {
         let asked = asked.trim();
         let known = self
             .snapshot
@@ -278,14 +271,14 @@ impl<'a> Facts<'a> {
     }
 
     /// The member asked about (`explain` checked that one was).
-    fn asked(&self) -> Result<&Asked, CommandError> {
+    pub(super) fn asked(&self) -> Result<&Asked, CommandError> {
         self.asked.as_ref().ok_or_else(|| {
             CommandError::usage(anyhow::anyhow!("this form of explain needs a member"))
         })
     }
 
     /// Every source as `name (kind)`.
-    fn sources_read(&self) -> Vec<String> {
+    pub(super) fn sources_read(&self) -> Vec<String> {
         self.reads
             .iter()
             .map(|r| format!("{} ({})", r.name, r.kind.as_str()))
@@ -293,345 +286,12 @@ impl<'a> Facts<'a> {
     }
 
     /// Every member value the sources put on `list` (or on any list), once each.
-    fn members_of(&self, list: Option<&str>) -> BTreeSet<&str> {
+    pub(super) fn members_of(&self, list: Option<&str>) -> BTreeSet<&str> {
         self.reads
             .iter()
             .flat_map(|r| r.lists.iter())
             .filter(|(key, _)| list.is_none_or(|l| same_list(key, l)))
             .flat_map(|(_, rows)| rows.members.iter().map(String::as_str))
             .collect()
-    }
-
-    /// Each source row naming `asked` on `list`; a source that names them but kept no row
-    /// (ODBC) gives one row without a place.
-    fn rows(&self, list: &str, asked: &Asked) -> Vec<SourceRow> {
-        let mut rows = Vec::new();
-        for read in &self.reads {
-            let witnessed: Vec<SourceRow> = read
-                .sightings
-                .iter()
-                .filter(|s| same_list(&s.list, list))
-                .map(|s| SourceRow {
-                    source: read.name.clone(),
-                    kind: read.kind.as_str().to_owned(),
-                    list: s.list.clone(),
-                    place: Some(s.place.clone()),
-                    values: s.values.clone(),
-                })
-                .collect();
-            if witnessed.is_empty() {
-                let member = asked
-                    .members(&BTreeSet::from([read.member_key]))
-                    .into_iter()
-                    .next();
-                let named = read.lists.iter().find(|(key, rows)| {
-                    same_list(key, list)
-                        && member
-                            .as_ref()
-                            .is_some_and(|m| rows.members.contains(&m.value))
-                });
-                if let Some((key, _)) = named {
-                    rows.push(SourceRow {
-                        source: read.name.clone(),
-                        kind: read.kind.as_str().to_owned(),
-                        list: key.clone(),
-                        place: None,
-                        values: Vec::new(),
-                    });
-                }
-            }
-            rows.extend(witnessed);
-        }
-        rows
-    }
-
-    /// Whether Microsoft 365 has `object_id` in the group of `list`: the mirror, or a live
-    /// read.
-    async fn in_microsoft_365(
-        &self,
-        list: &str,
-        object_id: Option<&str>,
-    ) -> Result<Option<bool>, CommandError> {
-        let (Some(group), Some(id)) = (
-            self.groups.iter().find(|g| same_list(&g.list, list)),
-            object_id,
-        ) else {
-            return Ok(None);
-        };
-        if let (true, Some(graph)) = (self.live, &self.graph) {
-            let mut read = graph
-                .members_of(std::slice::from_ref(&group.group_id))
-                .await;
-            let members = read
-                .pop()
-                .unwrap_or_else(|| Ok(Vec::new()))
-                .map_err(failed)?;
-            return Ok(Some(members.iter().any(|m| m.to_string() == id)));
-        }
-        let members = self.store.members(&group.list).await.map_err(failed)?;
-        Ok(Some(members.iter().any(|m| m == id)))
-    }
-
-    async fn member_answer(&self, list: &str, member: &str) -> Result<MemberAnswer, CommandError> {
-        let asked = self.asked()?;
-        let identity = &self.identity;
-        let wanted = asked.members(&source_kinds(self.config));
-        let desired = self
-            .snapshot
-            .lists
-            .get(list)
-            .is_some_and(|l| wanted.iter().any(|m| l.members.contains(m)));
-        let object_id = identity.as_ref().and_then(|i| i.object_id.as_deref());
-        let in_microsoft_365 = self.in_microsoft_365(list, object_id).await?;
-        let overrides =
-            matching::overrides(self.config, &self.exceptions, Some(list), asked, self.now);
-        let history = match object_id {
-            Some(id) => self.history(list, id, &overrides).await?,
-            None => Vec::new(),
-        };
-        let excluded = overrides.iter().any(|o| !o.include && o.applies_now);
-        let state = if !desired && excluded {
-            "kept off the list by an override".to_owned()
-        } else {
-            state(desired, in_microsoft_365, identity.as_ref())
-        };
-        Ok(MemberAnswer {
-            list: list.to_owned(),
-            member: member.trim().to_owned(),
-            state,
-            desired,
-            in_microsoft_365,
-            live: self.live,
-            rows: self.rows(list, asked),
-            overrides,
-            identity: identity.clone(),
-            history,
-            removal_due: None,
-            sources_read: Vec::new(),
-            nearest: Vec::new(),
-        })
-    }
-
-    /// The member's adds and removes on `list`, each with its reason.
-    async fn history(
-        &self,
-        list: &str,
-        object_id: &str,
-        overrides: &[super::OverrideHit],
-    ) -> Result<Vec<HistoryEntry>, CommandError> {
-        let ops = self
-            .store
-            .member_ops(object_id, Some(list))
-            .await
-            .map_err(failed)?;
-        let mut runs: HashMap<RunId, Option<Run>> = HashMap::new();
-        let mut history = Vec::new();
-        for traced in ops {
-            let kind = traced.op.op.kind;
-            if !matches!(kind, OpKind::AddMember | OpKind::RemoveMember) {
-                continue;
-            }
-            let id = traced.op.run;
-            if !runs.contains_key(&id) {
-                let run = self.store.run(id).await.map_err(failed)?;
-                runs.insert(id, run);
-            }
-            let run = runs.get(&id).and_then(Option::as_ref);
-            let at = match traced.op.status {
-                OpStatus::Pending => traced.planned_at,
-                _ => traced.updated_at,
-            };
-            history.push(HistoryEntry {
-                run: id.0,
-                at,
-                operation: kind.as_str().to_owned(),
-                status: traced.op.status.as_str().to_owned(),
-                reason: reason(kind, list, run, overrides),
-                error: traced.op.last_error,
-            });
-        }
-        Ok(history)
-    }
-
-    async fn person_answer(&self, member: &str) -> Result<PersonAnswer, CommandError> {
-        let asked = self.asked()?;
-        let identity = self.identity.clone();
-        let wanted = asked.members(&source_kinds(self.config));
-        let mut lists: BTreeSet<String> = self
-            .snapshot
-            .lists
-            .values()
-            .filter(|l| wanted.iter().any(|m| l.members.contains(m)))
-            .map(|l| l.key.clone())
-            .collect();
-        for read in &self.reads {
-            lists.extend(
-                read.sightings
-                    .iter()
-                    .filter_map(|s| self.list_key(&s.list).ok()),
-            );
-        }
-        if let Some(id) = identity.as_ref().and_then(|i| i.object_id.as_deref()) {
-            for list in self.store.lists_of_member(id).await.map_err(failed)? {
-                lists.insert(self.list_key(&list).unwrap_or(list));
-            }
-        }
-        let mut answers = Vec::with_capacity(lists.len());
-        for list in &lists {
-            answers.push(self.member_answer(list, member).await?);
-        }
-        let (sources_read, nearest) = if answers.is_empty() {
-            (
-                self.sources_read(),
-                matching::nearest(&asked.value, self.members_of(None)),
-            )
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        Ok(PersonAnswer {
-            member: member.trim().to_owned(),
-            identity,
-            lists: answers,
-            sources_read,
-            nearest,
-        })
-    }
-
-    async fn list_answer(&self, list: &str) -> Result<ListAnswer, CommandError> {
-        let desired = self.snapshot.lists.get(list);
-        let group = self.groups.iter().find(|g| same_list(&g.list, list));
-        let actual = match group {
-            Some(group) => {
-                Some(self.store.members(&group.list).await.map_err(failed)?.len() as u64)
-            }
-            None => None,
-        };
-        let mut held: Vec<HoldAnswer> = self
-            .snapshot
-            .held
-            .iter()
-            .filter(|(key, _)| same_list(key, list))
-            .map(|(key, hold)| hold_answer("now".to_owned(), HeldList::new(key, &hold.reason)))
-            .collect();
-        let recent = self.store.recent_runs(200).await.map_err(failed)?;
-        let last = recent.iter().find(|r| {
-            matches!(r.kind, RunKind::Run | RunKind::Rebuild | RunKind::Apply)
-                && r.exit_code.is_some()
-        });
-        if let Some(run) = last {
-            held.extend(
-                report(run)
-                    .held
-                    .into_iter()
-                    .filter(|h| same_list(&h.list, list))
-                    .map(|h| hold_answer(format!("run {}", run.id), h)),
-            );
-        }
-        Ok(ListAnswer {
-            list: list.to_owned(),
-            family: desired
-                .map(|d| d.family.clone())
-                .or_else(|| group.map(|g| g.family.clone())),
-            group_id: group.map(|g| g.group_id.clone()),
-            title: desired.map(|d| d.display_name.clone()),
-            sources: desired.map(|d| d.sources.clone()).unwrap_or_default(),
-            desired: desired.map(|d| d.members.len() as u64),
-            actual,
-            held,
-            runs: self.list_runs(list).await?,
-        })
-    }
-
-    /// The list's changes in its latest runs, newest first.
-    async fn list_runs(&self, list: &str) -> Result<Vec<RunChanges>, CommandError> {
-        let changes = self
-            .store
-            .list_changes(list, LIST_RUNS)
-            .await
-            .map_err(failed)?;
-        let mut runs: Vec<RunChanges> = Vec::new();
-        for change in changes {
-            if runs.last().is_none_or(|r| r.run != change.run.0) {
-                let run = self.store.run(change.run).await.map_err(failed)?;
-                runs.push(RunChanges {
-                    run: change.run.0,
-                    kind: run.as_ref().map(|r| r.kind.as_str().to_owned()),
-                    started_at: run.as_ref().map(|r| r.started_at),
-                    added: 0,
-                    removed: 0,
-                    failed: 0,
-                    pending: 0,
-                    superseded: 0,
-                });
-            }
-            let Some(entry) = runs.last_mut() else {
-                continue;
-            };
-            match (change.status, change.kind) {
-                (OpStatus::Done, OpKind::AddMember) => entry.added += change.count,
-                (OpStatus::Done, OpKind::RemoveMember) => entry.removed += change.count,
-                (OpStatus::Done, _) => {}
-                (OpStatus::Failed, _) => entry.failed += change.count,
-                (OpStatus::Pending, _) => entry.pending += change.count,
-                (OpStatus::Superseded, _) => entry.superseded += change.count,
-            }
-        }
-        Ok(runs)
-    }
-}
-
-fn hold_answer(seen: String, held: HeldList) -> HoldAnswer {
-    HoldAnswer {
-        seen,
-        reason: held.reason,
-        message: held.message,
-        release: held.release,
-    }
-}
-
-fn report(run: &Run) -> RunReport {
-    run.report
-        .as_ref()
-        .and_then(|r| serde_json::from_value(r.clone()).ok())
-        .unwrap_or_default()
-}
-
-/// The member's standing on a list in a few words.
-fn state(desired: bool, in_365: Option<bool>, identity: Option<&IdentityAnswer>) -> String {
-    let resolved = identity.is_some_and(|i| i.object_id.is_some());
-    match (desired, in_365) {
-        (true, Some(true)) => "on the list".to_owned(),
-        (true, Some(false)) => {
-            "wanted, not in Microsoft 365 yet: the next run adds them".to_owned()
-        }
-        (true, None) if identity.is_some() && !resolved => {
-            "wanted, but the key names no account in the directory: nobody is added".to_owned()
-        }
-        (true, None) => "wanted: the next run adds them".to_owned(),
-        (false, Some(true)) => {
-            "in Microsoft 365 but no longer wanted: the next run removes them".to_owned()
-        }
-        (false, _) => "not on the list".to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_state_follows_desired_and_actual() {
-        assert_eq!(state(true, Some(true), None), "on the list");
-        assert!(state(true, Some(false), None).contains("adds"));
-        assert!(state(false, Some(true), None).contains("removes"));
-        assert_eq!(state(false, Some(false), None), "not on the list");
-        let unresolved = IdentityAnswer {
-            key_kind: "upn".into(),
-            key: "x@y".into(),
-            object_id: None,
-            display_name: None,
-            resolved_at: None,
-        };
-        assert!(state(true, None, Some(&unresolved)).contains("no account"));
     }
 }

@@ -8,7 +8,9 @@
 //! (the shape README's "Why is X (not) on L" documents).
 
 mod gather;
+mod list;
 mod matching;
+mod member;
 mod reason;
 mod render;
 

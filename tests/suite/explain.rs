@@ -115,13 +115,13 @@ async fn explain_traces_rows_overrides_removals_near_keys_and_every_list_of_a_pe
     std::fs::write(
         &exceptions,
         format!(
-            "list,member,action,from,until,reason\n{key},{},exclude,,,asked to leave (INC-42)\n",
+            "list,member,action,from,until,reason\n{key},upn:{},exclude,,,asked to leave (INC-42)\n",
             excluded.upn
         ),
     )
     .unwrap();
     tenant.add_config(&format!(
-        "[[override]]\nlist = \"{key}\"\ninclude = [\"{}\"]\n\n[[override_source]]\npath = {}\n",
+        "[[override]]\nlist = \"{key}\"\ninclude = [\"upn:{}\"]\n\n[[override_source]]\npath = {}\n",
         stranger.upn,
         toml::Value::String(exceptions.to_string_lossy().into_owned())
     ));
@@ -259,6 +259,42 @@ async fn explain_traces_rows_overrides_removals_near_keys_and_every_list_of_a_pe
     assert_eq!(runs[1]["run"], removal);
     let text = explain_text(&tenant, &[&key]).await;
     assert!(text.contains("held: no"), "{text}");
+
+    // Read-only: it answers while another process holds the run lease.
+    let store = tenant.store().await;
+    let lease = store
+        .acquire("another-host:1", std::time::Duration::from_secs(300))
+        .await
+        .unwrap()
+        .expect("the lease is free");
+    let answer = explain_json(&tenant, &[&key, &kept.upn]).await;
+    assert_eq!(answer["state"], "on the list");
+    store.release(&lease).await.unwrap();
+    store.close().await;
+
+    // A held list: fed by a second family too, it says why and what releases it.
+    let clash = tenant.dir().join("clash.csv");
+    std::fs::write(&clash, format!("list,member\n{key},{}\n", kept.employee_id)).unwrap();
+    tenant.add_config(&format!(
+        "[[source]]\nname = \"clash\"\nfamily = \"departments\"\nkind = \"csv\"\n\
+         path = {}\nmember_key = \"employee_id\"\n",
+        toml::Value::String(clash.to_string_lossy().into_owned())
+    ));
+    let answer = explain_json(&tenant, &[&key]).await;
+    let hold = &answer["held"][0];
+    assert_eq!(hold["seen"], "now");
+    assert_eq!(hold["reason"], "family_clash");
+    assert!(
+        hold["release"].as_str().unwrap().contains("one family"),
+        "{hold}"
+    );
+    let text = explain_text(&tenant, &[&key]).await;
+    assert!(text.contains("to release: feed"), "{text}");
+    let answer = explain_json(&tenant, &[&key, &kept.upn]).await;
+    assert!(
+        answer["state"].as_str().unwrap().contains("held"),
+        "{answer}"
+    );
 
     let unknown = tenant.rollcall(&["explain", "no-such-list"]).await;
     unknown.expect(2);
