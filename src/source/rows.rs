@@ -571,4 +571,41 @@ mod tests {
             Err(ColumnFault::Duplicate("list"))
         );
     }
+
+    #[test]
+    fn only_a_witness_keeps_rows_and_only_then_is_the_place_formatted() {
+        let mut plain = Accumulator::new(MemberKey::Upn);
+        plain
+            .push_at(row("mod-a", "a@x.org"), || {
+                unreachable!("no witness, no place")
+            })
+            .unwrap();
+        assert!(plain.finish().sightings.is_empty());
+
+        let witness = Witness::new(Some("MOD-A"), "A@X.org", MemberKey::Upn);
+        let mut watched = Accumulator::new(MemberKey::Upn).watching(witness);
+        for (line, (list, member)) in [
+            ("mod-a", " A@x.org"),
+            ("mod-b", "a@x.org"),
+            ("mod-a", "b@x.org"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            watched
+                .push_at(row(list, member), || format!("f.csv:{}", line + 2))
+                .unwrap();
+        }
+        let collected = watched.finish();
+        assert_eq!(collected.sightings.len(), 1);
+        assert_eq!(collected.sightings[0].place, "f.csv:2");
+        assert_eq!(
+            collected.sightings[0].values,
+            [
+                ("list".to_owned(), "mod-a".to_owned()),
+                ("member".to_owned(), " A@x.org".to_owned())
+            ]
+        );
+        assert_eq!(collected.rows, 3, "the rows are read as ever");
+    }
 }
