@@ -43,20 +43,11 @@ impl Witness {
 
 /// Splits `kind:value` into its member key and value; a bare value has no kind.
 pub fn split_member(member: &str) -> (Option<MemberKey>, &str) {
-    const KINDS: [MemberKey; 4] = [
-        MemberKey::Upn,
-        MemberKey::Mail,
-        MemberKey::EmployeeId,
-        MemberKey::ObjectId,
-    ];
     let member = member.trim();
     member
         .split_once(':')
         .and_then(|(kind, value)| {
-            KINDS
-                .iter()
-                .find(|k| k.as_str() == kind.trim())
-                .map(|k| (Some(*k), value.trim()))
+            MemberKey::from_name(kind.trim()).map(|k| (Some(k), value.trim()))
         })
         .unwrap_or((None, member))
 }

@@ -76,12 +76,6 @@ impl Store {
     /// Every recorded key that resolved to `object_id` (a person's other names: the UPN a
     /// module source uses, the employee id a department source uses).
     pub async fn identities_of(&self, object_id: &str) -> Result<Vec<Identity>, StoreError> {
-        const KINDS: [MemberKey; 4] = [
-            MemberKey::Upn,
-            MemberKey::Mail,
-            MemberKey::EmployeeId,
-            MemberKey::ObjectId,
-        ];
         let action = || StoreError::query(format!("read the keys of {object_id}"));
         let rows = sqlx::query(&self.backend.sql(
             "SELECT key_kind, key_value, checked_at FROM identities WHERE object_id = ? \
@@ -94,13 +88,10 @@ impl Store {
         let mut found = Vec::new();
         for row in rows {
             let kind: String = row.try_get("key_kind").map_err(action())?;
-            let kind = KINDS
-                .into_iter()
-                .find(|k| k.as_str() == kind)
-                .ok_or_else(|| StoreError::Unknown {
-                    place: "identities.key_kind",
-                    value: kind.clone(),
-                })?;
+            let kind = MemberKey::from_name(&kind).ok_or_else(|| StoreError::Unknown {
+                place: "identities.key_kind",
+                value: kind.clone(),
+            })?;
             found.push(Identity {
                 kind,
                 value: row.try_get("key_value").map_err(action())?,
