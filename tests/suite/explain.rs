@@ -95,6 +95,14 @@ async fn explain_traces_rows_overrides_removals_near_keys_and_every_list_of_a_pe
     );
     assert!(text.contains("enrolments (csv)"), "{text}");
 
+    // --live asks Microsoft 365 itself, and names the account.
+    let live = explain_json(&tenant, &[&key, &kept.upn, "--live"]).await;
+    assert_eq!(
+        (&live["live"], &live["in_microsoft_365"]),
+        (&true.into(), &true.into())
+    );
+    assert_eq!(live["identity"]["display_name"], kept.display_name.as_str());
+
     // A member removed two runs ago: the run and the reason.
     let withdrawn = tenant.withdraw(0, 1)[0];
     let withdrawn = tenant.university.people[withdrawn].clone();
