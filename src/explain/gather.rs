@@ -230,7 +230,8 @@ impl<'a> Facts<'a> {
                 let mut answer = self.member_answer(&list, member).await?;
                 if answer.rows.is_empty() && !answer.desired {
                     answer.sources_read = self.sources_read();
-                    answer.nearest = matching::nearest(member, self.members_of(Some(&list)));
+                    answer.nearest =
+                        matching::nearest(&self.asked()?.value, self.members_of(Some(&list)));
                 }
                 Ok(Answer::Member(answer))
             }

@@ -44,21 +44,26 @@ impl Asked {
         self
     }
 
-    /// The members this names among `kinds` (the member keys the sources use), aliases
-    /// included, each once.
+    /// The members this names among `kinds` (the member keys the sources use), each once:
+    /// the person's known keys first (a bare UPN read as an employee id names nobody), then
+    /// the key as asked, read as each kind it may be.
     pub fn members(&self, kinds: &BTreeSet<MemberKey>) -> Vec<Member> {
-        let mut members: Vec<Member> = kinds
+        let mut members: Vec<Member> = self
+            .aliases
             .iter()
-            .copied()
-            .filter(|k| self.kind.is_none_or(|kind| kind == *k))
-            .map(|key| Member {
-                key,
-                value: key.normalize(&self.value),
-            })
+            .filter(|alias| kinds.contains(&alias.key))
+            .cloned()
             .collect();
-        for alias in &self.aliases {
-            if kinds.contains(&alias.key) && !members.contains(alias) {
-                members.push(alias.clone());
+        for key in kinds {
+            if self.kind.is_some_and(|kind| kind != *key) {
+                continue;
+            }
+            let member = Member {
+                key: *key,
+                value: key.normalize(&self.value),
+            };
+            if !members.contains(&member) {
+                members.push(member);
             }
         }
         members
@@ -195,6 +200,13 @@ mod tests {
         assert!(aliased.named_by("upn:Ann@x.org") && aliased.named_by("E1"));
         let kinds = BTreeSet::from([MemberKey::Upn, MemberKey::EmployeeId]);
         assert_eq!(aliased.members(&kinds).len(), 2);
+        let bare = Asked::parse("ann@x.org").with_aliases(vec![Member {
+            key: MemberKey::EmployeeId,
+            value: "E1".into(),
+        }]);
+        let members = bare.members(&kinds);
+        let employee = members.iter().find(|m| m.key == MemberKey::EmployeeId);
+        assert_eq!(employee.unwrap().value, "E1", "the known key comes first");
     }
 
     #[test]
