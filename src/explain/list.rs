@@ -48,7 +48,13 @@ impl Facts<'_> {
                 .or_else(|| group.map(|g| g.family.clone())),
             group_id: group.map(|g| g.group_id.clone()),
             title: desired.map(|d| d.display_name.clone()),
-            sources: desired.map(|d| d.sources.clone()).unwrap_or_default(),
+            // From the reads rather than the desired list, so that a held list names them too.
+            sources: self
+                .reads
+                .iter()
+                .filter(|r| r.lists.keys().any(|k| same_list(k, list)))
+                .map(|r| r.name.clone())
+                .collect(),
             desired: desired.map(|d| d.members.len() as u64),
             actual,
             held,
