@@ -118,7 +118,7 @@ pub async fn read_source_with(
 }
 
 /// Reads one source, all of it or an error, keeping the rows `witness` asks for in
-/// [`SourceRead::sightings`] (ODBC sources keep none: they are named without a row).
+/// [`SourceRead::sightings`].
 #[tracing::instrument(skip_all, fields(source = %source.name, kind = source.kind.as_str()))]
 pub async fn read_source_witnessed(
     source: &SourceConfig,
@@ -131,7 +131,7 @@ pub async fn read_source_witnessed(
         SourceKind::Entra => entra::read(source, graph, witness).await?,
         SourceKind::Ldap => ldap::read(source, witness).await?,
         #[cfg(feature = "odbc")]
-        SourceKind::Odbc => odbc::read(source).await?,
+        SourceKind::Odbc => odbc::read(source, witness).await?,
         #[cfg(not(feature = "odbc"))]
         SourceKind::Odbc => {
             return Err(SourceError::Config {
