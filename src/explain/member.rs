@@ -11,8 +11,8 @@ use crate::exit::CommandError;
 use crate::store::{OpKind, OpStatus, Run, RunId};
 
 impl Facts<'_> {
-    /// Each source row naming `asked` on `list`; a source that names them but kept no row
-    /// (ODBC) gives one row without a place.
+    /// Each source row naming `asked` on `list`; a source that names them without a traced
+    /// row gives one row without a place.
     fn rows(&self, list: &str, asked: &Asked) -> Vec<SourceRow> {
         let mut rows = Vec::new();
         for read in &self.reads {

@@ -76,8 +76,9 @@ pub struct SourceRow {
     pub kind: String,
     /// The list key as the row writes it.
     pub list: String,
-    /// `file:line`, `query row N`, the entry's DN or object id; `None` where the source
-    /// kind keeps no row (ODBC): the source names them.
+    /// `file:line`, `query row N` (SQL, ODBC), the entry's DN (LDAP) or the user's object
+    /// id (Entra); `None` when the source names them but its rows were not traced (a key
+    /// kind the witness could not use): the source names them all the same.
     pub place: Option<String>,
     /// The row's values rollcall reads, as `[name, value]` pairs.
     pub values: Vec<(String, String)>,

@@ -115,7 +115,7 @@ fn source_row(out: &mut Text, row: &SourceRow) {
     let place = row
         .place
         .as_deref()
-        .unwrap_or("(this source kind keeps no row)");
+        .unwrap_or("(names them; row not traced)");
     out.line(4, &format!("{} ({}) {place}", row.source, row.kind));
     if !row.values.is_empty() {
         let values: Vec<String> = row.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
