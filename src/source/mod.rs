@@ -119,7 +119,12 @@ pub async fn read_source_with(
 
 /// Reads one source, all of it or an error, keeping the rows `witness` asks for in
 /// [`SourceRead::sightings`].
-#[tracing::instrument(skip_all, fields(source = %source.name, kind = source.kind.as_str()))]
+// The span keeps the name it had before explain existed, so that log queries still match.
+#[tracing::instrument(
+    name = "read_source_with",
+    skip_all,
+    fields(source = %source.name, kind = source.kind.as_str())
+)]
 pub async fn read_source_witnessed(
     source: &SourceConfig,
     graph: Option<&GraphClient>,
