@@ -122,8 +122,9 @@ impl Context {
 /// Parses the command line, runs the command and turns its outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The demo tells its own story on stdout; its info logs would only bury it.
-    let quieter = i8::from(matches!(cli.command, Command::Demo));
+    // The demo tells its own story on stdout, and explain's answer is its output; their info
+    // logs (each source read, …) would only bury them.
+    let quieter = i8::from(matches!(cli.command, Command::Demo | Command::Explain(_)));
     logging::init(
         cli.log_format,
         cli.verbose as i8 - cli.quiet as i8 - quieter,

@@ -311,6 +311,22 @@ async fn explain_traces_rows_overrides_removals_near_keys_and_every_list_of_a_pe
         "{}",
         unknown.stderr
     );
+
+    // A source that cannot be read stops explain as it stops a run, naming the place.
+    std::fs::write(
+        &exceptions,
+        format!("list,member,action\n{key},upn:x@y.org,add\n"),
+    )
+    .unwrap();
+    let faulty = tenant.rollcall(&["explain", &key, &kept.upn]).await;
+    faulty.expect(3);
+    assert!(
+        faulty
+            .stderr
+            .contains(&format!("{}:2", exceptions.display())),
+        "{}",
+        faulty.stderr
+    );
     tenant.finish();
 }
 
