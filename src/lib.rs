@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod exit;
+pub mod explain;
 pub mod generate;
 pub mod graph;
 pub mod logging;

@@ -1,6 +1,7 @@
 //! The command line (DESIGN.md "Command line"): parsing, and dispatch to each command.
 
 mod docs;
+mod explain;
 mod history;
 mod init;
 mod reconcile;
@@ -78,6 +79,9 @@ pub enum Command {
     Runs(history::RunsArgs),
     /// One run's report.
     Show(history::ShowArgs),
+    /// Why a member is (not) on a list, since when and by which run; what a list is and
+    /// whether it is held; with --member, every list a person is or should be on. Read-only.
+    Explain(explain::ExplainArgs),
     /// Maintenance: runs skip, and a run in progress stops at its next batch (resumable).
     Pause(history::PauseArgs),
     /// Ends a pause.
@@ -129,8 +133,9 @@ impl Context {
 /// Parses the command line, runs the command and turns its outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The demo tells its own story on stdout; its info logs would only bury it.
-    let quieter = i8::from(matches!(cli.command, Command::Demo));
+    // The demo tells its own story on stdout, and explain's answer is its output; their info
+    // logs (each source read, …) would only bury them.
+    let quieter = i8::from(matches!(cli.command, Command::Demo | Command::Explain(_)));
     logging::init(
         cli.log_format,
         cli.verbose as i8 - cli.quiet as i8 - quieter,
@@ -187,6 +192,7 @@ async fn dispatch(command: Command, context: &Context) -> Result<Exit, CommandEr
         Command::Serve => crate::serve::run(context.config()?).await,
         Command::Runs(args) => history::runs(context, args).await,
         Command::Show(args) => history::show(context, args).await,
+        Command::Explain(args) => explain::run(context, args).await,
         Command::Pause(args) => history::pause(context, args).await,
         Command::Unpause => history::unpause(context).await,
         Command::Migrate => migrate(context).await,

@@ -512,6 +512,19 @@ impl MemberKey {
         }
     }
 
+    /// The member key a configuration or override names (`upn`, `mail`, `employee_id`,
+    /// `object_id`).
+    pub fn from_name(name: &str) -> Option<MemberKey> {
+        [
+            MemberKey::Upn,
+            MemberKey::Mail,
+            MemberKey::EmployeeId,
+            MemberKey::ObjectId,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+    }
+
     /// Brings a trimmed key to its canonical form, so that equal people compare equal.
     pub fn normalize(self, key: &str) -> String {
         let key = key.trim();

@@ -271,6 +271,11 @@ impl GraphClient {
         users::find_users(&self.transport, kind, values).await
     }
 
+    /// The display name of user `id` (`None`: no such user), for `explain --live`.
+    pub async fn user_display_name(&self, id: &ObjectId) -> Result<Option<String>, GraphError> {
+        users::display_name(&self.transport, id).await
+    }
+
     /// Every user matching a Graph `$filter` (an advanced query), with the `$select`ed
     /// properties, page by page into `take`.
     pub async fn users_where(

@@ -146,6 +146,23 @@ fn parse_user(value: &Value, request: &str) -> Result<DirectoryUser, GraphError>
     })
 }
 
+/// The display name of user `id`; `None` when the directory has no such user.
+pub(crate) async fn display_name(
+    transport: &Transport,
+    id: &ObjectId,
+) -> Result<Option<String>, GraphError> {
+    let request = Request::get(transport.url(
+        &["users", &id.to_string()],
+        &[("$select", "id,displayName")],
+    ));
+    let reply = transport.send(&request).await?;
+    match reply.status {
+        404 => Ok(None),
+        _ if reply.is_success() => Ok(reply.body["displayName"].as_str().map(str::to_owned)),
+        _ => Err(reply.error(&request)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

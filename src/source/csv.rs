@@ -8,12 +8,16 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::rows::{Accumulator, Columns, RawRow};
-use super::{SourceError, SourceRead};
+use super::{SourceError, SourceRead, Witness};
 use crate::config::SourceConfig;
 
 /// Reads a whole CSV source, checking it against its control file when one is configured.
 /// Blocking: call it from a blocking task.
-pub(crate) fn read(source: &SourceConfig, path: &Path) -> Result<SourceRead, SourceError> {
+pub(crate) fn read(
+    source: &SourceConfig,
+    path: &Path,
+    witness: Option<Witness>,
+) -> Result<SourceRead, SourceError> {
     let name = source.name.as_str();
     // The control file is read first: it is tiny, and a broken one should not cost a
     // full pass over a large export.
@@ -39,7 +43,7 @@ pub(crate) fn read(source: &SourceConfig, path: &Path) -> Result<SourceRead, Sou
     let columns = Columns::locate(headers.iter())
         .map_err(|fault| fault.into_error(name, format!("{}:1", path.display())))?;
 
-    let mut rows = Accumulator::new(source.member_key);
+    let mut rows = Accumulator::new(source.member_key).watching(witness);
     let mut record = csv::StringRecord::new();
     let mut last_line = 1;
     loop {
@@ -61,7 +65,7 @@ pub(crate) fn read(source: &SourceConfig, path: &Path) -> Result<SourceRead, Sou
             display_name: field(columns.display_name),
             description: field(columns.description),
         };
-        if let Err(column) = rows.push(row) {
+        if let Err(column) = rows.push_at(row, || format!("{}:{last_line}", path.display())) {
             let error = SourceError::EmptyValue {
                 source_name: name.to_owned(),
                 place: format!("{}:{last_line}", path.display()),

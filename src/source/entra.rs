@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::entries::{RowTemplates, Skipped};
 use super::rows::Accumulator;
 use super::template::Entry;
-use super::{SourceError, SourceRead};
+use super::{SourceError, SourceRead, Witness};
 use crate::config::SourceConfig;
 use crate::graph::{GraphClient, GraphError};
 
@@ -15,6 +15,7 @@ use crate::graph::{GraphClient, GraphError};
 pub(crate) async fn read(
     source: &SourceConfig,
     graph: Option<&GraphClient>,
+    witness: Option<Witness>,
 ) -> Result<SourceRead, SourceError> {
     let Some(graph) = graph else {
         return Err(SourceError::Config {
@@ -29,7 +30,7 @@ pub(crate) async fn read(
     let select: Vec<String> = select.into_iter().collect();
     let select_text = select.join(",");
     let read = async {
-        let mut rows = Accumulator::new(source.member_key);
+        let mut rows = Accumulator::new(source.member_key).watching(witness);
         let mut skipped = Skipped::default();
         let mut fault: Option<SourceError> = None;
         let mut take = |users: Vec<Value>| {

@@ -202,17 +202,18 @@ pub(crate) fn push(
     source: &str,
 ) -> Result<(), SourceError> {
     for (key, display_name) in &side.lists {
-        rows.push(RawRow {
+        let row = RawRow {
             list: key,
             member,
             display_name: display_name.as_deref(),
             description: None,
-        })
-        .map_err(|column| SourceError::EmptyValue {
-            source_name: source.to_owned(),
-            place: place.to_owned(),
-            column,
-        })?;
+        };
+        rows.push_at(row, || place.to_owned())
+            .map_err(|column| SourceError::EmptyValue {
+                source_name: source.to_owned(),
+                place: place.to_owned(),
+                column,
+            })?;
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use secrecy::ExposeSecret;
 use super::entries::{ListSide, RowTemplates, Skipped, push};
 use super::rows::Accumulator;
 use super::template::Entry;
-use super::{SourceError, SourceRead};
+use super::{SourceError, SourceRead, Witness};
 use crate::config::SourceConfig;
 
 /// Entries per page of a paged search (Active Directory's MaxPageSize is 1,000).
@@ -22,7 +22,10 @@ const PAGE_SIZE: i32 = 500;
 const MEMBER: &str = "member";
 
 /// Reads a whole LDAP source within its timeout.
-pub(crate) async fn read(source: &SourceConfig) -> Result<SourceRead, SourceError> {
+pub(crate) async fn read(
+    source: &SourceConfig,
+    witness: Option<Witness>,
+) -> Result<SourceRead, SourceError> {
     let groups = source.groups_filter.is_some();
     let templates = RowTemplates::of(source, groups.then_some("{cn}"))?;
     let read = async {
@@ -31,7 +34,7 @@ pub(crate) async fn read(source: &SourceConfig) -> Result<SourceRead, SourceErro
             source,
             ldap: &mut ldap,
             templates: &templates,
-            rows: Accumulator::new(source.member_key),
+            rows: Accumulator::new(source.member_key).watching(witness),
             skipped: Skipped::default(),
             members: HashMap::new(),
         };

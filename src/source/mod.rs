@@ -18,6 +18,7 @@ mod rows;
 mod snapshot;
 mod sql;
 mod template;
+mod witness;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -26,10 +27,12 @@ use crate::config::{Config, MemberKey, SourceConfig, SourceKind};
 use crate::graph::GraphClient;
 
 pub use error::SourceError;
+pub use exceptions::Exception;
 pub use planning::ResolvedLists;
 pub use rows::SourceList;
 pub use snapshot::{DesiredList, Member, Snapshot, SourceSummary};
 pub use template::{Entry, Template, slug};
+pub use witness::{Sighting, Witness, split_member};
 
 /// One source, read whole: its lists after trimming, normalizing and collapsing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +60,8 @@ pub struct SourceRead {
     pub warnings: Vec<String>,
     /// How long the read took, in milliseconds.
     pub read_ms: u64,
+    /// The rows a [`Witness`] asked for (`explain`), with their places; empty otherwise.
+    pub sightings: Vec<Sighting>,
 }
 
 impl SourceRead {
@@ -73,6 +78,7 @@ impl SourceRead {
             skipped: 0,
             warnings: Vec::new(),
             read_ms: 0,
+            sightings: collected.sightings,
         }
     }
 
@@ -104,18 +110,33 @@ pub async fn read_source(source: &SourceConfig) -> Result<SourceRead, SourceErro
 }
 
 /// Reads one source, all of it or an error; `entra` sources read through `graph`.
-#[tracing::instrument(skip_all, fields(source = %source.name, kind = source.kind.as_str()))]
 pub async fn read_source_with(
     source: &SourceConfig,
     graph: Option<&GraphClient>,
 ) -> Result<SourceRead, SourceError> {
+    read_source_witnessed(source, graph, None).await
+}
+
+/// Reads one source, all of it or an error, keeping the rows `witness` asks for in
+/// [`SourceRead::sightings`].
+// The span keeps the name it had before explain existed, so that log queries still match.
+#[tracing::instrument(
+    name = "read_source_with",
+    skip_all,
+    fields(source = %source.name, kind = source.kind.as_str())
+)]
+pub async fn read_source_witnessed(
+    source: &SourceConfig,
+    graph: Option<&GraphClient>,
+    witness: Option<Witness>,
+) -> Result<SourceRead, SourceError> {
     let started = Instant::now();
     let mut read = match source.kind {
-        SourceKind::Sql => sql::read(source).await?,
-        SourceKind::Entra => entra::read(source, graph).await?,
-        SourceKind::Ldap => ldap::read(source).await?,
+        SourceKind::Sql => sql::read(source, witness).await?,
+        SourceKind::Entra => entra::read(source, graph, witness).await?,
+        SourceKind::Ldap => ldap::read(source, witness).await?,
         #[cfg(feature = "odbc")]
-        SourceKind::Odbc => odbc::read(source).await?,
+        SourceKind::Odbc => odbc::read(source, witness).await?,
         #[cfg(not(feature = "odbc"))]
         SourceKind::Odbc => {
             return Err(SourceError::Config {
@@ -133,7 +154,7 @@ pub async fn read_source_with(
             };
             let owned = source.clone();
             // The csv crate reads synchronously; keep it off the async workers.
-            tokio::task::spawn_blocking(move || csv::read(&owned, &path))
+            tokio::task::spawn_blocking(move || csv::read(&owned, &path, witness))
                 .await
                 .map_err(|e| SourceError::Unexpected {
                     source_name: source.name.clone(),
@@ -173,16 +194,32 @@ pub async fn read_all_with(
             .map(|source| read_source_with(source, graph)),
     )
     .await?;
-    let owned = config.clone();
-    let exceptions = tokio::task::spawn_blocking(move || exceptions::read_all(&owned))
-        .await
-        .map_err(|e| SourceError::Unexpected {
-            source_name: "override_source".to_owned(),
-            error: e.into(),
-        })??;
+    let exceptions = read_exceptions(config).await?;
     let snapshot = snapshot::assemble(config, reads, &exceptions, crate::clock::now())?;
     for warning in &snapshot.warnings {
         tracing::warn!(%warning, "snapshot warning");
     }
     Ok(snapshot)
+}
+
+/// Every `[[override_source]]` row, each file read whole or an error.
+pub async fn read_exceptions(config: &Config) -> Result<Vec<Exception>, SourceError> {
+    let owned = config.clone();
+    tokio::task::spawn_blocking(move || exceptions::read_all(&owned))
+        .await
+        .map_err(|e| SourceError::Unexpected {
+            source_name: "override_source".to_owned(),
+            error: e.into(),
+        })?
+}
+
+/// The desired lists from reads already made (configuration order), with the overrides and
+/// `exceptions` that apply at `now`: what [`read_all_with`] builds after reading.
+pub fn assemble(
+    config: &Config,
+    reads: Vec<SourceRead>,
+    exceptions: &[Exception],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Snapshot, SourceError> {
+    snapshot::assemble(config, reads, exceptions, now)
 }

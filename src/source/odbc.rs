@@ -7,7 +7,7 @@ use odbc_api::{ConnectionOptions, Cursor, ResultSetMetadata, environment};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::rows::{Accumulator, Columns, RawRow};
-use super::{SourceError, SourceRead};
+use super::{SourceError, SourceRead, Witness};
 use crate::config::{SourceConfig, redact_connection_string};
 
 /// Rows fetched per round trip.
@@ -16,7 +16,10 @@ const BATCH: usize = 1_000;
 const MAX_CELL: usize = 4_096;
 
 /// Reads a whole ODBC source within its timeout.
-pub(crate) async fn read(source: &SourceConfig) -> Result<SourceRead, SourceError> {
+pub(crate) async fn read(
+    source: &SourceConfig,
+    witness: Option<Witness>,
+) -> Result<SourceRead, SourceError> {
     let connection = source
         .connection_string()
         .map_err(|message| SourceError::Config {
@@ -38,7 +41,7 @@ pub(crate) async fn read(source: &SourceConfig) -> Result<SourceRead, SourceErro
     std::thread::Builder::new()
         .name(format!("odbc-{}", source.name))
         .spawn(move || {
-            let _ = sender.send(read_blocking(&owned, &connection, &query));
+            let _ = sender.send(read_blocking(&owned, &connection, &query, witness));
         })
         .map_err(|e| SourceError::Unexpected {
             source_name: source.name.clone(),
@@ -61,6 +64,7 @@ fn read_blocking(
     source: &SourceConfig,
     connection: &SecretString,
     query: &str,
+    witness: Option<Witness>,
 ) -> Result<Accumulator, SourceError> {
     let unreachable = |error: odbc_api::Error| SourceError::Unreachable {
         source_name: source.name.clone(),
@@ -102,7 +106,7 @@ fn read_blocking(
         .map_err(|fault| fault.into_error(&source.name, "query".to_owned()))?;
     let buffer = TextRowSet::for_cursor(BATCH, &mut cursor, Some(MAX_CELL)).map_err(failed)?;
     let mut block = cursor.bind_buffer(buffer).map_err(failed)?;
-    let mut rows = Accumulator::new(source.member_key);
+    let mut rows = Accumulator::new(source.member_key).watching(witness);
     let mut number = 0u64;
     while let Some(batch) =
         block
@@ -136,17 +140,18 @@ fn read_blocking(
                 Some(index) => cell("description", index)?,
                 None => None,
             };
-            rows.push(RawRow {
+            let row = RawRow {
                 list,
                 member,
                 display_name,
                 description,
-            })
-            .map_err(|column| SourceError::EmptyValue {
-                source_name: source.name.clone(),
-                place: format!("query row {number}"),
-                column,
-            })?;
+            };
+            rows.push_at(row, || format!("query row {number}"))
+                .map_err(|column| SourceError::EmptyValue {
+                    source_name: source.name.clone(),
+                    place: format!("query row {number}"),
+                    column,
+                })?;
         }
     }
     drop(block);

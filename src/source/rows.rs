@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sha2::{Digest, Sha256};
 
+use super::witness::{Sighting, Witness};
 use crate::config::MemberKey;
 
 /// One source's rows for one list, after collapsing.
@@ -137,6 +138,10 @@ pub(crate) struct Accumulator {
     ids: HashMap<Box<str>, u32>,
     /// Scratch space for the normalized member, reused across rows.
     member: String,
+    /// What `explain` looks for; `None` on a normal read.
+    witness: Option<Witness>,
+    /// The rows the witness saw.
+    sightings: Vec<Sighting>,
 }
 
 /// What an accumulator ends with.
@@ -146,6 +151,7 @@ pub(crate) struct Collected {
     pub(crate) distinct: u64,
     pub(crate) checksum: String,
     pub(crate) lists: BTreeMap<String, SourceList>,
+    pub(crate) sightings: Vec<Sighting>,
 }
 
 impl Accumulator {
@@ -159,7 +165,47 @@ impl Accumulator {
             last: None,
             ids: HashMap::new(),
             member: String::new(),
+            witness: None,
+            sightings: Vec::new(),
         }
+    }
+
+    /// The accumulator keeping the rows `witness` wants, with their places.
+    pub(crate) fn watching(mut self, witness: Option<Witness>) -> Self {
+        self.witness = witness;
+        self
+    }
+
+    /// [`Accumulator::push`], and the row kept with its `place` when a witness wants it
+    /// (`place` is only called then, so a normal read formats nothing).
+    pub(crate) fn push_at(
+        &mut self,
+        row: RawRow<'_>,
+        place: impl FnOnce() -> String,
+    ) -> Result<(), &'static str> {
+        self.push(row)?;
+        if let Some(witness) = &self.witness
+            && witness.wants(row.list.trim(), &self.member)
+        {
+            let mut values = vec![
+                ("list".to_owned(), row.list.to_owned()),
+                ("member".to_owned(), row.member.to_owned()),
+            ];
+            for (name, value) in [
+                ("display_name", row.display_name),
+                ("description", row.description),
+            ] {
+                if let Some(value) = value.filter(|v| !v.trim().is_empty()) {
+                    values.push((name.to_owned(), value.to_owned()));
+                }
+            }
+            self.sightings.push(Sighting {
+                list: row.list.trim().to_owned(),
+                place: place(),
+                values,
+            });
+        }
+        Ok(())
     }
 
     /// Data rows pushed so far, before collapsing.
@@ -223,6 +269,7 @@ impl Accumulator {
             rows,
             mut lists,
             ids,
+            sightings,
             ..
         } = self;
         let mut names: Vec<Box<str>> = vec![Box::from(""); ids.len()];
@@ -270,6 +317,7 @@ impl Accumulator {
             distinct,
             checksum,
             lists,
+            sightings,
         }
     }
 }
@@ -522,5 +570,42 @@ mod tests {
             Columns::locate(["list", "member", "LIST"]),
             Err(ColumnFault::Duplicate("list"))
         );
+    }
+
+    #[test]
+    fn only_a_witness_keeps_rows_and_only_then_is_the_place_formatted() {
+        let mut plain = Accumulator::new(MemberKey::Upn);
+        plain
+            .push_at(row("mod-a", "a@x.org"), || {
+                unreachable!("no witness, no place")
+            })
+            .unwrap();
+        assert!(plain.finish().sightings.is_empty());
+
+        let witness = Witness::new(Some("MOD-A"), "A@X.org", MemberKey::Upn);
+        let mut watched = Accumulator::new(MemberKey::Upn).watching(witness);
+        for (line, (list, member)) in [
+            ("mod-a", " A@x.org"),
+            ("mod-b", "a@x.org"),
+            ("mod-a", "b@x.org"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            watched
+                .push_at(row(list, member), || format!("f.csv:{}", line + 2))
+                .unwrap();
+        }
+        let collected = watched.finish();
+        assert_eq!(collected.sightings.len(), 1);
+        assert_eq!(collected.sightings[0].place, "f.csv:2");
+        assert_eq!(
+            collected.sightings[0].values,
+            [
+                ("list".to_owned(), "mod-a".to_owned()),
+                ("member".to_owned(), " A@x.org".to_owned())
+            ]
+        );
+        assert_eq!(collected.rows, 3, "the rows are read as ever");
     }
 }

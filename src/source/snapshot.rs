@@ -284,21 +284,10 @@ fn parse_override(
 /// Reads an override value: `kind:value` always, a bare value when the list's sources use
 /// exactly one member key.
 fn parse_override_value(raw: &str, keys: &BTreeSet<MemberKey>) -> Result<Member, String> {
-    const KINDS: [MemberKey; 4] = [
-        MemberKey::Upn,
-        MemberKey::Mail,
-        MemberKey::EmployeeId,
-        MemberKey::ObjectId,
-    ];
     let raw = raw.trim();
-    let prefixed = raw.split_once(':').and_then(|(kind, value)| {
-        KINDS
-            .iter()
-            .find(|k| k.as_str() == kind.trim())
-            .map(|k| (*k, value))
-    });
-    let (key, value) = match prefixed {
-        Some(found) => found,
+    let (kind, value) = super::split_member(raw);
+    let (key, value) = match kind {
+        Some(kind) => (kind, value),
         None => match keys.iter().collect::<Vec<_>>().as_slice() {
             [only] => (**only, raw),
             _ => {
@@ -419,6 +408,7 @@ mail_nickname = "dept-{list}"
             skipped: 0,
             warnings: Vec::new(),
             read_ms: 0,
+            sightings: Vec::new(),
         }
     }
 

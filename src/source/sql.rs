@@ -14,11 +14,14 @@ use sqlx::{
 };
 
 use super::rows::{Accumulator, Columns, RawRow};
-use super::{SourceError, SourceRead};
+use super::{SourceError, SourceRead, Witness};
 use crate::config::{DatabaseUrl, SourceConfig};
 
 /// Reads a whole SQL source within its timeout. Nothing is ever committed.
-pub(crate) async fn read(source: &SourceConfig) -> Result<SourceRead, SourceError> {
+pub(crate) async fn read(
+    source: &SourceConfig,
+    witness: Option<Witness>,
+) -> Result<SourceRead, SourceError> {
     let config_error = |message: String| SourceError::Config {
         source_name: source.name.clone(),
         message,
@@ -33,9 +36,9 @@ pub(crate) async fn read(source: &SourceConfig) -> Result<SourceRead, SourceErro
         })?;
     let read = async {
         match url.scheme().as_str() {
-            "postgres" | "postgresql" => read_postgres(source, &url, query).await,
-            "mysql" | "mariadb" => read_mysql(source, &url, query).await,
-            "sqlite" => read_sqlite(source, &url, query).await,
+            "postgres" | "postgresql" => read_postgres(source, &url, query, witness).await,
+            "mysql" | "mariadb" => read_mysql(source, &url, query, witness).await,
+            "sqlite" => read_sqlite(source, &url, query, witness).await,
             other => Err(config_error(format!(
                 "`{}` has scheme `{other}`; rollcall reads sqlite://, postgres:// and mysql://",
                 url.redacted()
@@ -56,6 +59,7 @@ async fn read_postgres(
     source: &SourceConfig,
     url: &DatabaseUrl,
     query: &str,
+    witness: Option<Witness>,
 ) -> Result<Accumulator, SourceError> {
     let options = PgConnectOptions::from_str(url.expose())
         .map_err(|e| unreachable(source, url, &e))?
@@ -71,7 +75,7 @@ async fn read_postgres(
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
     )
     .await?;
-    let rows = stream::<Postgres>(source, url, &mut conn, query).await?;
+    let rows = stream::<Postgres>(source, url, &mut conn, query, witness).await?;
     finish(source, url, conn).await?;
     Ok(rows)
 }
@@ -80,6 +84,7 @@ async fn read_mysql(
     source: &SourceConfig,
     url: &DatabaseUrl,
     query: &str,
+    witness: Option<Witness>,
 ) -> Result<Accumulator, SourceError> {
     let options =
         MySqlConnectOptions::from_str(url.expose()).map_err(|e| unreachable(source, url, &e))?;
@@ -103,7 +108,7 @@ async fn read_mysql(
         "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
     )
     .await?;
-    let rows = stream::<MySql>(source, url, &mut conn, query).await?;
+    let rows = stream::<MySql>(source, url, &mut conn, query, witness).await?;
     finish(source, url, conn).await?;
     Ok(rows)
 }
@@ -112,6 +117,7 @@ async fn read_sqlite(
     source: &SourceConfig,
     url: &DatabaseUrl,
     query: &str,
+    witness: Option<Witness>,
 ) -> Result<Accumulator, SourceError> {
     let options = SqliteConnectOptions::from_str(url.expose())
         .map_err(|e| unreachable(source, url, &e))?
@@ -134,7 +140,7 @@ async fn read_sqlite(
         .map_err(|e| unreachable(source, url, &e))?;
     // A read transaction holds one WAL snapshot from the first read to the rollback.
     execute(source, url, &mut conn, "BEGIN").await?;
-    let rows = stream::<Sqlite>(source, url, &mut conn, query).await?;
+    let rows = stream::<Sqlite>(source, url, &mut conn, query, witness).await?;
     finish(source, url, conn).await?;
     Ok(rows)
 }
@@ -176,6 +182,7 @@ async fn stream<DB>(
     url: &DatabaseUrl,
     conn: &mut DB::Connection,
     query: &str,
+    witness: Option<Witness>,
 ) -> Result<Accumulator, SourceError>
 where
     DB: TextCells,
@@ -190,7 +197,7 @@ where
     let columns = Columns::locate(statement.columns().iter().map(|c| c.name()))
         .map_err(|fault| fault.into_error(&source.name, "query".to_owned()))?;
 
-    let mut rows = Accumulator::new(source.member_key);
+    let mut rows = Accumulator::new(source.member_key).watching(witness);
     // One buffer per column, reused for every row.
     let [mut list, mut member, mut display_name, mut description] =
         std::array::from_fn::<String, 4, _>(|_| String::new());
@@ -233,11 +240,12 @@ where
             display_name: has_display_name.then_some(display_name.as_str()),
             description: has_description.then_some(description.as_str()),
         };
-        rows.push(row).map_err(|column| SourceError::EmptyValue {
-            source_name: source.name.clone(),
-            place: format!("query row {number}"),
-            column,
-        })?;
+        rows.push_at(row, || format!("query row {number}"))
+            .map_err(|column| SourceError::EmptyValue {
+                source_name: source.name.clone(),
+                place: format!("query row {number}"),
+                column,
+            })?;
     }
     Ok(rows)
 }

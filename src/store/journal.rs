@@ -355,7 +355,7 @@ pub(crate) async fn upsert_group(
     Ok(())
 }
 
-fn op_from_row(row: &AnyRow) -> Result<JournalOp, StoreError> {
+pub(super) fn op_from_row(row: &AnyRow) -> Result<JournalOp, StoreError> {
     let decode = StoreError::query("read a journal operation");
     let read = || -> Result<_, sqlx::Error> {
         Ok((

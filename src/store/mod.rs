@@ -22,6 +22,7 @@ mod runs;
 mod sql;
 mod state;
 mod titles;
+mod trail;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,7 @@ pub use model::{
 };
 pub use notify::Notified;
 pub use state::MirrorChange;
+pub use trail::{ListChange, TracedOp};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");

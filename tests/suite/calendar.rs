@@ -196,6 +196,21 @@ async fn withdrawals_stay_for_their_grace_and_a_return_within_it_costs_no_write(
         "{}",
         status.stdout
     );
+    let upn = tenant.university.people[withdrawn[0]].upn.clone();
+    let explain = tenant
+        .rollcall_at(
+            "2026-12-07T07:00:00Z",
+            &["explain", &key, &upn, "--output", "json"],
+        )
+        .await;
+    explain.expect(0);
+    let due = &explain.json()["removal_due"];
+    assert!(
+        due.as_str()
+            .is_some_and(|d| d.starts_with("2026-12-09T07:00:00")),
+        "{}",
+        explain.stdout
+    );
 
     // The second student comes back on day 2: nothing is written, and they are never removed.
     let back = withdrawn[1];

@@ -54,6 +54,19 @@ async fn entra_source_by_department_converges_and_skips_users_without_one() {
     // A second run finds nothing to do.
     scene.rollcall(&["run"]).await.expect(0);
     assert_eq!(scene.lists()["dept-physics"], upns(&[3, 4]));
+    // `explain` names the Entra user whose properties put them on the list.
+    let user = numbered::user_id(3);
+    let explained = scene
+        .rollcall(&["explain", "DEPT-PHYSICS", &user, "--output", "json"])
+        .await;
+    explained.expect(0);
+    let answer: serde_json::Value = serde_json::from_str(&explained.stdout).unwrap();
+    assert_eq!(answer["state"], "on the list", "{answer}");
+    assert_eq!(answer["rows"][0]["kind"], "entra");
+    assert_eq!(
+        answer["rows"][0]["place"].as_str().map(str::to_lowercase),
+        Some(user.to_lowercase())
+    );
 }
 
 #[tokio::test]

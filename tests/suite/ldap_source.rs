@@ -102,6 +102,25 @@ async fn ldap_entries_with_templates_converge_and_skip_entries_without_a_departm
         "{report}"
     );
     scene.rollcall(&["run"]).await.expect(0);
+    // `explain` names the entry (its DN) whose attributes put the member on the list.
+    let explained = scene
+        .rollcall(&[
+            "explain",
+            "dept-maths",
+            "mail:User4@example.ac.uk",
+            "--output",
+            "json",
+        ])
+        .await;
+    explained.expect(0);
+    let answer: serde_json::Value = serde_json::from_str(&explained.stdout).unwrap();
+    assert_eq!(answer["state"], "on the list", "{answer}");
+    let row = &answer["rows"][0];
+    assert_eq!(row["kind"], "ldap");
+    assert_eq!(
+        row["place"],
+        format!("uid=user4,ou=people,{SUFFIX}").as_str()
+    );
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ mod csv_source;
 mod delta;
 mod deploy;
 mod entra_source;
+mod explain;
 mod generate;
 mod graph;
 mod incidents;

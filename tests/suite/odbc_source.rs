@@ -8,7 +8,7 @@ mod with_odbc {
     use std::time::{Duration, Instant};
 
     use rollcall::config::{Config, SourceConfig};
-    use rollcall::source::read_source;
+    use rollcall::source::{Witness, read_source, read_source_witnessed};
     use sqlx::{AnyConnection, Connection};
 
     use crate::common::db::{Backend, TestDatabase, in_ci};
@@ -118,6 +118,13 @@ mod with_odbc {
             by_odbc.lists["mod-a"].display_name.as_deref(),
             Some("Algebra â Geometreg")
         );
+        // `explain`'s witness sees the same row through either driver.
+        let witness = || Witness::new(Some("MOD-A"), "upn:Siân@example.ac.uk", odbc.member_key);
+        let by_odbc = read_source_witnessed(&odbc, None, witness()).await.unwrap();
+        let by_sql = read_source_witnessed(&sql, None, witness()).await.unwrap();
+        assert_eq!(by_odbc.sightings.len(), 1, "{:?}", by_odbc.sightings);
+        assert_eq!(by_odbc.sightings[0].values, by_sql.sightings[0].values);
+        assert!(by_odbc.sightings[0].place.starts_with("query row "));
 
         let missing = parse_source(&format!(
             "[[source]]\nname = \"roster\"\nfamily = \"modules\"\nkind = \"odbc\"\n\

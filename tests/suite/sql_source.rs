@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rollcall::config::{Config, SourceConfig};
-use rollcall::source::{SourceError, read_source};
+use rollcall::source::{SourceError, Witness, read_source, read_source_witnessed};
 use sqlx::{AnyConnection, Connection};
 
 use crate::common::db::{Backend, TestDatabase};
@@ -106,6 +106,50 @@ async fn rows_are_read_and_normalized(db: TestDatabase) {
     let reordered = format!("{query} ORDER BY member DESC, list DESC");
     let again = read_source(&roster(&db, &reordered)).await.unwrap();
     assert_eq!(again.checksum, read.checksum);
+}
+
+/// What `rollcall explain` reads: the rows naming one member on one list (any case), by
+/// their row number and values; a normal read keeps none, and the lists are the same.
+async fn a_witness_keeps_the_query_rows_that_name_one_member(db: TestDatabase) {
+    let mut conn = connect(&db).await;
+    execute(
+        &mut conn,
+        &[
+            ENROLMENT,
+            "INSERT INTO enrolment VALUES ('mod-b', 'ada@example.ac.uk', NULL)",
+            "INSERT INTO enrolment VALUES ('MOD-A', ' Ada@Example.AC.UK ', 'Algebra')",
+            "INSERT INTO enrolment VALUES ('mod-a', 'bob@example.ac.uk', NULL)",
+        ],
+    )
+    .await;
+    let source = roster(&db, "SELECT list, member, display_name FROM enrolment");
+    let witness = Witness::new(Some("mod-a"), "upn:ada@example.ac.uk", source.member_key);
+    let read = read_source_witnessed(&source, None, witness).await.unwrap();
+    assert_eq!(read.sightings.len(), 1, "{:?}", read.sightings);
+    let sighting = &read.sightings[0];
+    assert_eq!(sighting.list, "MOD-A");
+    // Row order is the database's: any of the three.
+    assert!(
+        ["query row 1", "query row 2", "query row 3"].contains(&sighting.place.as_str()),
+        "{}",
+        sighting.place
+    );
+    let values: Vec<(&str, &str)> = sighting
+        .values
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        values,
+        [
+            ("list", "MOD-A"),
+            ("member", " Ada@Example.AC.UK "),
+            ("display_name", "Algebra")
+        ]
+    );
+    let plain = read_source(&source).await.unwrap();
+    assert!(plain.sightings.is_empty());
+    assert_eq!(plain.checksum, read.checksum);
 }
 
 async fn integer_member_column_is_read_as_text(db: TestDatabase) {
@@ -395,6 +439,7 @@ async fn concurrent_writer_never_yields_a_torn_read(db: TestDatabase) {
 
 on_every_backend!(
     rows_are_read_and_normalized,
+    a_witness_keeps_the_query_rows_that_name_one_member,
     integer_member_column_is_read_as_text,
     missing_column_is_reported_even_without_rows,
     null_member_names_the_row,
