@@ -221,13 +221,30 @@ pub(crate) async fn members_of(
     transport: &Transport,
     groups: &[String],
 ) -> Vec<Result<Vec<ObjectId>, GraphError>> {
+    listings_of(transport, groups, &["members", "microsoft.graph.user"]).await
+}
+
+/// Every owner of each group (users, and service principals such as an app that owns it),
+/// read as [`members_of`] reads members (GRAPH.md "Owners").
+pub(crate) async fn owners_of(
+    transport: &Transport,
+    groups: &[String],
+) -> Vec<Result<Vec<ObjectId>, GraphError>> {
+    listings_of(transport, groups, &["owners"]).await
+}
+
+/// The ids of the directory objects under `/groups/{id}/{tail…}` of each group.
+async fn listings_of(
+    transport: &Transport,
+    groups: &[String],
+    tail: &[&str],
+) -> Vec<Result<Vec<ObjectId>, GraphError>> {
     let firsts: Vec<Request> = groups
         .iter()
         .map(|group| {
-            Request::get(transport.url(
-                &["groups", group, "members", "microsoft.graph.user"],
-                &[("$select", "id"), ("$top", MAX_PAGE)],
-            ))
+            let mut path = vec!["groups", group.as_str()];
+            path.extend_from_slice(tail);
+            Request::get(transport.url(&path, &[("$select", "id"), ("$top", MAX_PAGE)]))
         })
         .collect();
     let replies = batch::send_all(transport, &firsts, AlsoRetry::Nothing).await;

@@ -170,6 +170,21 @@ pub enum Write {
         /// User object id.
         member: ObjectId,
     },
+    /// Make `owner` an owner of `group` (`POST …/owners/$ref`); an existing owner is done.
+    AddOwner {
+        /// Group object id.
+        group: String,
+        /// User object id.
+        owner: ObjectId,
+    },
+    /// Remove `owner` from `group`'s owners (`DELETE …/owners/{id}/$ref`); an absent owner
+    /// is done. Graph refuses to remove a group's last owner: send the adds first.
+    RemoveOwner {
+        /// Group object id.
+        group: String,
+        /// User object id.
+        owner: ObjectId,
+    },
     /// Write the managed tag on `group`.
     Tag {
         /// Group object id.
@@ -347,6 +362,11 @@ impl GraphClient {
     /// Every user member of each group, every page read; one result per group, same order.
     pub async fn members_of(&self, groups: &[String]) -> Vec<Result<Vec<ObjectId>, GraphError>> {
         groups::members_of(&self.transport, groups).await
+    }
+
+    /// Every owner of each group, every page read; one result per group, same order.
+    pub async fn owners_of(&self, groups: &[String]) -> Vec<Result<Vec<ObjectId>, GraphError>> {
+        groups::owners_of(&self.transport, groups).await
     }
 
     /// Sends writes packed into `$batch`; one outcome per write, in input order.

@@ -46,6 +46,20 @@ pub(crate) enum Op {
         /// The member.
         member: ObjectId,
     },
+    /// `POST /groups/{group}/owners/$ref`.
+    AddOwner {
+        /// Group object id.
+        group: String,
+        /// The owner.
+        owner: ObjectId,
+    },
+    /// `DELETE /groups/{group}/owners/{owner}/$ref`.
+    RemoveOwner {
+        /// Group object id.
+        group: String,
+        /// The owner.
+        owner: ObjectId,
+    },
     /// `POST /groups/{group}/extensions`.
     Tag {
         /// Group object id.
@@ -80,8 +94,11 @@ pub(crate) struct Packed {
 type GroupAdds<'a> = (&'a str, Vec<(ObjectId, Vec<usize>)>);
 
 /// Turns writes into requests: removes first (a withdrawal goes out before any addition),
-/// then each group's adds in PATCHes of 20 (groups in order of first appearance), then tags
-/// and titles. A write that repeats another shares its request.
+/// then each group's adds in PATCHes of 20 (groups in order of first appearance), then tags,
+/// titles and owner adds, then owner removes. A write that repeats another shares its
+/// request. The requests of one `$batch` run in any order, so a caller that must add an
+/// owner before removing another (Graph keeps a group's last owner) sends them in separate
+/// calls.
 pub(crate) fn pack(writes: &[Write]) -> Vec<Packed> {
     let mut adds: Vec<GroupAdds<'_>> = Vec::new();
     let mut add_group: HashMap<&str, usize> = HashMap::new();
@@ -89,6 +106,9 @@ pub(crate) fn pack(writes: &[Write]) -> Vec<Packed> {
     let mut removes: Vec<Packed> = Vec::new();
     let mut remove_at: HashMap<(&str, ObjectId), usize> = HashMap::new();
     let mut tags: Vec<Packed> = Vec::new();
+    let mut owner_removes: Vec<Packed> = Vec::new();
+    // (added, group, owner) → where its request is, in `tags` or `owner_removes`.
+    let mut owner_at: HashMap<(bool, &str, ObjectId), usize> = HashMap::new();
     for (index, write) in writes.iter().enumerate() {
         match write {
             Write::Add { group, member } => {
@@ -124,6 +144,24 @@ pub(crate) fn pack(writes: &[Write]) -> Vec<Packed> {
                 },
                 settles: vec![vec![index]],
             }),
+            Write::AddOwner { group, owner } | Write::RemoveOwner { group, owner } => {
+                let added = matches!(write, Write::AddOwner { .. });
+                let to = if added { &mut tags } else { &mut owner_removes };
+                if let Some(&at) = owner_at.get(&(added, group.as_str(), *owner)) {
+                    to[at].settles[0].push(index);
+                    continue;
+                }
+                owner_at.insert((added, group, *owner), to.len());
+                let (group, owner) = (group.clone(), *owner);
+                to.push(Packed {
+                    op: if added {
+                        Op::AddOwner { group, owner }
+                    } else {
+                        Op::RemoveOwner { group, owner }
+                    },
+                    settles: vec![vec![index]],
+                });
+            }
             Write::Retitle {
                 group,
                 display_name,
@@ -153,6 +191,7 @@ pub(crate) fn pack(writes: &[Write]) -> Vec<Packed> {
         }
     }
     packed.extend(tags);
+    packed.extend(owner_removes);
     packed
 }
 
@@ -185,6 +224,9 @@ pub(crate) fn judge(op: &Op, request: &Request, outcome: Result<Reply, GraphErro
         Op::AddMany { .. } | Op::AddOne { .. } if already => Verdict::Done,
         // Not a member (the message names the group): what a remove wants.
         Op::Remove { .. } if reply.status == 404 => Verdict::Done,
+        Op::AddOwner { .. } if already => Verdict::Done,
+        // Not an owner: what an owner remove wants.
+        Op::RemoveOwner { .. } if reply.status == 404 => Verdict::Done,
         // The tag is there from an earlier attempt whose reply was lost.
         Op::Tag { .. } if reply.status == 409 => Verdict::Done,
         _ => Verdict::Failed(reply.error(request)),
@@ -218,6 +260,20 @@ pub(crate) fn request(transport: &Transport, op: &Op) -> Request {
             method: Method::DELETE,
             url: transport.url(
                 &["groups", group, "members", &member.to_string(), "$ref"],
+                &[],
+            ),
+            body: None,
+            eventual: false,
+        },
+        Op::AddOwner { group, owner } => Request::with_body(
+            Method::POST,
+            transport.url(&["groups", group, "owners", "$ref"], &[]),
+            json!({ "@odata.id": bind(owner) }),
+        ),
+        Op::RemoveOwner { group, owner } => Request {
+            method: Method::DELETE,
+            url: transport.url(
+                &["groups", group, "owners", &owner.to_string(), "$ref"],
                 &[],
             ),
             body: None,
@@ -349,6 +405,49 @@ mod tests {
 
     fn some_request() -> Request {
         Request::get(url::Url::parse("https://graph.microsoft.com/v1.0/groups/g").unwrap())
+    }
+
+    #[test]
+    fn owner_adds_go_with_the_tags_and_owner_removes_last_repeats_shared() {
+        let owner = |added: bool, n: u128| {
+            let (group, owner) = ("a".to_owned(), oid(n));
+            if added {
+                Write::AddOwner { group, owner }
+            } else {
+                Write::RemoveOwner { group, owner }
+            }
+        };
+        let writes = vec![
+            owner(false, 1),
+            owner(true, 2),
+            add("a", 9),
+            owner(true, 2),
+            remove("a", 8),
+        ];
+        let packed = pack(&writes);
+        let ops: Vec<&Op> = packed.iter().map(|p| &p.op).collect();
+        assert!(matches!(ops[0], Op::Remove { .. }), "{ops:?}");
+        assert!(matches!(ops[1], Op::AddMany { .. }), "{ops:?}");
+        assert!(matches!(ops[2], Op::AddOwner { .. }), "{ops:?}");
+        assert!(matches!(ops[3], Op::RemoveOwner { .. }), "{ops:?}");
+        assert_eq!(packed.len(), 4);
+        assert_eq!(packed[2].settles, vec![vec![1, 3]]);
+        let refused = reply(
+            400,
+            graph_error(
+                "Request_BadRequest",
+                "One or more added object references already exist for the following modified properties: 'owners'.",
+            ),
+        );
+        assert!(matches!(
+            judge(&packed[2].op, &some_request(), refused),
+            Verdict::Done
+        ));
+        let absent = reply(404, graph_error("Request_ResourceNotFound", "gone"));
+        assert!(matches!(
+            judge(&packed[3].op, &some_request(), absent),
+            Verdict::Done
+        ));
     }
 
     #[test]

@@ -415,9 +415,13 @@ impl Apply<'_> {
     }
 }
 
+/// Graph's refusal to remove a group's last owner (GRAPH.md "Owners").
+const LAST_OWNER: &str = "must have at least one owner";
+
 /// What a write's result means for its journal operation: done; retried later (transient);
-/// failed for good; or failed in a way that holds the whole list (a 403 for the group, or
-/// a 404 that names the group rather than the member: the group is gone).
+/// failed for good; or failed in a way that holds the whole list (a 403 for the group, the
+/// last-owner refusal, or a 404 that names the group rather than the member: the group is
+/// gone).
 pub(super) fn outcome_of(write: &Write, result: Result<(), GraphError>) -> Outcome {
     let error = match result {
         Ok(()) => return Outcome::Done,
@@ -427,11 +431,20 @@ pub(super) fn outcome_of(write: &Write, result: Result<(), GraphError>) -> Outco
     let group = match write {
         Write::Add { group, .. }
         | Write::Remove { group, .. }
+        | Write::AddOwner { group, .. }
+        | Write::RemoveOwner { group, .. }
         | Write::Tag { group, .. }
         | Write::Retitle { group, .. } => group,
     };
     let holds = match &error {
         GraphError::Status { status: 403, .. } => true,
+        // Graph keeps a group's last owner: the list's owners need a person (DESIGN.md
+        // "Per-list isolation").
+        GraphError::Status {
+            status: 400,
+            message,
+            ..
+        } if message.contains(LAST_OWNER) => true,
         GraphError::Status {
             status: 404,
             message,

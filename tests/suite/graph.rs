@@ -1000,3 +1000,60 @@ async fn ensure(
         .pop()
         .expect("one outcome per spec")
 }
+
+// ---- owners ----
+
+fn add_owner(group: usize, owner: usize) -> Write {
+    Write::AddOwner {
+        group: group_id(group),
+        owner: oid(owner),
+    }
+}
+
+fn remove_owner(group: usize, owner: usize) -> Write {
+    Write::RemoveOwner {
+        group: group_id(group),
+        owner: oid(owner),
+    }
+}
+
+/// Owner writes are idempotent like member writes (an existing owner, an absent owner count
+/// as done), travel in `$batch`, and read back through `owners_of`; Graph's refusal to remove
+/// the last owner comes back as that write's failure, naming the rule.
+#[tokio::test]
+async fn owner_writes_are_idempotent_and_the_last_owner_refusal_is_reported() {
+    let tenant = Tenant::start(seed(10, &[&[0, 1], &[2]]), Faults::default()).await;
+    let client = tenant.client().await;
+    all_ok(
+        &client
+            .write(&[add_owner(0, 5), add_owner(0, 6), add_owner(1, 7)])
+            .await,
+    );
+    all_ok(&client.write(&[add_owner(0, 5), remove_owner(1, 9)]).await);
+    let owners = client.owners_of(&[group_id(0), group_id(1)]).await;
+    let listed = |i: usize| -> Vec<String> {
+        let mut ids: Vec<String> = owners[i]
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(listed(0), ids(5..7));
+    assert_eq!(listed(1), ids(7..8));
+
+    all_ok(&client.write(&[remove_owner(0, 5)]).await);
+    let refused = client.write(&[remove_owner(0, 6)]).await;
+    let error = refused[0].as_ref().unwrap_err().to_string();
+    assert!(error.contains("must have at least one owner"), "{error}");
+    assert_eq!(
+        tenant.stat(&[
+            "batch_inner_by_route",
+            "DELETE /groups/{id}/owners/{owner-id}/$ref",
+            "400"
+        ]),
+        1
+    );
+}
