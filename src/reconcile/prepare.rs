@@ -6,12 +6,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use super::actual::{self, ReadMode};
+use super::actual::{self, ActualState, ReadMode};
 use super::engine::Engine;
 use super::identity;
 use super::planned::{Durations, Planned};
 use super::stop::Stop;
 use crate::clock;
+use crate::config::Visibility;
+use crate::graph::permissions;
 use crate::plan::{self, Approvals, Desired, Hold, HoldReason, ListName, Policies};
 use crate::source::{self, completeness};
 
@@ -97,6 +99,13 @@ impl Engine {
         for (list, hold) in &actual.refused {
             holds.entry(list.clone()).or_insert_with(|| hold.clone());
         }
+        // A token may lack Member.Read.Hidden when no family asks for HiddenMembership, yet
+        // a group adopted or changed by hand can be hidden: its member read came back empty
+        // and says nothing, so the list is held rather than "filled" from nothing.
+        let roles = self.graph.granted_roles().await.ok().flatten();
+        for (list, hold) in hidden_holds(&actual, roles.as_deref()) {
+            holds.entry(list).or_insert(hold);
+        }
         let source::ResolvedLists { lists, unresolved } = snapshot.resolve(
             wanted,
             |key| holds.contains_key(key),
@@ -170,6 +179,33 @@ impl Engine {
         snapshot.warnings.extend(warnings);
         Ok(snapshot)
     }
+}
+
+/// The lists whose group is HiddenMembership while the token's `roles` (when it lists them)
+/// lack Member.Read.Hidden: Graph answers their member reads with nobody.
+fn hidden_holds(actual: &ActualState, roles: Option<&[String]>) -> BTreeMap<String, Hold> {
+    let Some(roles) = roles else {
+        return BTreeMap::new();
+    };
+    if permissions::missing(&[permissions::MEMBER_READ_HIDDEN], roles).is_empty() {
+        return BTreeMap::new();
+    }
+    actual
+        .titles
+        .iter()
+        .filter(|(_, title)| title.visibility == Some(Visibility::HiddenMembership))
+        .filter_map(|(list, _)| {
+            let family = actual.managed.get(list)?.family.clone();
+            let reason = HoldReason::Refused {
+                status: 403,
+                code: "Authorization_RequestDenied".to_owned(),
+                message: "the group is HiddenMembership and the app lacks Member.Read.Hidden, \
+                          so its members read as none, which is no evidence that it is empty"
+                    .to_owned(),
+            };
+            Some((list.clone(), Hold { family, reason }))
+        })
+        .collect()
 }
 
 /// The lists whose rendered names Microsoft 365 would refuse or that share a nickname, each

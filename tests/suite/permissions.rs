@@ -114,5 +114,29 @@ async fn a_missing_permission_is_named_by_doctor_and_refused_by_a_run_before_any
         !members["value"].as_array().unwrap().is_empty(),
         "{members}"
     );
+
+    // A family that no longer says HiddenMembership asks for no Member.Read.Hidden, but its
+    // groups stay hidden: a run without the permission holds them instead of reading them as
+    // empty, and changes nothing in them.
+    tenant.unset_family("modules", "visibility");
+    grant(&tenant, &ALL[..3]).await;
+    let writes = tenant.stat("writes");
+    let run = tenant.rollcall(&["rebuild"]).await;
+    run.expect(7);
+    assert!(run.stderr.contains("Member.Read.Hidden"), "{}", run.stderr);
+    assert_eq!(
+        tenant.stat("writes"),
+        writes,
+        "nothing written to unreadable lists"
+    );
+    let report = tenant.show_last_run().await;
+    let held = report["report"]["held"].as_array().unwrap();
+    let modules = tenant
+        .desired
+        .families
+        .values()
+        .filter(|f| **f == "modules");
+    assert_eq!(held.len(), modules.count(), "{report}");
+    assert!(held.iter().all(|h| h["reason"] == "refused"), "{report}");
     tenant.finish();
 }

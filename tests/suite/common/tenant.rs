@@ -351,6 +351,14 @@ impl Tenant {
         self.write_config();
     }
 
+    /// Removes every setting of `key` in family `family` (back to its default) and rewrites
+    /// the config.
+    pub fn unset_family(&mut self, family: &str, key: &str) {
+        self.family_settings
+            .retain(|(f, k, _)| !(f == family && k == key));
+        self.write_config();
+    }
+
     /// Sets `key = value` in `[guard]` and rewrites the config; a later setting of the same
     /// key wins. Kept across [`Tenant::churn`].
     pub fn set_guard(&mut self, key: &str, value: impl Into<toml::Value>) {
