@@ -10,6 +10,8 @@
 //! everything else (schedules, `max_success_age`, sources, guards, Graph) applies from the
 //! next tick.
 
+mod health;
+mod html;
 mod http;
 mod metrics;
 mod page;
@@ -24,7 +26,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::net::TcpListener;
 
-pub use http::{Health, judge};
+pub use health::{Health, judge};
 pub use metrics::{Metrics, SAMPLE_NAMES, TickOutcome, TickRecord};
 pub use schedule::{Schedules, Tick, jitter};
 

@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use super::http::{Health, judge};
+use super::health::{Health, judge};
+use super::html::escape;
 use super::metrics::{RECONCILING, read_last_drift};
 use super::page_chart::{ChartRun, chart};
 use crate::reconcile::{HeldList, OpError, RunReport};
@@ -69,22 +70,6 @@ impl View {
             show_members,
         })
     }
-}
-
-/// `text` with `&`, `<`, `>`, `"` and `'` escaped, for an element or an attribute.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:75em;\

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::page::escape;
+use super::html::escape;
 
 /// One run on the chart.
 #[derive(Debug, Clone, PartialEq)]
