@@ -14,6 +14,7 @@ mod guard;
 mod hold;
 mod id;
 mod lists;
+mod owners;
 mod render;
 mod visibility;
 
@@ -28,5 +29,6 @@ pub use id::{ObjectId, ParseObjectIdError};
 pub use lists::{
     Actual, ActualList, Desired, DesiredList, DuplicateList, Members, Policies, Policy, Title,
 };
+pub use owners::{OwnerChange, owner_changes};
 pub use render::{render_plan, tripped_message};
 pub use visibility::VisibilityDrift;

@@ -1,0 +1,101 @@
+//! Owner changes for one list (issue 15, DESIGN.md "Owners"): the owners the sources and the
+//! family want against the owners the group has, never leaving a managed group ownerless.
+//! Pure; the apply sends a list's owner adds before its owner removes, so the group passes
+//! through no moment without an owner either.
+
+use std::cmp::Ordering;
+
+use serde::{Deserialize, Serialize};
+
+use super::ObjectId;
+
+/// What one list's owners need.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerChange {
+    /// Owners to add, by id.
+    pub add: Vec<ObjectId>,
+    /// Owners to remove, by id (sent after every add of the list).
+    pub remove: Vec<ObjectId>,
+    /// The owner kept against the sources because removing it would leave the group
+    /// without one (no source row and no family owner names anybody).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<ObjectId>,
+}
+
+impl OwnerChange {
+    /// Whether nothing is to be written.
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// The owner changes that turn `have` into `want` (both sorted, duplicate-free), except that
+/// a group is never left without an owner: when `want` is empty, the group keeps one of the
+/// owners it has (the first by id) and `kept` names it.
+pub fn owner_changes(want: &[ObjectId], have: &[ObjectId]) -> OwnerChange {
+    let (mut add, mut remove) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < want.len() || j < have.len() {
+        match (want.get(i), have.get(j)) {
+            (Some(w), Some(h)) => match w.cmp(h) {
+                Ordering::Less => {
+                    add.push(*w);
+                    i += 1;
+                }
+                Ordering::Greater => {
+                    remove.push(*h);
+                    j += 1;
+                }
+                Ordering::Equal => {
+                    i += 1;
+                    j += 1;
+                }
+            },
+            (Some(w), None) => {
+                add.push(*w);
+                i += 1;
+            }
+            (None, Some(h)) => {
+                remove.push(*h);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    let kept = (want.is_empty() && !remove.is_empty()).then(|| remove.remove(0));
+    OwnerChange { add, remove, kept }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(ns: &[u128]) -> Vec<ObjectId> {
+        ns.iter().map(|&n| ObjectId::from_u128(n)).collect()
+    }
+
+    #[test]
+    fn a_new_leader_is_added_and_the_old_one_removed() {
+        let change = owner_changes(&ids(&[1, 3]), &ids(&[1, 2]));
+        assert_eq!(change.add, ids(&[3]));
+        assert_eq!(change.remove, ids(&[2]));
+        assert_eq!(change.kept, None);
+        assert!(owner_changes(&ids(&[1]), &ids(&[1])).is_empty());
+    }
+
+    #[test]
+    fn a_group_is_never_left_without_an_owner() {
+        let sorted = owner_changes(&[], &ids(&[2, 4, 9]));
+        assert_eq!(sorted.kept, Some(ObjectId::from_u128(2)));
+        assert_eq!(sorted.remove, ids(&[4, 9]));
+        assert!(sorted.add.is_empty());
+        // A group without owners that the sources want none for stays as it is.
+        assert!(owner_changes(&[], &[]).is_empty());
+        // Replacing every owner adds first (the apply's order), so nothing is kept back.
+        let replaced = owner_changes(&ids(&[7]), &ids(&[2]));
+        assert_eq!(
+            (replaced.add, replaced.remove, replaced.kept),
+            (ids(&[7]), ids(&[2]), None)
+        );
+    }
+}
