@@ -1,6 +1,7 @@
 //! rollcall's end-to-end suite: one test binary, one module per area.
 
 mod approvals;
+mod backends;
 mod calendar;
 mod common;
 mod config;
