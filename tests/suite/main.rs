@@ -29,4 +29,5 @@ mod source_speed;
 mod sql_source;
 mod state_trust;
 mod store;
+mod store_bulk;
 mod store_refusals;
