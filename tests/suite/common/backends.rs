@@ -149,6 +149,8 @@ fn watch(server: &Server) {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    // Never waited for: it outlives this process by design, and init reaps it.
+    #[allow(clippy::zombie_processes)]
     let mut watchdog = command.spawn().expect("the test server's watchdog starts");
     // Held, never written, for the life of the process (the pipe is close-on-exec, so no
     // program a test starts holds it open).
