@@ -32,13 +32,6 @@ pub(crate) async fn upsert_group(
     group: &ManagedGroup,
     now: i64,
 ) -> Result<(), StoreError> {
-    let refused = || {
-        StoreError::writing(
-            format!("record managed group `{}`", group.list),
-            "managed_groups",
-            Some(&group.list),
-        )
-    };
     let updated = sqlx::query(&backend.sql(
         "UPDATE managed_groups SET group_id = ?, family = ?, origin = ?, mail_nickname = ?, \
          tagged = ?, updated_at = ? WHERE list_key = ?",
@@ -52,23 +45,11 @@ pub(crate) async fn upsert_group(
     .bind(group.list.as_str())
     .execute(&mut **tx)
     .await
-    .map_err(refused())?;
+    .map_err(refused(&[group]))?;
     if updated.rows_affected() > 0 {
         return Ok(());
     }
-    sqlx::query(&backend.sql(&backend.insert("managed_groups", &COLUMNS, 1)))
-        .bind(group.list.as_str())
-        .bind(group.group_id.as_str())
-        .bind(group.family.as_str())
-        .bind(group.origin.as_str())
-        .bind(group.mail_nickname.as_str())
-        .bind(i64::from(group.tagged))
-        .bind(now)
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .map_err(refused())?;
-    Ok(())
+    insert(tx, backend, &[group], now).await
 }
 
 /// Records `groups` as [`upsert_group`] would one by one (a list given twice keeps its last
