@@ -375,9 +375,6 @@ impl Engine {
             stop: &self.stop,
             progress: &self.progress,
         };
-        // The journal holds the plan now; the sources, directory and plan need not stay
-        // in memory beside the operations the apply reads back.
-        drop(planned);
         let started = Instant::now();
         let result = apply.run().await;
         report.durations.apply_ms = Durations::since(started);
