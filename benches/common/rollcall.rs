@@ -26,6 +26,17 @@ pub fn smoke_requested() -> bool {
 /// withdraws more people than the default guard lets through, and approving them is not
 /// what is measured.
 pub fn write_config(dir: &Path, sandbox: &SandboxHandle) -> anyhow::Result<PathBuf> {
+    let state = format!("sqlite://{}", dir.join("state.db").display());
+    write_config_with_state(dir, sandbox, &state, "bench.toml")
+}
+
+/// [`write_config`] with the state database at `state`, written to `dir/name`.
+pub fn write_config_with_state(
+    dir: &Path,
+    sandbox: &SandboxHandle,
+    state: &str,
+    name: &str,
+) -> anyhow::Result<PathBuf> {
     let quote = |text: &str| toml::Value::String(text.to_owned()).to_string();
     let sources = std::fs::read_to_string(dir.join("rollcall.toml"))
         .context("the generated rollcall.toml")?;
@@ -37,10 +48,10 @@ pub fn write_config(dir: &Path, sandbox: &SandboxHandle) -> anyhow::Result<PathB
          max_removals_per_run = 1000000\n\
          max_removal_percent_per_list = 100\n\
          \n{sources}",
-        quote(&format!("sqlite://{}", dir.join("state.db").display())),
+        quote(state),
         sandbox.graph_toml(&format!("client_secret_env = {}", quote(SECRET_VAR))),
     );
-    let path = dir.join("bench.toml");
+    let path = dir.join(name);
     std::fs::write(&path, config).context("writing the benchmark's config")?;
     Ok(path)
 }
@@ -54,16 +65,23 @@ pub struct Ran {
     pub elapsed: Duration,
 }
 
-/// Runs `rollcall --config CONFIG ARGS…`; anything but exit 0 ends the benchmark, since its
-/// numbers would mean nothing.
-pub fn rollcall(config: &Path, args: &[&str]) -> anyhow::Result<Ran> {
-    let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_rollcall"))
+/// `rollcall --config CONFIG ARGS…`, not started yet.
+pub fn command(config: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rollcall"));
+    command
         .arg("--config")
         .arg(config)
         .args(args)
         .env(SECRET_VAR, SandboxOptions::default().client_secret)
-        .env_remove("ROLLCALL_CONFIG")
+        .env_remove("ROLLCALL_CONFIG");
+    command
+}
+
+/// Runs `rollcall --config CONFIG ARGS…`; anything but exit 0 ends the benchmark, since its
+/// numbers would mean nothing.
+pub fn rollcall(config: &Path, args: &[&str]) -> anyhow::Result<Ran> {
+    let started = Instant::now();
+    let output = command(config, args)
         .output()
         .with_context(|| format!("starting `rollcall {}`", args.join(" ")))?;
     let elapsed = started.elapsed();

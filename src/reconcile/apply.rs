@@ -56,6 +56,7 @@ fn private() -> String {
 
 /// What the apply did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Applied {
     /// Operations done.
     pub done: u64,
@@ -63,6 +64,11 @@ pub struct Applied {
     pub failed: u64,
     /// Operations still pending.
     pub pending: u64,
+    /// Batches committed to the journal (each one a Graph batch, or a chunk of creates).
+    pub batches: u64,
+    /// Round trips to the state database for the batches: pause checks, batch commits
+    /// (their BEGIN and COMMIT included) and titles.
+    pub state_round_trips: u64,
 }
 
 /// Everything the apply needs.
@@ -90,6 +96,13 @@ impl Apply<'_> {
     /// Sends every pending operation of the run. Returns when none is left, or with
     /// [`Stop`] when the run must stop with operations pending (exit 4).
     pub async fn run(&self) -> Result<Applied, Stop> {
+        let trips = self.store.round_trips();
+        let mut applied = self.send().await?;
+        applied.state_round_trips = self.store.round_trips() - trips;
+        Ok(applied)
+    }
+
+    async fn send(&self) -> Result<Applied, Stop> {
         let mut applied = Applied::default();
         for pass in 0..PASSES {
             let pending = self
@@ -397,7 +410,10 @@ impl Apply<'_> {
             )
             .await
             .map_err(Stop::commit)?;
-        let mut counts = Applied::default();
+        let mut counts = Applied {
+            batches: 1,
+            ..Applied::default()
+        };
         let mut retry = 0;
         for (seq, outcome) in outcomes {
             match outcome {
@@ -469,6 +485,7 @@ impl Applied {
     fn add(&mut self, other: Applied) {
         self.done += other.done;
         self.failed += other.failed;
+        self.batches += other.batches;
     }
 }
 

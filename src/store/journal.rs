@@ -1,19 +1,20 @@
 //! The write-ahead journal: a run's plan committed before the first change, and each batch's
 //! outcomes committed, fenced by the lease, before the next batch is sent.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use chrono::Utc;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::groups::{upsert_group, upsert_groups};
 use super::lease::fence;
 use super::model::millis;
-use super::sql::CHUNK_ROWS;
+use super::sql::{CHUNK_ROWS, MAX_BINDS, case, marks};
 use super::{
-    Backend, Batch, JournalCounts, JournalOp, Lease, ManagedGroup, NewOp, OpKind, OpStatus,
-    Outcome, RunId, Store, StoreError, text,
+    Backend, Batch, JournalCounts, JournalOp, Lease, NewOp, OpKind, OpStatus, Outcome, RunId,
+    Store, StoreError, text,
 };
 
 const JOURNAL_COLUMNS: [&str; 9] = [
@@ -185,7 +186,21 @@ impl Store {
     /// Commits one batch's outcomes in one transaction that first proves the lease is still
     /// current: statuses, attempts and errors in the journal, the batch's new or tagged
     /// groups, and the mirror for done adds and removes. On `LeaseLost` nothing is written.
+    ///
+    /// Each kind of write is one multi-row statement (chunked under the bind limits), so
+    /// that a batch costs a handful of round trips to the database whatever its size; see
+    /// [`Store::round_trips`].
     pub async fn record_batch(&self, lease: &Lease, batch: Batch<'_>) -> Result<(), StoreError> {
+        match self.write_batch(lease, &batch).await {
+            Err(StoreError::Constraint(refused)) if refused.list.is_none() => Err(self
+                .find_refused_list(lease, &batch)
+                .await
+                .unwrap_or(StoreError::Constraint(refused))),
+            written => written,
+        }
+    }
+
+    async fn write_batch(&self, lease: &Lease, batch: &Batch<'_>) -> Result<(), StoreError> {
         let run = batch.run;
         let action = || {
             StoreError::query(format!(
@@ -195,53 +210,53 @@ impl Store {
         };
         let mut tx = self.pool.begin().await.map_err(action())?;
         fence(&mut tx, self.backend, lease).await?;
+        self.trip(2);
+        let now = millis(Utc::now());
+        self.trip(upsert_groups(&mut tx, self.backend, batch.groups, now).await?);
+        // Each outcome binds its seq once, and a status and an error (2 each) unless done.
+        for chunk in batch.outcomes.chunks(MAX_BINDS / 5) {
+            record_outcomes(&mut tx, self.backend, run, chunk, now)
+                .await
+                .map_err(action())?;
+            self.trip(1);
+        }
+        let done = done_seqs(batch);
+        for chunk in done.chunks(MAX_BINDS - 1) {
+            self.trip(mirror_done(&mut tx, self.backend, run, chunk).await?);
+        }
+        tx.commit().await.map_err(action())?;
+        self.trip(1);
+        Ok(())
+    }
+
+    /// After a batch was refused by a statement that covered several lists: writes the
+    /// batch again one list at a time, in a transaction that is rolled back, to name the
+    /// list whose row was refused.
+    async fn find_refused_list(&self, lease: &Lease, batch: &Batch<'_>) -> Option<StoreError> {
+        let mut tx = self.pool.begin().await.ok()?;
+        fence(&mut tx, self.backend, lease).await.ok()?;
         let now = millis(Utc::now());
         for group in batch.groups {
-            upsert_group(&mut tx, self.backend, group, now).await?;
-        }
-        let done: Vec<i64> = batch
-            .outcomes
-            .iter()
-            .filter(|(_, o)| *o == Outcome::Done)
-            .map(|(seq, _)| *seq)
-            .collect();
-        for (seq, outcome) in batch.outcomes {
-            let (status, error) = match outcome {
-                Outcome::Done => continue,
-                Outcome::Failed(e) => (OpStatus::Failed, e),
-                Outcome::Retry(e) => (OpStatus::Pending, e),
-                Outcome::Superseded(e) => (OpStatus::Superseded, e),
-            };
-            sqlx::query(&self.backend.sql(
-                "UPDATE journal SET status = ?, attempts = attempts + 1, last_error = ?, updated_at = ? \
-                 WHERE run_id = ? AND seq = ?",
-            ))
-            .bind(status.as_str())
-            .bind(error.as_str())
-            .bind(now)
-            .bind(run.0)
-            .bind(*seq)
-            .execute(&mut *tx)
-            .await
-            .map_err(action())?;
-        }
-        if !done.is_empty() {
-            let marks = vec!["?"; done.len()].join(", ");
-            let query = self.backend.sql(&format!(
-                "UPDATE journal SET status = ?, attempts = attempts + 1, last_error = NULL, updated_at = ? \
-                 WHERE run_id = ? AND seq IN ({marks})"
-            )).into_owned();
-            let mut update = sqlx::query(&query)
-                .bind(OpStatus::Done.as_str())
-                .bind(now)
-                .bind(run.0);
-            for seq in &done {
-                update = update.bind(*seq);
+            if let Err(refused) = upsert_group(&mut tx, self.backend, group, now).await {
+                return Some(refused);
             }
-            update.execute(&mut *tx).await.map_err(action())?;
-            mirror_done(&mut tx, self.backend, run, &done).await?;
         }
-        tx.commit().await.map_err(action())
+        let done = done_seqs(batch);
+        let mut adds: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for chunk in done.chunks(MAX_BINDS - 1) {
+            let (added, _) = done_members(&mut tx, self.backend, batch.run, chunk)
+                .await
+                .ok()?;
+            for (list, member) in added {
+                adds.entry(list.clone()).or_default().push((list, member));
+            }
+        }
+        for rows in adds.values() {
+            if let Err(refused) = super::state::mirror_insert(&mut tx, self.backend, rows).await {
+                return Some(refused);
+            }
+        }
+        None
     }
 
     /// Marks a run's remaining pending operations superseded (a newer plan replaces them).
@@ -263,19 +278,101 @@ impl Store {
     }
 }
 
-/// Applies the done member operations among `seqs` to the mirror.
+/// The smallest and the largest of `seqs`. Queries name a batch's seqs by range as well as
+/// one by one: a batch's seqs are mostly consecutive, and without the range PostgreSQL may
+/// plan a long `seq IN (…)` on a journal it has no statistics for yet as a scan of the whole
+/// run (tens of milliseconds a batch on the large university).
+fn span(seqs: impl Iterator<Item = i64>) -> (i64, i64) {
+    seqs.fold((i64::MAX, i64::MIN), |(lo, hi), seq| {
+        (lo.min(seq), hi.max(seq))
+    })
+}
+
+/// The seqs of a batch's done operations.
+fn done_seqs(batch: &Batch<'_>) -> Vec<i64> {
+    batch
+        .outcomes
+        .iter()
+        .filter(|(_, o)| *o == Outcome::Done)
+        .map(|(seq, _)| *seq)
+        .collect()
+}
+
+/// Records the outcomes of one chunk of a batch in one UPDATE: done ones by default, the
+/// others' statuses and errors by seq.
+async fn record_outcomes(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    run: RunId,
+    outcomes: &[(i64, Outcome)],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let other: Vec<(i64, OpStatus, &str)> = outcomes
+        .iter()
+        .filter_map(|(seq, outcome)| match outcome {
+            Outcome::Done => None,
+            Outcome::Failed(e) => Some((*seq, OpStatus::Failed, e.as_str())),
+            Outcome::Retry(e) => Some((*seq, OpStatus::Pending, e.as_str())),
+            Outcome::Superseded(e) => Some((*seq, OpStatus::Superseded, e.as_str())),
+        })
+        .collect();
+    let query = backend
+        .sql(&format!(
+            "UPDATE journal SET status = {}, last_error = {}, attempts = attempts + 1, \
+             updated_at = ? WHERE run_id = ? AND seq BETWEEN ? AND ? AND seq IN ({})",
+            case("seq", other.len(), "?"),
+            case("seq", other.len(), "NULL"),
+            marks(outcomes.len())
+        ))
+        .into_owned();
+    let mut update = sqlx::query(&query);
+    for (seq, status, _) in &other {
+        update = update.bind(*seq).bind(status.as_str());
+    }
+    update = update.bind(OpStatus::Done.as_str());
+    for (seq, _, error) in &other {
+        update = update.bind(*seq).bind(*error);
+    }
+    let (first, last) = span(outcomes.iter().map(|(seq, _)| *seq));
+    update = update.bind(now).bind(run.0).bind(first).bind(last);
+    for (seq, _) in outcomes {
+        update = update.bind(*seq);
+    }
+    update.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Applies the done member operations among `seqs` to the mirror. Returns the statements
+/// sent.
 async fn mirror_done(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     run: RunId,
     seqs: &[i64],
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
+    let (adds, removes) = done_members(tx, backend, run, seqs).await?;
+    let inserts = super::state::mirror_insert(tx, backend, &adds).await?;
+    let deletes = super::state::mirror_delete(tx, backend, &removes).await?;
+    Ok(1 + inserts + deletes)
+}
+
+/// The `(list, member)` pairs of the done adds and of the done removes among `seqs`.
+async fn done_members(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    run: RunId,
+    seqs: &[i64],
+) -> Result<MemberChanges, StoreError> {
     let action = || StoreError::query(format!("update the mirror for run {run}"));
-    let marks = vec!["?"; seqs.len()].join(", ");
-    let query = backend.sql(&format!(
-        "SELECT list_key, kind, member_id FROM journal WHERE run_id = ? AND seq IN ({marks}) AND member_id IS NOT NULL"
-    )).into_owned();
-    let mut select = sqlx::query(&query).bind(run.0);
+    let query = backend
+        .sql(&format!(
+            "SELECT list_key, kind, member_id FROM journal WHERE run_id = ? \
+             AND seq BETWEEN ? AND ? AND seq IN ({}) AND member_id IS NOT NULL",
+            marks(seqs.len())
+        ))
+        .into_owned();
+    let (first, last) = span(seqs.iter().copied());
+    let mut select = sqlx::query(&query).bind(run.0).bind(first).bind(last);
     for seq in seqs {
         select = select.bind(*seq);
     }
@@ -292,68 +389,11 @@ async fn mirror_done(
             OpKind::CreateGroup | OpKind::TagGroup | OpKind::UpdateGroup => {}
         }
     }
-    super::state::mirror_insert(tx, backend, &adds).await?;
-    super::state::mirror_delete(tx, backend, &removes).await
+    Ok((adds, removes))
 }
 
-/// Records a managed group, or updates the one with the same list key. Not an upsert: on
-/// MySQL/MariaDB `ON DUPLICATE KEY UPDATE` fires on any unique key, so a group id already
-/// recorded under another list would silently rewrite that list's row; an UPDATE by list key
-/// and, for a new list, a plain INSERT let every backend refuse it alike.
-pub(crate) async fn upsert_group(
-    tx: &mut Transaction<'static, Any>,
-    backend: Backend,
-    group: &ManagedGroup,
-    now: i64,
-) -> Result<(), StoreError> {
-    let refused = || {
-        StoreError::writing(
-            format!("record managed group `{}`", group.list),
-            "managed_groups",
-            Some(&group.list),
-        )
-    };
-    let updated = sqlx::query(&backend.sql(
-        "UPDATE managed_groups SET group_id = ?, family = ?, origin = ?, mail_nickname = ?, \
-         tagged = ?, updated_at = ? WHERE list_key = ?",
-    ))
-    .bind(group.group_id.as_str())
-    .bind(group.family.as_str())
-    .bind(group.origin.as_str())
-    .bind(group.mail_nickname.as_str())
-    .bind(i64::from(group.tagged))
-    .bind(now)
-    .bind(group.list.as_str())
-    .execute(&mut **tx)
-    .await
-    .map_err(refused())?;
-    if updated.rows_affected() > 0 {
-        return Ok(());
-    }
-    let columns = [
-        "list_key",
-        "group_id",
-        "family",
-        "origin",
-        "mail_nickname",
-        "tagged",
-        "created_at",
-        "updated_at",
-    ];
-    sqlx::query(&backend.sql(&backend.insert("managed_groups", &columns, 1)))
-        .bind(group.list.as_str())
-        .bind(group.group_id.as_str())
-        .bind(group.family.as_str())
-        .bind(group.origin.as_str())
-        .bind(group.mail_nickname.as_str())
-        .bind(i64::from(group.tagged))
-        .bind(now)
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .map_err(refused())?;
-    Ok(())
-}
+/// Members added and removed: `(list, member)` pairs.
+type MemberChanges = (Vec<(String, String)>, Vec<(String, String)>);
 
 pub(super) fn op_from_row(row: &AnyRow) -> Result<JournalOp, StoreError> {
     let decode = StoreError::query("read a journal operation");

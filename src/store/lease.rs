@@ -195,6 +195,7 @@ impl Store {
     /// The pause flag; a pause whose `until` has passed reads as not paused.
     pub async fn pause_state(&self) -> Result<PauseState, StoreError> {
         let decode = StoreError::query("read the pause flag");
+        self.trip(1);
         let row = sqlx::query(
             &self
                 .backend

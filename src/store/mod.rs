@@ -14,6 +14,7 @@
 mod absences;
 mod doctor;
 mod error;
+mod groups;
 mod journal;
 mod lease;
 mod model;
@@ -27,6 +28,8 @@ mod trail;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -114,6 +117,9 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     url: String,
+    /// Round trips to the database on a run's apply path (pause checks, batch commits,
+    /// titles), shared by the store's clones.
+    trips: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -185,7 +191,20 @@ impl Store {
             pool,
             backend,
             url: redacted,
+            trips: Arc::default(),
         })
+    }
+
+    /// How many round trips to the database the apply path has made so far (pause checks,
+    /// batch commits with their BEGIN and COMMIT, titles): divided by the batches sent, the
+    /// cost of a batch in a production server's network latency.
+    pub fn round_trips(&self) -> u64 {
+        self.trips.load(Ordering::Relaxed)
+    }
+
+    /// Counts `n` round trips.
+    fn trip(&self, n: u64) {
+        self.trips.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Applies the embedded migrations that are not applied yet; on MySQL/MariaDB under a

@@ -11,6 +11,28 @@ use super::Backend;
 /// thousandfold.
 pub(crate) const CHUNK_ROWS: usize = 1_000;
 
+/// Bind parameters one statement may carry on every backend (SQLite's limit is 32,766;
+/// PostgreSQL's and MySQL's 65,535): multi-row writes are chunked to stay under it.
+pub(crate) const MAX_BINDS: usize = 30_000;
+
+/// `?, ?, …` for `n` placeholders.
+pub(crate) fn marks(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// `CASE key WHEN ? THEN ? … ELSE otherwise END` for `n` pairs: one column of a multi-row
+/// UPDATE, each row's value bound after its key. With no pairs, just `otherwise` (a CASE
+/// needs a WHEN).
+pub(crate) fn case(key: &str, n: usize, otherwise: &str) -> String {
+    if n == 0 {
+        return otherwise.to_owned();
+    }
+    format!(
+        "CASE {key}{} ELSE {otherwise} END",
+        " WHEN ? THEN ?".repeat(n)
+    )
+}
+
 /// The list that every row of a write belongs to, if they all belong to one: a refused
 /// write then names it.
 pub(crate) fn one_list<'a>(mut lists: impl Iterator<Item = &'a str>) -> Option<&'a str> {
@@ -109,6 +131,20 @@ mod tests {
         assert_eq!(
             Backend::Sqlite.insert("mirror", &["list_key", "member_id"], 2),
             "INSERT INTO mirror (list_key, member_id) VALUES (?, ?), (?, ?)"
+        );
+    }
+
+    #[test]
+    fn a_case_has_one_branch_per_row() {
+        assert_eq!(
+            case("seq", 2, "NULL"),
+            "CASE seq WHEN ? THEN ? WHEN ? THEN ? ELSE NULL END"
+        );
+        assert_eq!(case("seq", 0, "NULL"), "NULL");
+        assert_eq!(marks(3), "?, ?, ?");
+        assert_eq!(
+            Backend::Postgres.sql(&format!("SELECT {}", case("k", 1, "?"))),
+            "SELECT CASE k WHEN $1 THEN $2 ELSE $3 END"
         );
     }
 

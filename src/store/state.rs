@@ -7,9 +7,9 @@ use chrono::Utc;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::journal::upsert_group;
+use super::groups::upsert_group;
 use super::model::{from_millis, millis};
-use super::sql::{CHUNK_ROWS, one_list};
+use super::sql::{CHUNK_ROWS, MAX_BINDS, one_list};
 use super::{Backend, GroupOrigin, Identity, ManagedGroup, Store, StoreError, text};
 use crate::config::MemberKey;
 
@@ -367,14 +367,17 @@ async fn store_link(
     Ok(())
 }
 
-/// Adds `(list, member)` pairs to the mirror; pairs already there stay as they are.
+/// Adds `(list, member)` pairs to the mirror; pairs already there stay as they are. Returns
+/// the statements sent.
 pub(crate) async fn mirror_insert(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     rows: &[(String, String)],
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let columns = ["list_key", "member_id"];
-    for chunk in rows.chunks(CHUNK_ROWS) {
+    let mut sent = 0;
+    for chunk in rows.chunks(MAX_BINDS / 2) {
+        sent += 1;
         let query = format!(
             "{}{}",
             backend.insert("mirror", &columns, chunk.len()),
@@ -397,16 +400,20 @@ pub(crate) async fn mirror_insert(
                 one_list(chunk.iter().map(|(list, _)| list.as_str())),
             ))?;
     }
-    Ok(())
+    Ok(sent)
 }
 
-/// Removes `(list, member)` pairs from the mirror.
+/// Removes `(list, member)` pairs from the mirror. Returns the statements sent.
 pub(crate) async fn mirror_delete(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     rows: &[(String, String)],
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
+    let mut sent = 0;
+    // Smaller chunks than the inserts': a long row-value IN list can make MySQL's range
+    // optimizer give up and scan the whole mirror.
     for chunk in rows.chunks(CHUNK_ROWS) {
+        sent += 1;
         let marks = vec!["(?, ?)"; chunk.len()].join(", ");
         let query = backend
             .sql(&format!(
@@ -426,7 +433,7 @@ pub(crate) async fn mirror_delete(
                 one_list(chunk.iter().map(|(list, _)| list.as_str())),
             ))?;
     }
-    Ok(())
+    Ok(sent)
 }
 
 fn group_from_row(row: &AnyRow) -> Result<ManagedGroup, StoreError> {

@@ -1,10 +1,11 @@
 //! The managed groups' titles and descriptions as last read from Microsoft 365 (or written
 //! to it): what lets a run see that the sources retitled a list without reading every group.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 
+use super::sql::{MAX_BINDS, case, marks};
 use super::{Store, StoreError, text};
 use crate::config::Visibility;
 use crate::plan::Title;
@@ -41,28 +42,58 @@ impl Store {
         Ok(titles)
     }
 
-    /// Records the titles of managed groups, by list key; lists without a managed group are
-    /// ignored; a title without a visibility keeps the one recorded. One transaction.
+    /// Records the titles of managed groups, by list key (a list given twice keeps its last
+    /// title); lists without a managed group are ignored, and a title without a visibility
+    /// keeps the one recorded. One transaction, one UPDATE per few thousand titles.
     pub async fn set_titles(&self, titles: &[(String, Title)]) -> Result<(), StoreError> {
         if titles.is_empty() {
             return Ok(());
         }
         let action = || StoreError::query("record the managed groups' titles");
+        let mut seen = HashSet::new();
+        let mut last: Vec<&(String, Title)> = titles
+            .iter()
+            .rev()
+            .filter(|(list, _)| seen.insert(list.as_str()))
+            .collect();
+        last.reverse();
         let mut tx = self.pool.begin().await.map_err(action())?;
-        let sql = self.backend.sql(
-            "UPDATE managed_groups SET display_name = ?, description = ?, \
-             visibility = COALESCE(?, visibility) WHERE list_key = ?",
-        );
-        for (list, title) in titles {
-            sqlx::query(&sql)
-                .bind(&title.display_name)
-                .bind(title.description.as_deref())
-                .bind(title.visibility.map(Visibility::as_str))
-                .bind(list)
-                .execute(&mut *tx)
-                .await
-                .map_err(action())?;
+        self.trip(1);
+        // Each title binds its key four times and three values.
+        for chunk in last.chunks(MAX_BINDS / 7) {
+            let query = self
+                .backend
+                .sql(&format!(
+                    "UPDATE managed_groups SET display_name = {}, description = {}, \
+                     visibility = COALESCE({}, visibility) WHERE list_key IN ({})",
+                    case("list_key", chunk.len(), "display_name"),
+                    case("list_key", chunk.len(), "description"),
+                    case("list_key", chunk.len(), "NULL"),
+                    marks(chunk.len())
+                ))
+                .into_owned();
+            let mut update = sqlx::query(&query);
+            for (list, title) in chunk {
+                update = update.bind(list.as_str()).bind(title.display_name.as_str());
+            }
+            for (list, title) in chunk {
+                update = update
+                    .bind(list.as_str())
+                    .bind(title.description.as_deref());
+            }
+            for (list, title) in chunk {
+                update = update
+                    .bind(list.as_str())
+                    .bind(title.visibility.map(Visibility::as_str));
+            }
+            for (list, _) in chunk {
+                update = update.bind(list.as_str());
+            }
+            update.execute(&mut *tx).await.map_err(action())?;
+            self.trip(1);
         }
-        tx.commit().await.map_err(action())
+        tx.commit().await.map_err(action())?;
+        self.trip(1);
+        Ok(())
     }
 }

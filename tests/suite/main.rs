@@ -1,6 +1,7 @@
 //! rollcall's end-to-end suite: one test binary, one module per area.
 
 mod approvals;
+mod backends;
 mod calendar;
 mod common;
 mod config;
@@ -33,4 +34,5 @@ mod sql_source;
 mod state_trust;
 mod status_page;
 mod store;
+mod store_bulk;
 mod store_refusals;

@@ -360,7 +360,12 @@ impl RunReport {
             .drain(..)
             .map(|line| (line.list.clone(), line))
             .collect();
-        let mut applied = Applied::default();
+        // The journal knows the outcomes; what the apply cost it does not.
+        let mut applied = Applied {
+            batches: self.applied.batches,
+            state_round_trips: self.applied.state_round_trips,
+            ..Applied::default()
+        };
         let mut errors = Vec::new();
         for op in journal {
             let line = lists.entry(op.op.list.clone()).or_default();
@@ -446,7 +451,8 @@ mod tests {
             Applied {
                 done: 4,
                 failed: 1,
-                pending: 1
+                pending: 1,
+                ..Applied::default()
             }
         );
         let a = &report.lists[0];

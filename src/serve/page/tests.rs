@@ -45,6 +45,7 @@ fn view(show_members: bool) -> View {
             done: 5,
             failed: 1,
             pending: 0,
+            ..crate::reconcile::Applied::default()
         },
         errors: vec![OpError {
             list: "mod-a".to_owned(),

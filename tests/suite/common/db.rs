@@ -1,24 +1,17 @@
 //! A fresh database per test, on SQLite, PostgreSQL and MariaDB.
 //!
-//! PostgreSQL and MariaDB come from `ROLLCALL_TEST_POSTGRES_URL` / `ROLLCALL_TEST_MYSQL_URL`
-//! (a URL to an existing database the test user may create databases from). Outside CI a
-//! missing variable skips the test with a line on stderr; with `CI=true` it fails the test,
+//! PostgreSQL and MariaDB come from the server `backends.rs` finds: the one a
+//! `ROLLCALL_TEST_POSTGRES_URL` / `ROLLCALL_TEST_MYSQL_URL` names (a URL to an existing
+//! database the test user may create databases from), else a private one the suite starts.
+//! Where neither exists the test is skipped with a visible line; with `CI=true` it fails,
 //! because a suite that silently skipped its backends proves nothing.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::Connection;
 
+pub use super::backends::server_url;
 pub use rollcall::store::Backend;
-
-/// The environment variable naming a test server for a backend, if it needs one.
-pub fn env_var(backend: Backend) -> Option<&'static str> {
-    match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => Some("ROLLCALL_TEST_POSTGRES_URL"),
-        Backend::Mysql => Some("ROLLCALL_TEST_MYSQL_URL"),
-    }
-}
 
 /// A database created for one test and dropped after it.
 #[derive(Debug)]
@@ -46,21 +39,6 @@ fn unique_name() -> String {
 /// Whether the suite runs in CI, where a missing database server is a failure.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// The server URL for a backend, or `None` when the test should be skipped (outside CI).
-pub fn server_url(backend: Backend) -> Option<String> {
-    let var = env_var(backend)?;
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if in_ci() => {
-            panic!("{var} is not set and CI=true: the {backend:?} tests must run in CI")
-        }
-        _ => {
-            eprintln!("skipping: {var} is not set (set it to run the {backend:?} tests)");
-            None
-        }
-    }
 }
 
 /// Replaces the database (path) part of a server URL.

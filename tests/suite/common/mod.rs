@@ -3,6 +3,7 @@
 // Not every scenario uses every helper.
 #![allow(dead_code)]
 
+pub mod backends;
 pub mod certificates;
 pub mod db;
 pub mod directory;

@@ -2,8 +2,8 @@
 //! that a test can stop it under a running `rollcall` and start it again on the same data.
 //!
 //! The binaries come from the distribution's packages (`/usr/lib/postgresql/*/bin`,
-//! `mariadbd`, `mariadb-install-db`). Outside CI missing binaries skip the test with a line on
-//! stderr; with `CI=true` they fail it. PostgreSQL refuses to run as root, so as root its tools
+//! `mariadbd`, `mariadb-install-db`). Outside CI missing binaries skip the test with a visible
+//! line; with `CI=true` they fail it. PostgreSQL refuses to run as root, so as root its tools
 //! run as the `postgres` user through `runuser`.
 
 use std::os::unix::fs::MetadataExt;
@@ -14,6 +14,7 @@ use std::time::Duration;
 use sqlx::Connection;
 use tokio::process::{Child, Command};
 
+use super::backends::visible;
 use super::db::{Backend, in_ci};
 
 /// The database the server's URL names, created when the server first starts.
@@ -38,7 +39,18 @@ impl Server {
     /// Initialises a data directory and starts a server on a free port, or returns `None`
     /// (outside CI) when the backend's binaries are not installed.
     pub async fn start(backend: Backend) -> Option<Server> {
+        let programs = programs_or_skip(backend)?;
+        Some(Server::start_with(backend, programs).await)
+    }
+
+    /// Starts a server to share between tests, or says which programs are missing. Unlike
+    /// [`Server::start`] it neither skips nor fails: the caller decides.
+    pub async fn start_shared(backend: Backend) -> Result<Server, &'static str> {
         let programs = programs(backend)?;
+        Ok(Server::start_with(backend, programs).await)
+    }
+
+    async fn start_with(backend: Backend, programs: Programs) -> Server {
         let dir = tempfile::tempdir().expect("a temporary folder for the server");
         let mut server = Server {
             backend,
@@ -51,7 +63,7 @@ impl Server {
         server.init().await;
         server.resume().await;
         server.create_database().await;
-        Some(server)
+        server
     }
 
     /// The URL of the server's test database.
@@ -266,6 +278,39 @@ impl Server {
         );
     }
 
+    /// A command that stops the server and removes its directory, for a watchdog that
+    /// outlives this process: `pg_ctl stop -m immediate`, or SIGKILL for `mariadbd`.
+    pub fn cleanup_command(&self) -> Vec<String> {
+        let mut command: Vec<String> = [
+            "sh",
+            "-c",
+            "dir=$1; shift; \"$@\"; rm -rf \"$dir\"",
+            "rollcall-test-cleanup",
+        ]
+        .map(String::from)
+        .into();
+        command.push(self.dir.path().display().to_string());
+        match &self.programs {
+            Programs::Postgres(bin) => {
+                if running_as_root() {
+                    command.extend(["runuser", "-u", "postgres", "--"].map(String::from));
+                }
+                command.push(bin.join("pg_ctl").display().to_string());
+                command.extend(["-D".into(), self.data()]);
+                command.extend(["-m", "immediate", "-w", "stop"].map(String::from));
+            }
+            Programs::Mariadb { .. } => {
+                let pid = self
+                    .mariadbd
+                    .as_ref()
+                    .and_then(Child::id)
+                    .unwrap_or_default();
+                command.extend(["kill".into(), "-9".into(), pid.to_string()]);
+            }
+        }
+        command
+    }
+
     fn data(&self) -> String {
         self.path("data")
     }
@@ -318,8 +363,25 @@ enum Programs {
     Mariadb { server: PathBuf, install: PathBuf },
 }
 
-/// The backend's server programs, or `None` (outside CI) when they are not installed.
-fn programs(backend: Backend) -> Option<Programs> {
+/// The backend's server programs, or `None` (outside CI, with a visible line) when they are
+/// not installed.
+fn programs_or_skip(backend: Backend) -> Option<Programs> {
+    match programs(backend) {
+        Ok(found) => Some(found),
+        Err(needs) if in_ci() => {
+            panic!("{needs} not found and CI=true: the {backend:?} server tests must run in CI")
+        }
+        Err(needs) => {
+            visible(&format!(
+                "SKIPPED: {needs} not found (install the {backend:?} server to run this test)"
+            ));
+            None
+        }
+    }
+}
+
+/// The backend's server programs, or what is missing.
+fn programs(backend: Backend) -> Result<Programs, &'static str> {
     let (found, needs) = match backend {
         Backend::Postgres => {
             let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
@@ -343,18 +405,7 @@ fn programs(backend: Backend) -> Option<Programs> {
         ),
         Backend::Sqlite => unreachable!("SQLite has no server"),
     };
-    match found {
-        Some(found) => Some(found),
-        None if in_ci() => {
-            panic!("{needs} not found and CI=true: the {backend:?} server tests must run in CI")
-        }
-        None => {
-            eprintln!(
-                "skipping: {needs} not found (install the {backend:?} server to run this test)"
-            );
-            None
-        }
-    }
+    found.ok_or(needs)
 }
 
 /// The first folder on `PATH` (or the usual system folders) holding `program`.
