@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use rollcall::generate::{GenerateOptions, Size, generate};
-use rollcall::sandbox::{Faults, Sandbox, SandboxOptions};
-use run::{Counters, rollcall, smoke_requested, write_config};
+use rollcall::sandbox::Sandbox;
+use run::{Counters, rollcall, sandbox_runtime, smoke_requested, unthrottled, write_config};
 use table::Table;
 
 /// Runs per measurement; the median is reported.
@@ -37,18 +37,8 @@ fn main() -> anyhow::Result<()> {
         .write(dir.path())
         .context("writing the sources")?;
 
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let sandbox = server.block_on(Sandbox::start(SandboxOptions {
-        seed: university.sandbox_seed(),
-        faults: Faults {
-            throttling: false,
-            ..Faults::default()
-        },
-        ..SandboxOptions::default()
-    }))?;
+    let server = sandbox_runtime("sandbox-server")?;
+    let sandbox = server.block_on(Sandbox::start(unthrottled(&university)))?;
     let config = write_config(dir.path(), &sandbox)?;
     let text = std::fs::read_to_string(&config)?;
     let family = "name = \"modules\"\n";

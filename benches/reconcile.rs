@@ -22,8 +22,10 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use rollcall::generate::{GenerateOptions, Size, generate};
-use rollcall::sandbox::{Faults, Sandbox, SandboxHandle, SandboxOptions};
-use run::{Counters, planned, rollcall, smoke_requested, write_config};
+use rollcall::sandbox::{Sandbox, SandboxHandle};
+use run::{
+    Counters, planned, rollcall, sandbox_runtime, smoke_requested, unthrottled, write_config,
+};
 use table::Table;
 /// Members a client can add per `$batch`: 20 PATCHes of 20 `members@odata.bind` each.
 const ADDS_PER_BATCH: u64 = 400;
@@ -51,20 +53,8 @@ fn main() -> anyhow::Result<()> {
         ),
     );
 
-    // The sandbox gets a runtime (and so a core) of its own; this thread waits on rollcall.
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("sandbox-server")
-        .enable_all()
-        .build()?;
-    let sandbox = server.block_on(Sandbox::start(SandboxOptions {
-        seed: university.sandbox_seed(),
-        faults: Faults {
-            throttling: false,
-            ..Faults::default()
-        },
-        ..SandboxOptions::default()
-    }))?;
+    let server = sandbox_runtime("sandbox-server")?;
+    let sandbox = server.block_on(Sandbox::start(unthrottled(&university)))?;
     drop(university);
     let config = write_config(dir.path(), &sandbox)?;
 

@@ -28,9 +28,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use delay::DelayProxy;
 use rollcall::generate::{GenerateOptions, Size, University, generate};
-use rollcall::sandbox::{Faults, Sandbox, SandboxOptions};
+use rollcall::sandbox::Sandbox;
 use rollcall::store::Backend;
-use run::{command, rollcall, smoke_requested, write_config_with_state};
+use run::{
+    command, rollcall, sandbox_runtime, smoke_requested, unthrottled, write_config_with_state,
+};
 use serde_json::Value;
 use sqlx::Connection as _;
 
@@ -73,11 +75,7 @@ fn main() -> anyhow::Result<()> {
         counts.lists,
         counts.memberships
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("sandbox-and-proxy")
-        .enable_all()
-        .build()?;
+    let runtime = sandbox_runtime("sandbox-and-proxy")?;
 
     let mut rows = Vec::new();
     for backend in [Backend::Sqlite, Backend::Postgres, Backend::Mysql] {
@@ -130,15 +128,7 @@ async fn measure(
     url: &str,
     n: usize,
 ) -> anyhow::Result<Measured> {
-    let sandbox = Sandbox::start(SandboxOptions {
-        seed: university.sandbox_seed(),
-        faults: Faults {
-            throttling: false,
-            ..Faults::default()
-        },
-        ..SandboxOptions::default()
-    })
-    .await?;
+    let sandbox = Sandbox::start(unthrottled(university)).await?;
     let config = write_config_with_state(dir, &sandbox, url, &format!("bench-{n}.toml"))?;
     // rollcall runs as a child process; this runtime's one worker keeps serving the sandbox
     // and the proxy meanwhile.

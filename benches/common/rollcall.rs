@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use rollcall::sandbox::{SandboxHandle, SandboxOptions};
+use rollcall::generate::University;
+use rollcall::sandbox::{Faults, SandboxHandle, SandboxOptions};
 use serde_json::Value;
 
 /// The environment variable the generated config names for the client secret.
@@ -54,6 +55,30 @@ pub fn write_config_with_state(
     let path = dir.join(name);
     std::fs::write(&path, config).context("writing the benchmark's config")?;
     Ok(path)
+}
+
+/// The sandbox options of a benchmark: `university`'s accounts, throttling off, so that what
+/// is measured is rollcall and not Graph's budget.
+pub fn unthrottled(university: &University) -> SandboxOptions {
+    SandboxOptions {
+        seed: university.sandbox_seed(),
+        faults: Faults {
+            throttling: false,
+            ..Faults::default()
+        },
+        ..SandboxOptions::default()
+    }
+}
+
+/// A runtime of one worker for the sandbox (and a bench's proxy): it gets a core of its own
+/// while the benchmark's thread waits on rollcall.
+pub fn sandbox_runtime(name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .context("the sandbox's runtime")
 }
 
 /// One finished command.
