@@ -1,13 +1,12 @@
 //! The diff: desired and actual lists in, a plan out. Pure: no I/O, no clock.
 
-use std::cmp::Ordering;
-
 use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
 use crate::config::{OnVanish, Visibility};
 
+use super::merge::{Pair, member_changes, merge_by_key};
 use super::visibility::{self, VisibilityDrift};
 use super::{
     Actual, ActualList, Desired, DesiredList, HoldReason, Leaving, ObjectId, Policies, Title,
@@ -475,64 +474,6 @@ fn retitle(want: &DesiredList, have: &ActualList, family: Option<Visibility>) ->
         description,
         visibility,
     })
-}
-
-/// A list key seen on one side or both.
-enum Pair<'a> {
-    Both(&'a DesiredList, &'a ActualList),
-    DesiredOnly(&'a DesiredList),
-    ActualOnly(&'a ActualList),
-}
-
-/// Joins two key-ordered, key-unique sequences of lists by key, in key order.
-fn merge_by_key<'a>(
-    desired: impl Iterator<Item = &'a DesiredList>,
-    actual: impl Iterator<Item = &'a ActualList>,
-) -> impl Iterator<Item = Pair<'a>> {
-    let mut desired = desired.peekable();
-    let mut actual = actual.peekable();
-    std::iter::from_fn(move || {
-        let order = match (desired.peek(), actual.peek()) {
-            (None, None) => return None,
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (Some(want), Some(have)) => want.key.cmp(&have.key),
-        };
-        Some(match order {
-            Ordering::Less => Pair::DesiredOnly(desired.next()?),
-            Ordering::Greater => Pair::ActualOnly(actual.next()?),
-            Ordering::Equal => Pair::Both(desired.next()?, actual.next()?),
-        })
-    })
-}
-
-/// The members to add (in `want`, not in `have`) and to remove (in `have`, not in `want`),
-/// for two sorted, duplicate-free slices.
-fn member_changes(want: &[ObjectId], have: &[ObjectId]) -> (Vec<ObjectId>, Vec<ObjectId>) {
-    let (mut add, mut remove) = (Vec::new(), Vec::new());
-    if want == have {
-        return (add, remove);
-    }
-    let (mut i, mut j) = (0, 0);
-    while i < want.len() && j < have.len() {
-        match want[i].cmp(&have[j]) {
-            Ordering::Less => {
-                add.push(want[i]);
-                i += 1;
-            }
-            Ordering::Greater => {
-                remove.push(have[j]);
-                j += 1;
-            }
-            Ordering::Equal => {
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    add.extend_from_slice(&want[i..]);
-    remove.extend_from_slice(&have[j..]);
-    (add, remove)
 }
 
 #[cfg(test)]

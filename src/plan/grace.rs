@@ -175,6 +175,11 @@ mod tests {
         .collect()
     }
 
+    /// `defer_removals` with no list held, a grace of `days` and now at `day`.
+    fn defer(plan: &mut Plan, recorded: &FirstAbsent, days: u64, day: u32) -> FirstAbsent {
+        defer_removals(plan, recorded, &policies(days), &BTreeMap::new(), at(day))
+    }
+
     fn plan_of(want_members: &[u128], have_members: &[u128], days: u64) -> Plan {
         diff(
             &desired(vec![want("a", want_members)]),
@@ -186,13 +191,7 @@ mod tests {
     #[test]
     fn a_new_absence_waits_its_grace_and_writes_nothing() {
         let mut plan = plan_of(&[1], &[1, 2, 3], 3);
-        let next = defer_removals(
-            &mut plan,
-            &FirstAbsent::new(),
-            &policies(3),
-            &BTreeMap::new(),
-            at(5),
-        );
+        let next = defer(&mut plan, &FirstAbsent::new(), 3, 5);
         assert!(plan.is_noop(), "{plan:?}");
         assert_eq!(plan.totals.removes, 0);
         assert_eq!(plan.totals.leaving, 2);
@@ -211,7 +210,7 @@ mod tests {
             .into_iter()
             .collect();
         let mut plan = plan_of(&[1], &[1, 2, 3], 3);
-        let next = defer_removals(&mut plan, &recorded, &policies(3), &BTreeMap::new(), at(8));
+        let next = defer(&mut plan, &recorded, 3, 8);
         assert_eq!(plan.lists[0].removes(), [id(2)]);
         assert_eq!(plan.totals.removes, 1);
         assert_eq!(plan.totals.updates, 1);
@@ -226,7 +225,7 @@ mod tests {
             .into_iter()
             .collect();
         let mut plan = plan_of(&[1, 2], &[1, 2], 3);
-        let next = defer_removals(&mut plan, &recorded, &policies(3), &BTreeMap::new(), at(6));
+        let next = defer(&mut plan, &recorded, 3, 6);
         assert!(next.is_empty());
         let changes = AbsenceChanges::between(&recorded, &next);
         assert_eq!(changes.forget, [("a".to_owned(), id(2))]);
@@ -236,13 +235,7 @@ mod tests {
     #[test]
     fn no_grace_removes_at_once_and_records_nothing() {
         let mut plan = plan_of(&[1], &[1, 2], 0);
-        let next = defer_removals(
-            &mut plan,
-            &FirstAbsent::new(),
-            &policies(0),
-            &BTreeMap::new(),
-            at(5),
-        );
+        let next = defer(&mut plan, &FirstAbsent::new(), 0, 5);
         assert_eq!(plan.lists[0].removes(), [id(2)]);
         assert!(next.is_empty());
     }
@@ -277,13 +270,7 @@ mod tests {
             &actual(vec![have("a", &[1, 2])]),
             &policies(3),
         );
-        let next = defer_removals(
-            &mut plan,
-            &FirstAbsent::new(),
-            &policies(3),
-            &BTreeMap::new(),
-            at(5),
-        );
+        let next = defer(&mut plan, &FirstAbsent::new(), 3, 5);
         assert!(plan.lists[0].removes().is_empty());
         assert_eq!(plan.totals.leaving, 2);
         assert_eq!(plan.totals.vanished, 1);
@@ -292,7 +279,7 @@ mod tests {
             &actual(vec![have("a", &[1, 2])]),
             &policies(3),
         );
-        defer_removals(&mut later, &next, &policies(3), &BTreeMap::new(), at(8));
+        defer(&mut later, &next, 3, 8);
         assert_eq!(later.lists[0].removes(), [id(1), id(2)]);
     }
 }

@@ -14,6 +14,7 @@ mod guard;
 mod hold;
 mod id;
 mod lists;
+mod merge;
 mod owners;
 mod render;
 mod visibility;

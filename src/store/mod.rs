@@ -15,6 +15,7 @@ mod absences;
 mod doctor;
 mod error;
 mod groups;
+mod identities;
 mod journal;
 mod lease;
 mod model;
