@@ -322,6 +322,7 @@ fn load_actual(path: &Path) -> anyhow::Result<Actual> {
                 group_id: group.to_owned(),
                 title: None,
                 members: Members::default(),
+                owners: Default::default(),
             });
         }
         members.push(member.parse()?);

@@ -139,6 +139,7 @@ fn prepare(wanted: Vec<RawList>, held: Vec<RawList>) -> (Desired, Actual) {
             description: None,
             titled: true,
             members: Members::from(members),
+            owners: None,
             key,
         })
         .collect();
@@ -151,6 +152,7 @@ fn prepare(wanted: Vec<RawList>, held: Vec<RawList>) -> (Desired, Actual) {
             group_id: format!("group-{n}"),
             title: None,
             members: Members::from(members),
+            owners: Members::default(),
         })
         .collect();
     (

@@ -9,7 +9,8 @@ use crate::config::{OnVanish, Visibility};
 use super::merge::{Pair, member_changes, merge_by_key};
 use super::visibility::{self, VisibilityDrift};
 use super::{
-    Actual, ActualList, Desired, DesiredList, HoldReason, Leaving, ObjectId, Policies, Title,
+    Actual, ActualList, Desired, DesiredList, HoldReason, Leaving, ObjectId, OwnerChange, Policies,
+    Title, owner_changes,
 };
 
 /// What to do to every list that needs something done, plus totals over all lists.
@@ -50,6 +51,15 @@ pub struct Totals {
     /// Lists this run leaves exactly as they are, each for a reason of its own.
     #[serde(default)]
     pub held: u64,
+    /// Owners to add, across all lists (new groups' owners included).
+    #[serde(default)]
+    pub owner_adds: u64,
+    /// Owners to remove, across all lists.
+    #[serde(default)]
+    pub owner_removes: u64,
+    /// Lists that keep an owner the sources no longer name, because it is the last one.
+    #[serde(default)]
+    pub owners_kept: u64,
     /// Members the sources no longer name who stay until their family's `remove_after`
     /// grace ends, across all lists.
     #[serde(default)]
@@ -78,6 +88,9 @@ pub enum ListChange {
         group: NewGroup,
         /// Members to add once it exists.
         add: Vec<ObjectId>,
+        /// Owners to give it (bound at creation, as far as the request's references go).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        owners: Vec<ObjectId>,
     },
     /// A managed group whose membership differs from the sources.
     Update {
@@ -95,6 +108,9 @@ pub enum ListChange {
         /// Members the sources no longer name who stay until their family's grace ends.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         leaving: Vec<Leaving>,
+        /// Its owners' changes (adds sent before removes).
+        #[serde(default, skip_serializing_if = "OwnerChange::is_unchanged")]
+        owners: OwnerChange,
     },
     /// A managed group no source mentions any more; its family's `on_vanish` decides.
     Vanished {
@@ -173,6 +189,10 @@ pub enum OperationKind {
     RemoveMember,
     /// Set the group's title and description.
     UpdateGroup,
+    /// Add an owner to the list's group.
+    AddOwner,
+    /// Remove an owner from the list's group.
+    RemoveOwner,
 }
 
 impl Plan {
@@ -182,6 +202,8 @@ impl Plan {
             && self.totals.adds == 0
             && self.totals.removes == 0
             && self.totals.retitles == 0
+            && self.totals.owner_adds == 0
+            && self.totals.owner_removes == 0
     }
 
     /// The lists this plan holds, with why.
@@ -205,6 +227,9 @@ impl Plan {
                 }
                 self.totals.adds -= list.adds().len() as u64;
                 self.totals.removes -= list.removes().len() as u64;
+                self.totals.owner_adds -= list.owner_adds().len() as u64;
+                self.totals.owner_removes -= list.owner_removes().len() as u64;
+                self.totals.owners_kept -= u64::from(list.owner_kept().is_some());
                 match &list.change {
                     ListChange::Create { .. } => self.totals.creates -= 1,
                     ListChange::Update { retitle, .. } => {
@@ -272,6 +297,31 @@ impl ListPlan {
         }
     }
 
+    /// Owners this list's group gains.
+    pub fn owner_adds(&self) -> &[ObjectId] {
+        match &self.change {
+            ListChange::Create { owners, .. } => owners,
+            ListChange::Update { owners, .. } => &owners.add,
+            _ => &[],
+        }
+    }
+
+    /// Owners this list's group loses (after every owner it gains).
+    pub fn owner_removes(&self) -> &[ObjectId] {
+        match &self.change {
+            ListChange::Update { owners, .. } => &owners.remove,
+            _ => &[],
+        }
+    }
+
+    /// The owner kept against the sources because it is the group's last one.
+    pub fn owner_kept(&self) -> Option<ObjectId> {
+        match &self.change {
+            ListChange::Update { owners, .. } => owners.kept,
+            _ => None,
+        }
+    }
+
     /// Members who stay on this list until their grace ends.
     pub fn leaving(&self) -> &[Leaving] {
         match &self.change {
@@ -301,7 +351,7 @@ impl ListPlan {
     }
 
     /// This list's operations: its create or its new title, then its adds, then its
-    /// removes. A held list has none.
+    /// removes, then its owner adds and owner removes. A held list has none.
     pub fn operations(&self) -> impl Iterator<Item = Operation> + '_ {
         let kind = match self.change {
             ListChange::Create { .. } => Some(OperationKind::CreateGroup),
@@ -326,6 +376,12 @@ impl ListPlan {
             .into_iter()
             .chain(self.adds().iter().map(step(OperationKind::AddMember)))
             .chain(self.removes().iter().map(step(OperationKind::RemoveMember)))
+            .chain(self.owner_adds().iter().map(step(OperationKind::AddOwner)))
+            .chain(
+                self.owner_removes()
+                    .iter()
+                    .map(step(OperationKind::RemoveOwner)),
+            )
     }
 }
 
@@ -364,13 +420,19 @@ pub fn diff_holding(
                     member_changes(want.members.as_slice(), have.members.as_slice());
                 let policy = policies.get(&want.family);
                 let retitle = retitle(want, have, policy.visibility);
+                let owners = want
+                    .owners
+                    .as_ref()
+                    .map(|owners| owner_changes(owners.as_slice(), have.owners.as_slice()))
+                    .unwrap_or_default();
                 let have_visibility = have.title.as_ref().and_then(|t| t.visibility);
                 plan.visibility_drift.extend(visibility::drift(
                     &want.key,
                     policy.visibility,
                     have_visibility,
                 ));
-                if add.is_empty() && remove.is_empty() && retitle.is_none() {
+                if add.is_empty() && remove.is_empty() && retitle.is_none() && owners.is_unchanged()
+                {
                     plan.totals.unchanged += 1;
                     continue;
                 }
@@ -381,6 +443,7 @@ pub fn diff_holding(
                     remove,
                     retitle,
                     leaving: Vec::new(),
+                    owners,
                 };
                 (&want.key, &want.family, change)
             }
@@ -393,6 +456,11 @@ pub fn diff_holding(
                             description: want.description.clone(),
                         },
                         add: want.members.as_slice().to_vec(),
+                        owners: want
+                            .owners
+                            .as_ref()
+                            .map(|o| o.as_slice().to_vec())
+                            .unwrap_or_default(),
                     }
                 } else {
                     ListChange::NotCreated {
@@ -424,6 +492,9 @@ pub fn diff_holding(
         };
         plan.totals.adds += list.adds().len() as u64;
         plan.totals.removes += list.removes().len() as u64;
+        plan.totals.owner_adds += list.owner_adds().len() as u64;
+        plan.totals.owner_removes += list.owner_removes().len() as u64;
+        plan.totals.owners_kept += u64::from(list.owner_kept().is_some());
         match &list.change {
             ListChange::Create { .. } => plan.totals.creates += 1,
             ListChange::Update { retitle, .. } => {
@@ -498,6 +569,7 @@ mod tests {
                 remove: ids(remove),
                 retitle: None,
                 leaving: Vec::new(),
+                owners: Default::default(),
             },
         }
     }
@@ -513,6 +585,7 @@ mod tests {
                     description: None,
                 },
                 add: ids(add),
+                owners: Default::default(),
             },
         }
     }
@@ -853,8 +926,10 @@ mod tests {
                         .expect("remove from a missing group");
                     assert!(group.remove(&op.member.unwrap()), "redundant {op:?}");
                 }
-                OperationKind::UpdateGroup => {
-                    assert!(groups.contains_key(&op.list), "retitle of a missing group");
+                OperationKind::UpdateGroup
+                | OperationKind::AddOwner
+                | OperationKind::RemoveOwner => {
+                    assert!(groups.contains_key(&op.list), "{op:?} of a missing group");
                 }
             }
         }

@@ -24,6 +24,7 @@ pub fn want(key: &str, members: &[u128]) -> DesiredList {
         description: None,
         titled: true,
         members: Members::from(ids(members)),
+        owners: None,
     }
 }
 
@@ -35,6 +36,7 @@ pub fn have(key: &str, members: &[u128]) -> ActualList {
         group_id: format!("g-{key}"),
         title: None,
         members: Members::from(ids(members)),
+        owners: Default::default(),
     }
 }
 

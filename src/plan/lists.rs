@@ -66,6 +66,10 @@ pub struct DesiredList {
     pub titled: bool,
     /// Who should be a member.
     pub members: Members,
+    /// Who should own the group, when rollcall manages the list's owners (its family names
+    /// fixed owners, one of its sources carries owner rows, or an override names owners);
+    /// `None`: the group's owners are left as they are.
+    pub owners: Option<Members>,
 }
 
 /// A managed group (created or adopted by rollcall) as Microsoft 365 has it.
@@ -81,6 +85,8 @@ pub struct ActualList {
     pub title: Option<Title>,
     /// Who is a member now.
     pub members: Members,
+    /// Who owns the group now (users or service principals).
+    pub owners: Members,
 }
 
 /// A group's title and description, and its visibility: as last seen (`None`: not known),
@@ -258,6 +264,7 @@ mod tests {
             description: None,
             titled: true,
             members: Members::default(),
+            owners: None,
         }
     }
 
@@ -268,6 +275,7 @@ mod tests {
             group_id: group_id.into(),
             title: None,
             members: Members::default(),
+            owners: Default::default(),
         }
     }
 

@@ -27,6 +27,11 @@ impl OwnerChange {
     pub fn is_empty(&self) -> bool {
         self.add.is_empty() && self.remove.is_empty()
     }
+
+    /// Whether there is nothing to write and nothing to report (no owner kept back).
+    pub fn is_unchanged(&self) -> bool {
+        self.is_empty() && self.kept.is_none()
+    }
 }
 
 /// The owner changes that turn `have` into `want` (both sorted, duplicate-free), except that

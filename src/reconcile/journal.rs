@@ -110,6 +110,8 @@ pub(super) fn journal_ops(planned: &Planned) -> Vec<NewOp> {
             plan::OperationKind::UpdateGroup => OpKind::UpdateGroup,
             plan::OperationKind::AddMember => OpKind::AddMember,
             plan::OperationKind::RemoveMember => OpKind::RemoveMember,
+            plan::OperationKind::AddOwner => OpKind::AddOwner,
+            plan::OperationKind::RemoveOwner => OpKind::RemoveOwner,
         };
         let create = kind == OpKind::CreateGroup;
         ops.push(NewOp {

@@ -96,6 +96,7 @@ pub(super) mod tests {
             description: None,
             titled: true,
             members: members.iter().copied().map(id).collect(),
+            owners: None,
         }
     }
 
@@ -107,6 +108,7 @@ pub(super) mod tests {
             group_id: format!("g-{key}"),
             title: None,
             members: members.iter().copied().map(id).collect(),
+            owners: Default::default(),
         }
     }
 

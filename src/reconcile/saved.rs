@@ -346,6 +346,7 @@ mod tests {
             group_id: group.to_owned(),
             title: None,
             members: members.iter().copied().map(ObjectId::from_u128).collect(),
+            owners: Default::default(),
         }
     }
 

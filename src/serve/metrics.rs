@@ -453,6 +453,8 @@ fn op_label(kind: OpKind) -> &'static str {
         OpKind::CreateGroup => "create",
         OpKind::TagGroup => "tag",
         OpKind::UpdateGroup => "retitle",
+        OpKind::AddOwner => "add_owner",
+        OpKind::RemoveOwner => "remove_owner",
     }
 }
 

@@ -35,6 +35,7 @@ impl Snapshot {
                 description: list.description.clone(),
                 titled: list.titled,
                 members: Members::default(),
+                owners: None,
             })
             .collect()
     }

@@ -386,7 +386,11 @@ async fn done_members(
         match OpKind::parse(&kind)? {
             OpKind::AddMember => adds.push((list, member)),
             OpKind::RemoveMember => removes.push((list, member)),
-            OpKind::CreateGroup | OpKind::TagGroup | OpKind::UpdateGroup => {}
+            OpKind::CreateGroup
+            | OpKind::TagGroup
+            | OpKind::UpdateGroup
+            | OpKind::AddOwner
+            | OpKind::RemoveOwner => {}
         }
     }
     Ok((adds, removes))

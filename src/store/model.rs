@@ -112,6 +112,10 @@ stored_names! {
         RemoveMember = "remove_member",
         /// Set the group's title and description.
         UpdateGroup = "update_group",
+        /// Add an owner.
+        AddOwner = "add_owner",
+        /// Remove an owner.
+        RemoveOwner = "remove_owner",
     }
 }
 

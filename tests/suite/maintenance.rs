@@ -302,6 +302,16 @@ async fn in_flight_batch(tenant: &Tenant, what: &str) -> Writes {
                 .member
                 .as_ref()
                 .is_some_and(|m| !group.members.contains(m)),
+            OpKind::AddOwner => op
+                .op
+                .member
+                .as_ref()
+                .is_some_and(|m| group.owners.contains(m)),
+            OpKind::RemoveOwner => op
+                .op
+                .member
+                .as_ref()
+                .is_some_and(|m| !group.owners.contains(m)),
         }
     };
     let mut done = 0;

@@ -329,6 +329,7 @@ fn actual_list(group: &ManagedGroup, members: Vec<ObjectId>) -> ActualList {
         group_id: group.group_id.clone(),
         title: None,
         members: Members::from(members),
+        owners: Members::default(),
     }
 }
 

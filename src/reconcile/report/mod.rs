@@ -253,6 +253,12 @@ pub struct ListReport {
     pub removed: u64,
     /// Its title or description was set.
     pub retitled: bool,
+    /// Owners added.
+    #[serde(default)]
+    pub owners_added: u64,
+    /// Owners removed.
+    #[serde(default)]
+    pub owners_removed: u64,
     /// Operations that failed for good.
     pub failed: u64,
     /// Operations still pending.
@@ -377,6 +383,8 @@ impl RunReport {
                         OpKind::AddMember => line.added += 1,
                         OpKind::RemoveMember => line.removed += 1,
                         OpKind::UpdateGroup => line.retitled = true,
+                        OpKind::AddOwner => line.owners_added += 1,
+                        OpKind::RemoveOwner => line.owners_removed += 1,
                         OpKind::TagGroup => {}
                     }
                 }
