@@ -45,6 +45,9 @@ pub struct ApprovalArgs {
     /// Approve up to N additions across all lists in this run.
     #[arg(long, value_name = "N")]
     pub accept_additions: Option<u64>,
+    /// Approve up to N owner removals across all lists in this run.
+    #[arg(long, value_name = "N")]
+    pub accept_owner_removals: Option<u64>,
     /// Let this source go ahead although it shrank by more than
     /// `[guard].max_source_shrink_percent` since its last accepted snapshot (repeatable);
     /// check the source first.
@@ -65,6 +68,7 @@ impl ApprovalArgs {
             accept_removals: self.accept_removals,
             accept_additions: self.accept_additions,
             accept_lists: accept_lists(&self.accept_list),
+            accept_owner_removals: self.accept_owner_removals,
         }
     }
 
@@ -74,6 +78,7 @@ impl ApprovalArgs {
             "reason": self.reason,
             "accept_removals": self.accept_removals,
             "accept_additions": self.accept_additions,
+            "accept_owner_removals": self.accept_owner_removals,
             "accept_shrink": self.accept_shrink,
             "accept_list": self.accept_list,
         })
@@ -229,6 +234,7 @@ pub async fn apply(context: &Context, args: ApplyArgs) -> Result<Exit, CommandEr
         "plan_created_at": saved.created_at,
         "accept_removals": saved.plan.totals.removes,
         "accept_additions": saved.plan.totals.adds,
+        "accept_owner_removals": saved.plan.totals.owner_removes,
         "accept_shrink": saved.accept_shrink,
         "accept_list": args.accept_list,
     });

@@ -239,6 +239,9 @@ pub struct GuardConfig {
     /// How long a saved plan stays applicable.
     #[serde(default = "default_plan_ttl", with = "humantime_serde")]
     pub plan_ttl: Duration,
+    /// Most owner removals across all lists in one run; more stops the run (exit 3).
+    #[serde(default = "default_max_owner_removals_per_run")]
+    pub max_owner_removals_per_run: u64,
 }
 
 impl Default for GuardConfig {
@@ -251,6 +254,7 @@ impl Default for GuardConfig {
             max_additions_per_run: None,
             max_addition_percent_per_list: None,
             plan_ttl: default_plan_ttl(),
+            max_owner_removals_per_run: default_max_owner_removals_per_run(),
         }
     }
 }
@@ -266,6 +270,9 @@ fn default_min_list_size_for_percent() -> u64 {
 }
 fn default_max_source_shrink_percent() -> u8 {
     10
+}
+fn default_max_owner_removals_per_run() -> u64 {
+    50
 }
 fn default_plan_ttl() -> Duration {
     Duration::from_secs(3600)
@@ -403,6 +410,45 @@ pub struct FamilyConfig {
     /// The `resourceBehaviorOptions` of the family's new groups (set at creation only).
     #[serde(default = "default_behaviors")]
     pub behaviors: Vec<String>,
+    /// Fixed owners of every list of the family (`kind:value`, or a bare UPN): a service
+    /// account or a team, so that no list is ever without an owner.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
+    /// Whether an owner row also makes a membership (owners receive the list's mail).
+    #[serde(default = "default_true")]
+    pub owners_are_members: bool,
+}
+
+/// What a source row makes its person on the row's list.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A member: receives the list's mail.
+    #[default]
+    Member,
+    /// An owner of the list's group (and, when the family says so, a member too).
+    Owner,
+}
+
+impl Role {
+    /// Reads a `role` cell: `member`, `owner` (any case, trimmed), or empty for `default`.
+    pub fn parse_cell(cell: &str, default: Role) -> Result<Role, String> {
+        let cell = cell.trim();
+        if cell.is_empty() {
+            Ok(default)
+        } else if cell.eq_ignore_ascii_case("member") {
+            Ok(Role::Member)
+        } else if cell.eq_ignore_ascii_case("owner") {
+            Ok(Role::Owner)
+        } else {
+            Err(format!(
+                "role `{}` is neither `member` nor `owner`",
+                cell.escape_default()
+            ))
+        }
+    }
 }
 
 /// A Microsoft 365 group's `visibility` (GRAPH.md "Groups").
@@ -620,6 +666,11 @@ pub struct SourceConfig {
     pub delimiter: Option<String>,
     /// How the `member` column names a person.
     pub member_key: MemberKey,
+    /// What every row of the source makes its person: `member` (the default) or `owner`
+    /// (e.g. the timetable's module leaders). A `role` column, where a row fills it, says
+    /// so per row instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
     /// Fewer rows than this is a failed source.
     #[serde(default)]
     pub min_rows: u64,
@@ -671,6 +722,13 @@ pub struct OverrideConfig {
     /// Members never on the list.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Owners the list's group always has (its family must manage owners, or this list's
+    /// owners become managed by it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners_include: Vec<String>,
+    /// Owners the list's group never has.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners_exclude: Vec<String>,
     /// The first day (or RFC 3339 time) it applies; always when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,

@@ -211,7 +211,19 @@ fn durations_read_as_human_durations() {
     "[graph]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_assertion_file = \"/dev/null/token\"\n",
     &["`graph.client_assertion_file`", "cannot read the client assertion /dev/null/token"]
 )]
-#[case::override_without_changes("[[override]]\nlist = \"mod-x\"\n", &["`override[0]`", "neither"])]
+#[case::override_without_changes("[[override]]\nlist = \"mod-x\"\n", &["`override[0]`", "has none of"])]
+#[case::override_owner_both_ways(
+    "[[override]]\nlist = \"mod-x\"\nowners_include = [\"a@x.ac.uk\"]\nowners_exclude = [\"a@x.ac.uk\"]\n",
+    &["`override[0]`", "an owner included and excluded"]
+)]
+#[case::family_owner_not_a_upn(
+    "[[family]]\nname = \"modules\"\nowners = [\"it lists\"]\n",
+    &["`family[0].owners[0]`", "no upn"]
+)]
+#[case::source_role_unknown(
+    "[[family]]\nname = \"m\"\n[[source]]\nname = \"s\"\nfamily = \"m\"\nkind = \"csv\"\npath = \"x.csv\"\nmember_key = \"upn\"\nrole = \"leader\"\n",
+    &["role", "leader"]
+)]
 #[case::override_both_ways(
     "[[override]]\nlist = \"mod-x\"\ninclude = [\"a@x.ac.uk\"]\nexclude = [\"A@x.ac.uk\"]\n",
     &["`override[0]`", "both included and excluded"]

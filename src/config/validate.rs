@@ -221,6 +221,9 @@ impl Config {
                     format!("family `{}` is defined twice", family.name),
                 ));
             }
+            for (n, owner) in family.owners.iter().enumerate() {
+                check_owner(owner).map_err(|m| err(at(&format!("owners[{n}]")), m))?;
+            }
             for (field, template) in [
                 ("mail_nickname", &family.mail_nickname),
                 ("display_name", &family.display_name),
@@ -273,25 +276,54 @@ impl Config {
                     "must not be empty".into(),
                 ));
             }
-            if o.include.is_empty() && o.exclude.is_empty() {
+            if o.include.is_empty()
+                && o.exclude.is_empty()
+                && o.owners_include.is_empty()
+                && o.owners_exclude.is_empty()
+            {
                 return Err(err(
                     format!("override[{i}]"),
-                    "has neither `include` nor `exclude`".into(),
+                    "has none of `include`, `exclude`, `owners_include`, `owners_exclude`".into(),
                 ));
             }
-            if let Some(both) = o.include.iter().find(|m| {
-                o.exclude
-                    .iter()
-                    .any(|x| x.trim().eq_ignore_ascii_case(m.trim()))
-            }) {
-                return Err(err(
-                    format!("override[{i}]"),
-                    format!("`{both}` is both included and excluded"),
-                ));
+            for (include, exclude, what) in [
+                (&o.include, &o.exclude, "included and excluded"),
+                (
+                    &o.owners_include,
+                    &o.owners_exclude,
+                    "an owner included and excluded",
+                ),
+            ] {
+                if let Some(both) = include.iter().find(|m| {
+                    exclude
+                        .iter()
+                        .any(|x| x.trim().eq_ignore_ascii_case(m.trim()))
+                }) {
+                    return Err(err(
+                        format!("override[{i}]"),
+                        format!("`{both}` is both {what}"),
+                    ));
+                }
             }
         }
         Ok(())
     }
+}
+
+/// A family's fixed owner: `kind:value`, or a bare UPN.
+fn check_owner(owner: &str) -> Result<(), String> {
+    let (kind, value) = crate::source::split_member(owner);
+    let kind = kind.unwrap_or(super::MemberKey::Upn);
+    if value.is_empty() {
+        return Err("must name somebody".into());
+    }
+    if matches!(kind, super::MemberKey::Upn | super::MemberKey::Mail) && !value.contains('@') {
+        return Err(format!(
+            "`{owner}` is no {}: write a user principal name such as `it.lists@example.ac.uk`, or `employee_id:…` / `object_id:…`",
+            kind.as_str()
+        ));
+    }
+    Ok(())
 }
 
 fn join(names: &BTreeSet<&str>) -> String {

@@ -122,7 +122,7 @@ pub fn overrides(
             }
         }
     }
-    for exception in exceptions {
+    for exception in exceptions.iter().filter(|e| !e.owner) {
         if on_list(&exception.list) && asked.named_by(&exception.member) {
             hits.push(OverrideHit {
                 list: exception.list.clone(),
@@ -219,6 +219,7 @@ mod tests {
             list: "cs101".into(),
             member: "upn:ann@x.org".into(),
             include: false,
+            owner: false,
             window: crate::config::Window::default(),
             reason: "asked to leave".into(),
             place: "exceptions.csv:4".into(),

@@ -145,13 +145,24 @@ async fn create_group(
     let plain = Request::with_body(Method::POST, transport.url(&["groups"], &[]), body.clone());
     let mut create = plain.clone();
     let mut ensured = Ensured::Created;
-    if !spec.members.is_empty() {
-        body["members@odata.bind"] = spec
-            .members
-            .iter()
-            .take(MAX_BINDS)
-            .map(|member| bind_url(transport, member))
-            .collect();
+    let binds = !spec.members.is_empty() || !spec.owners.is_empty();
+    if binds {
+        // Owners and members share the 20 references a request may carry (GRAPH.md
+        // "Owners"): owners first, members with what is left.
+        let owners = spec.owners.len().min(MAX_BINDS);
+        let urls = |people: &[ObjectId], most: usize| -> Vec<Value> {
+            people
+                .iter()
+                .take(most)
+                .map(|person| bind_url(transport, person))
+                .collect()
+        };
+        if owners > 0 {
+            body["owners@odata.bind"] = json!(urls(&spec.owners, owners));
+        }
+        if !spec.members.is_empty() && owners < MAX_BINDS {
+            body["members@odata.bind"] = json!(urls(&spec.members, MAX_BINDS - owners));
+        }
         create = Request::with_body(Method::POST, transport.url(&["groups"], &[]), body);
     }
     let mut attempts = Attempts::start();
@@ -170,7 +181,7 @@ async fn create_group(
                 };
             }
             Ok(reply) if reply.status >= 500 => reply.error(&create),
-            Ok(reply) if ensured == Ensured::Created && !spec.members.is_empty() => {
+            Ok(reply) if ensured == Ensured::Created && binds => {
                 // A bound member Graph does not know (or not yet) fails the whole create:
                 // create the group empty and leave its members to the ordinary adds.
                 tracing::debug!(mail_nickname = %spec.mail_nickname, error = %reply.error(&create), "create with members refused; creating the group empty");

@@ -80,9 +80,11 @@ pub struct GroupSpec {
     pub visibility: Option<String>,
     /// `resourceBehaviorOptions`, settable only at creation; none sent when empty.
     pub behaviors: Vec<String>,
-    /// Members bound in the create itself (at most [`MAX_BINDS`]): a new group's first
-    /// members cost no write of their own.
+    /// Members bound in the create itself: a new group's first members cost no write of
+    /// their own. Owners and members together take at most [`MAX_BINDS`] references.
     pub members: Vec<ObjectId>,
+    /// Owners bound in the create itself (`owners@odata.bind`), before any member.
+    pub owners: Vec<ObjectId>,
 }
 
 /// A user as the directory (or a delta round) shows it.

@@ -26,6 +26,10 @@ pub struct Approvals {
     /// folded to lower case (list keys compare case-insensitively).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub accept_lists: BTreeSet<String>,
+    /// `--accept-owner-removals N`: the owner removals guard is lifted when the plan
+    /// removes at most N owners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_owner_removals: Option<u64>,
 }
 
 impl Approvals {
@@ -36,6 +40,7 @@ impl Approvals {
             accept_removals: Some(plan.totals.removes),
             accept_additions: Some(plan.totals.adds),
             accept_lists: BTreeSet::new(),
+            accept_owner_removals: Some(plan.totals.owner_removes),
         }
     }
 
@@ -59,6 +64,8 @@ pub enum GuardKind {
     MaxAdditionPercentPerList,
     /// A list's desired size against its family's `max_members`.
     MaxMembers,
+    /// Owner removals across all lists.
+    MaxOwnerRemovalsPerRun,
 }
 
 impl GuardKind {
@@ -70,13 +77,15 @@ impl GuardKind {
             GuardKind::MaxAdditionsPerRun => "max_additions_per_run",
             GuardKind::MaxAdditionPercentPerList => "max_addition_percent_per_list",
             GuardKind::MaxMembers => "max_members",
+            GuardKind::MaxOwnerRemovalsPerRun => "max_owner_removals_per_run",
         }
     }
 
     /// Every guard, run-wide ones first.
-    pub const ALL: [GuardKind; 5] = [
+    pub const ALL: [GuardKind; 6] = [
         GuardKind::MaxRemovalsPerRun,
         GuardKind::MaxAdditionsPerRun,
+        GuardKind::MaxOwnerRemovalsPerRun,
         GuardKind::MaxRemovalPercentPerList,
         GuardKind::MaxAdditionPercentPerList,
         GuardKind::MaxMembers,
@@ -86,7 +95,9 @@ impl GuardKind {
     pub fn per_list(self) -> bool {
         !matches!(
             self,
-            GuardKind::MaxRemovalsPerRun | GuardKind::MaxAdditionsPerRun
+            GuardKind::MaxRemovalsPerRun
+                | GuardKind::MaxAdditionsPerRun
+                | GuardKind::MaxOwnerRemovalsPerRun
         )
     }
 }
@@ -176,6 +187,24 @@ pub fn guard(plan: &Plan, limits: &GuardConfig, approvals: &Approvals) -> Verdic
         percent: None,
         outcome: judge_removals(removals, limits.max_removals_per_run),
     }];
+
+    let owner_removals = plan.totals.owner_removes;
+    let owner_removals_approved = approvals
+        .accept_owner_removals
+        .filter(|&n| n >= owner_removals);
+    verdicts.push(Verdict {
+        guard: GuardKind::MaxOwnerRemovalsPerRun,
+        list: None,
+        limit: limits.max_owner_removals_per_run,
+        observed: owner_removals,
+        list_size: None,
+        percent: None,
+        outcome: judge(
+            owner_removals,
+            limits.max_owner_removals_per_run,
+            owner_removals_approved,
+        ),
+    });
 
     if let Some(max_additions) = limits.max_additions_per_run {
         let additions = plan.totals.adds;
@@ -390,6 +419,7 @@ mod tests {
         accept_removals: None,
         accept_additions: None,
         accept_lists: BTreeSet::new(),
+        accept_owner_removals: None,
     };
 
     #[rstest]
@@ -535,7 +565,46 @@ mod tests {
         assert_eq!(guard(&plan, &strict, &NO_APPROVAL).tripped().count(), 3);
         let approved = guard(&plan, &strict, &Approvals::whole_plan(&plan));
         assert!(!approved.any_tripped());
-        assert_eq!(approved.iter().count(), 3);
+        assert_eq!(approved.iter().count(), 4);
+    }
+
+    #[test]
+    fn owner_removals_are_guarded_across_the_run_and_approved_by_count() {
+        let mut plan = plan_of(vec![shrink("a", 0, 10, 1, 0)]);
+        plan.totals.owner_removes = 51;
+        let limits = GuardConfig::default();
+        let verdicts = guard(&plan, &limits, &NO_APPROVAL);
+        let verdict = verdicts
+            .find(GuardKind::MaxOwnerRemovalsPerRun, None)
+            .unwrap();
+        assert_eq!((verdict.limit, verdict.observed), (50, 51));
+        assert_eq!(verdict.outcome, Outcome::Tripped);
+        assert!(!GuardKind::MaxOwnerRemovalsPerRun.per_list());
+        let too_few = Approvals {
+            accept_owner_removals: Some(50),
+            ..NO_APPROVAL
+        };
+        assert!(guard(&plan, &limits, &too_few).any_tripped());
+        let enough = Approvals {
+            accept_owner_removals: Some(51),
+            ..NO_APPROVAL
+        };
+        assert_eq!(
+            outcome(
+                &guard(&plan, &limits, &enough),
+                GuardKind::MaxOwnerRemovalsPerRun,
+                None
+            ),
+            Some(Outcome::Accepted { by: 51 })
+        );
+        // Member removals approvals do not lift it.
+        let members = Approvals {
+            accept_removals: Some(1_000),
+            ..NO_APPROVAL
+        };
+        assert!(guard(&plan, &limits, &members).any_tripped());
+        let message = crate::plan::tripped_message(verdict, 1);
+        assert!(message.contains("--accept-owner-removals 51"), "{message}");
     }
 
     #[rstest]
@@ -716,6 +785,8 @@ mod tests {
             serde_json::json!([
                 {"guard": "max_removals_per_run", "limit": 5, "observed": 6,
                  "outcome": "accepted", "by": 6},
+                {"guard": "max_owner_removals_per_run", "limit": 50, "observed": 0,
+                 "outcome": "passed"},
                 {"guard": "max_removal_percent_per_list", "list": "a", "limit": 5, "observed": 6,
                  "list_size": 10, "percent": 50, "outcome": "accepted", "by": 6},
             ])

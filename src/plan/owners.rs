@@ -103,4 +103,72 @@ mod tests {
             (ids(&[7]), ids(&[2]), None)
         );
     }
+
+    mod in_the_diff {
+        use crate::config::OnVanish;
+        use crate::plan::fixtures::{actual, desired, have, ids, modules, want};
+        use crate::plan::{DesiredList, ListChange, Members, OperationKind, diff};
+
+        fn owned(key: &str, members: &[u128], owners: &[u128]) -> DesiredList {
+            DesiredList {
+                owners: Some(Members::from(ids(owners))),
+                ..want(key, members)
+            }
+        }
+
+        #[test]
+        fn owners_are_planned_apart_from_members_and_only_where_managed() {
+            let mut managed = have("a", &[1, 2]);
+            managed.owners = Members::from(ids(&[8]));
+            let mut unmanaged = have("b", &[1]);
+            unmanaged.owners = Members::from(ids(&[8, 9]));
+            let plan = diff(
+                &desired(vec![
+                    owned("a", &[1, 2], &[7]),
+                    want("b", &[1]),
+                    owned("c", &[3], &[7]),
+                ]),
+                &actual(vec![managed, unmanaged]),
+                &modules(true, OnVanish::Keep),
+            );
+            // `b` does not manage its owners: unchanged whatever its group has.
+            assert_eq!(plan.totals.unchanged, 1);
+            assert_eq!((plan.totals.owner_adds, plan.totals.owner_removes), (2, 1));
+            let a = &plan.lists[0];
+            assert_eq!((a.adds().len(), a.removes().len()), (0, 0));
+            assert_eq!(a.owner_adds(), ids(&[7]));
+            assert_eq!(a.owner_removes(), ids(&[8]));
+            let kinds: Vec<OperationKind> = a.operations().map(|o| o.kind).collect();
+            assert_eq!(kinds, [OperationKind::AddOwner, OperationKind::RemoveOwner]);
+            let c = &plan.lists[1];
+            assert!(matches!(&c.change, ListChange::Create { owners, .. } if *owners == ids(&[7])));
+            assert!(!plan.is_noop());
+        }
+
+        #[test]
+        fn the_last_owner_is_kept_and_reported_and_a_hold_takes_owners_out() {
+            let mut group = have("a", &[1]);
+            group.owners = Members::from(ids(&[5, 6]));
+            let mut plan = diff(
+                &desired(vec![owned("a", &[1], &[])]),
+                &actual(vec![group]),
+                &modules(true, OnVanish::Keep),
+            );
+            assert_eq!(plan.totals.owners_kept, 1);
+            assert_eq!(plan.totals.owner_removes, 1);
+            assert_eq!(plan.lists[0].owner_kept(), Some(ids(&[5])[0]));
+            assert_eq!(plan.lists[0].owner_removes(), ids(&[6]));
+            plan.hold(
+                "a",
+                "modules",
+                crate::plan::HoldReason::Refused {
+                    status: 403,
+                    code: "x".into(),
+                    message: "y".into(),
+                },
+            );
+            assert_eq!((plan.totals.owner_removes, plan.totals.owners_kept), (0, 0));
+            assert!(plan.is_noop());
+        }
+    }
 }

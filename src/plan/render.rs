@@ -44,6 +44,13 @@ fn write_plan(out: &mut String, plan: &Plan, verdicts: &Verdicts) -> fmt::Result
             totals.removes,
             totals.retitles,
         )?;
+        if totals.owner_adds + totals.owner_removes + totals.owners_kept > 0 {
+            writeln!(
+                out,
+                "Owners: {} to add, {} to remove; {} lists keep an owner no source names (the last one).",
+                totals.owner_adds, totals.owner_removes, totals.owners_kept
+            )?;
+        }
         if totals.leaving > 0 {
             writeln!(
                 out,
@@ -76,9 +83,13 @@ impl fmt::Display for ListLine<'_> {
         let list = self.0;
         let (adds, removes) = (list.adds().len(), list.removes().len());
         match &list.change {
-            ListChange::Create { .. } => write!(f, "+ {} (create): +{adds}", list.key),
+            ListChange::Create { .. } => {
+                write!(f, "+ {} (create): +{adds}", list.key)?;
+                OwnersNote(list).fmt(f)
+            }
             ListChange::Update { retitle, .. } => {
                 write!(f, "~ {}: +{adds} −{removes}", list.key)?;
+                OwnersNote(list).fmt(f)?;
                 if let Some(title) = retitle {
                     write!(f, "; ~ title `{}`", title.display_name)?;
                 }
@@ -120,6 +131,30 @@ impl fmt::Display for ListLine<'_> {
                 "! {} (not created: family `{}` has create = false): {desired} members waiting",
                 list.key, list.family
             ),
+        }
+    }
+}
+
+/// ` +2 owners −1 owner`, and the owner kept as the group's last one, apart from members.
+struct OwnersNote<'a>(&'a ListPlan);
+
+impl fmt::Display for OwnersNote<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = self.0;
+        let plural = |n: usize| if n == 1 { "owner" } else { "owners" };
+        let (adds, removes) = (list.owner_adds().len(), list.owner_removes().len());
+        if adds > 0 {
+            write!(f, " +{adds} {}", plural(adds))?;
+        }
+        if removes > 0 {
+            write!(f, " −{removes} {}", plural(removes))?;
+        }
+        match list.owner_kept() {
+            Some(kept) => write!(
+                f,
+                "; owner {kept} kept: no source or family names an owner, and a group keeps its last one"
+            ),
+            None => Ok(()),
         }
     }
 }
@@ -179,6 +214,11 @@ impl fmt::Display for VerdictLine<'_> {
                 "{outcome} max_additions_per_run: {} additions, at most {} allowed",
                 v.observed, v.limit
             ),
+            (GuardKind::MaxOwnerRemovalsPerRun, ..) => write!(
+                f,
+                "{outcome} max_owner_removals_per_run: {} owner removals, at most {} allowed",
+                v.observed, v.limit
+            ),
             _ => write!(
                 f,
                 "{outcome} {}: {} removals, at most {} allowed",
@@ -221,6 +261,12 @@ pub fn tripped_message(verdict: &Verdict, removals: u64) -> String {
              allowed. {review} if the additions are right, {save}, or raise \
              `[guard].max_additions_per_run`.",
             verdict.observed, verdict.limit
+        ),
+        GuardKind::MaxOwnerRemovalsPerRun => format!(
+            "Guard max_owner_removals_per_run tripped: the plan removes {} owners across all \
+             lists, more than the {} allowed. {review} if the owner changes are right, approve \
+             them for one run with `rollcall run --accept-owner-removals {}`, or {save}.",
+            verdict.observed, verdict.limit, verdict.observed
         ),
     }
 }

@@ -151,11 +151,11 @@ impl Apply<'_> {
             }
             // Adds whose create never came to be sent (the plan lost its group properties).
             others.extend(first_adds.into_values().flatten().map(|(op, _)| op));
-            let mut held = HashMap::new();
+            let mut fates = Fates::default();
             for chunk in batches::journal_batches(others, OPS_PER_BATCH) {
                 self.stop.check(self.store, self.lease).await?;
                 let (counts, unreachable) = self
-                    .write(&chunk, &mut groups, &not_created, &mut held)
+                    .write(&chunk, &mut groups, &not_created, &mut fates)
                     .await?;
                 applied.add(counts);
                 if unreachable {
@@ -211,7 +211,8 @@ impl Apply<'_> {
                     description: planned.description.clone(),
                     visibility: Some(planned.visibility.clone()),
                     behaviors: planned.behaviors.clone(),
-                    members: adds.iter().map(|(_, member)| *member).collect(),
+                    members: people(adds, OpKind::AddMember),
+                    owners: people(adds, OpKind::AddOwner),
                 }
             })
             .collect();
@@ -279,16 +280,18 @@ impl Apply<'_> {
         Ok((counts, unsettled))
     }
 
-    /// Sends a chunk of member, tag and title operations, then commits. A list whose group
-    /// Microsoft Graph refuses for good is held: the failure is journalled as such and the
-    /// list's later operations are superseded, never sent (`held`, by list key).
+    /// Sends a chunk of member, owner, tag and title operations, then commits. A list whose
+    /// group Microsoft Graph refuses for good is held: the failure is journalled as such and
+    /// the list's later operations are superseded, never sent. A list whose owner add did
+    /// not go through keeps its owner removes pending (Graph keeps a group's last owner).
     async fn write(
         &self,
         ops: &[JournalOp],
         groups: &mut HashMap<String, ManagedGroup>,
         not_created: &HashSet<String>,
-        held: &mut HashMap<String, String>,
+        fates: &mut Fates,
     ) -> Result<(Applied, bool), Stop> {
+        let held = &mut fates.held;
         let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let mut sent: Vec<(usize, Write)> = Vec::with_capacity(ops.len());
         let mut outcomes: Vec<(i64, Outcome)> = Vec::with_capacity(ops.len());
@@ -312,6 +315,18 @@ impl Apply<'_> {
                 outcomes.push((op.seq, outcome));
                 continue;
             };
+            if op.op.kind == OpKind::RemoveOwner
+                && let Some(&for_good) = fates.owners_waiting.get(&op.op.list)
+            {
+                let why = format!("list `{}` did not get its new owners", op.op.list);
+                let outcome = if for_good {
+                    Outcome::Superseded(format!("{why}, so its old ones stay"))
+                } else {
+                    Outcome::Retry(format!("{why} yet"))
+                };
+                outcomes.push((op.seq, outcome));
+                continue;
+            }
             let member = op.op.member.as_deref().map(str::parse);
             let write = match (op.op.kind, member) {
                 (OpKind::AddMember, Some(Ok(member))) => Write::Add {
@@ -321,6 +336,14 @@ impl Apply<'_> {
                 (OpKind::RemoveMember, Some(Ok(member))) => Write::Remove {
                     group: group.group_id.clone(),
                     member,
+                },
+                (OpKind::AddOwner, Some(Ok(owner))) => Write::AddOwner {
+                    group: group.group_id.clone(),
+                    owner,
+                },
+                (OpKind::RemoveOwner, Some(Ok(owner))) => Write::RemoveOwner {
+                    group: group.group_id.clone(),
+                    owner,
                 },
                 (OpKind::TagGroup, _) => Write::Tag {
                     group: group.group_id.clone(),
@@ -374,6 +397,10 @@ impl Apply<'_> {
                     held.insert(op.op.list.clone(), e[HELD.len()..].to_owned());
                 }
                 _ => {}
+            }
+            if matches!(write, Write::AddOwner { .. }) && outcome != Outcome::Done {
+                let for_good = !matches!(outcome, Outcome::Retry(_));
+                *fates.owners_waiting.entry(op.op.list.clone()).or_default() |= for_good;
             }
             outcomes.push((op.seq, outcome));
         }
@@ -429,6 +456,25 @@ impl Apply<'_> {
         self.progress.advance(outcomes.len() as u64);
         Ok((counts, sent > 0 && retry == outcomes.len()))
     }
+}
+
+/// What one pass of the apply has learnt about lists, batch after batch.
+#[derive(Debug, Default)]
+struct Fates {
+    /// Lists whose group Microsoft Graph refused for good, with why: their later
+    /// operations are superseded.
+    held: HashMap<String, String>,
+    /// Lists with an owner add that did not go through, and whether for good: their owner
+    /// removes wait (for now), or are not sent (for good).
+    owners_waiting: HashMap<String, bool>,
+}
+
+/// The people of `adds` (a create's bound adds) whose operations are of `kind`.
+fn people(adds: &[(JournalOp, ObjectId)], kind: OpKind) -> Vec<ObjectId> {
+    adds.iter()
+        .filter(|(op, _)| op.op.kind == kind)
+        .map(|(_, person)| *person)
+        .collect()
 }
 
 /// Graph's refusal to remove a group's last owner (GRAPH.md "Owners").

@@ -24,16 +24,25 @@ const REQUESTS_PER_BATCH: usize = 20;
 ///
 /// Every list's removes come first (DESIGN.md "Transactions and interruption": a throttled,
 /// paused or interrupted run has already withdrawn access), then each list's adds together
-/// (in journal order) followed by its tag and title; lists keep the order they first appear
-/// in.
+/// (in journal order) followed by its tag, title and owner adds; lists keep the order they
+/// first appear in. Owner removes come last, in batches of their own: Graph keeps a group's
+/// last owner, so every owner add has gone out before the first owner remove.
 pub fn journal_batches(ops: Vec<JournalOp>, max_ops: usize) -> Vec<Vec<JournalOp>> {
     let mut removes: Vec<JournalOp> = Vec::new();
+    let mut owner_removes: Vec<JournalOp> = Vec::new();
     let mut lists: Vec<ListOps> = Vec::new();
     let mut at: HashMap<String, usize> = HashMap::new();
     for op in ops {
-        if op.op.kind == OpKind::RemoveMember {
-            removes.push(op);
-            continue;
+        match op.op.kind {
+            OpKind::RemoveMember => {
+                removes.push(op);
+                continue;
+            }
+            OpKind::RemoveOwner => {
+                owner_removes.push(op);
+                continue;
+            }
+            _ => {}
         }
         let ix = *at.entry(op.op.list.clone()).or_insert_with(|| {
             lists.push(ListOps::default());
@@ -57,6 +66,7 @@ pub fn journal_batches(ops: Vec<JournalOp>, max_ops: usize) -> Vec<Vec<JournalOp
     // at most one partly filled `$batch`, and only in a run that removes.
     let mut batches = cut(removes.into_iter().map(|op| vec![op]), max_ops);
     batches.extend(cut(additions, max_ops));
+    batches.extend(cut(owner_removes.into_iter().map(|op| vec![op]), max_ops));
     batches
 }
 
@@ -89,31 +99,45 @@ struct ListOps {
     others: Vec<JournalOp>,
 }
 
-/// By list, the adds a create binds, each with its member.
+/// By list, the adds a create binds (owner adds first, then member adds), each with its
+/// person.
 pub type FirstAdds = HashMap<String, Vec<(JournalOp, ObjectId)>>;
 
-/// Takes, for each list in `creating`, its first [`MAX_BINDS`] pending adds out of `ops`: a
-/// create binds them itself, which spares the writes that would add them after it. Returns
-/// the adds taken, by list, with their members, and the operations left.
+/// Takes, for each list in `creating`, its first [`MAX_BINDS`] pending owner and member adds
+/// out of `ops`, owners first (members and owners share a request's references, GRAPH.md
+/// "Owners"): a create binds them itself, which spares the writes that would add them after
+/// it. Returns the adds taken, by list, with their people, and the operations left.
 pub fn first_adds(
     ops: Vec<JournalOp>,
     creating: impl Fn(&str) -> bool,
 ) -> (FirstAdds, Vec<JournalOp>) {
     let mut taken = FirstAdds::new();
     let mut left = Vec::with_capacity(ops.len());
+    let mut members = Vec::new();
     for op in ops {
-        if op.op.kind != OpKind::AddMember || !creating(&op.op.list) {
+        let kind = op.op.kind;
+        if !matches!(kind, OpKind::AddMember | OpKind::AddOwner) || !creating(&op.op.list) {
             left.push(op);
-            continue;
-        }
-        let member = op.op.member.as_deref().map(str::parse::<ObjectId>);
-        let list = taken.entry(op.op.list.clone()).or_default();
-        match member {
-            Some(Ok(member)) if list.len() < MAX_BINDS => list.push((op, member)),
-            _ => left.push(op),
+        } else if kind == OpKind::AddMember {
+            members.push(op);
+        } else {
+            bind(&mut taken, &mut left, op);
         }
     }
+    for op in members {
+        bind(&mut taken, &mut left, op);
+    }
     (taken, left)
+}
+
+/// Binds `op` into its list's create while the create has references to spare.
+fn bind(taken: &mut FirstAdds, left: &mut Vec<JournalOp>, op: JournalOp) {
+    let person = op.op.member.as_deref().map(str::parse::<ObjectId>);
+    let list = taken.entry(op.op.list.clone()).or_default();
+    match person {
+        Some(Ok(person)) if list.len() < MAX_BINDS => list.push((op, person)),
+        _ => left.push(op),
+    }
 }
 
 #[cfg(test)]
@@ -273,6 +297,37 @@ mod tests {
         assert_eq!(new.last().map(|(o, _)| o.seq), Some(20));
         assert!(!taken.contains_key("old"));
         let left: Vec<i64> = left.iter().map(|o| o.seq).collect();
-        assert_eq!(left, [28, 21, 22, 23, 24, 25, 26, 27]);
+        assert_eq!(left, [26, 27, 28, 21, 22, 23, 24, 25]);
+    }
+
+    #[test]
+    fn creates_bind_owners_first_and_owner_removes_come_last() {
+        let mut ops: Vec<JournalOp> = (1..=25).map(|s| op(s, "new", OpKind::AddMember)).collect();
+        ops.push(op(26, "new", OpKind::AddOwner));
+        ops.push(op(27, "new", OpKind::AddOwner));
+        let (taken, left) = first_adds(ops, |list| list == "new");
+        let kinds: Vec<OpKind> = taken["new"].iter().map(|(o, _)| o.op.kind).collect();
+        assert_eq!(kinds.len(), MAX_BINDS);
+        assert_eq!(&kinds[..2], [OpKind::AddOwner, OpKind::AddOwner]);
+        assert_eq!(
+            left.len(),
+            7,
+            "18 of the 25 members fit beside the 2 owners"
+        );
+
+        let ops = vec![
+            op(1, "a", OpKind::RemoveOwner),
+            op(2, "a", OpKind::AddOwner),
+            op(3, "b", OpKind::AddMember),
+            op(4, "a", OpKind::RemoveMember),
+        ];
+        let batches = journal_batches(ops, 1_600);
+        let seqs: Vec<Vec<i64>> = batches
+            .iter()
+            .map(|b| b.iter().map(|o| o.seq).collect())
+            .collect();
+        // Member removes, then additions (owner adds among them), then owner removes, each
+        // part in batches of its own.
+        assert_eq!(seqs, [vec![4], vec![2, 3], vec![1]]);
     }
 }

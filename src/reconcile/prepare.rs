@@ -271,6 +271,7 @@ mod tests {
                         family: "modules".to_owned(),
                         sources: vec!["enrolments".to_owned()],
                         members: BTreeSet::new(),
+                        owners: None,
                         display_name: (*key).to_owned(),
                         mail_nickname: (*nickname).to_owned(),
                         description: None,

@@ -43,7 +43,9 @@ pub(crate) fn read(
     let columns = Columns::locate(headers.iter())
         .map_err(|fault| fault.into_error(name, format!("{}:1", path.display())))?;
 
-    let mut rows = Accumulator::new(source.member_key).watching(witness);
+    let mut rows = Accumulator::new(source.member_key)
+        .with_role(source.role, columns.role.is_some())
+        .watching(witness);
     let mut record = csv::StringRecord::new();
     let mut last_line = 1;
     loop {
@@ -64,13 +66,10 @@ pub(crate) fn read(
             member: record.get(columns.member).unwrap_or_default(),
             display_name: field(columns.display_name),
             description: field(columns.description),
+            role: field(columns.role),
         };
-        if let Err(column) = rows.push_at(row, || format!("{}:{last_line}", path.display())) {
-            let error = SourceError::EmptyValue {
-                source_name: name.to_owned(),
-                place: format!("{}:{last_line}", path.display()),
-                column,
-            };
+        if let Err(fault) = rows.push_at(row, || format!("{}:{last_line}", path.display())) {
+            let error = fault.into_error(name, format!("{}:{last_line}", path.display()));
             return Err(truncation_or(&mut reader, name, path, last_line, error));
         }
     }

@@ -30,7 +30,9 @@ pub(crate) async fn read(
     let select: Vec<String> = select.into_iter().collect();
     let select_text = select.join(",");
     let read = async {
-        let mut rows = Accumulator::new(source.member_key).watching(witness);
+        let mut rows = Accumulator::new(source.member_key)
+            .with_role(source.role, false)
+            .watching(witness);
         let mut skipped = Skipped::default();
         let mut fault: Option<SourceError> = None;
         let mut take = |users: Vec<Value>| {

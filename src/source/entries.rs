@@ -207,13 +207,10 @@ pub(crate) fn push(
             member,
             display_name: display_name.as_deref(),
             description: None,
+            role: None,
         };
         rows.push_at(row, || place.to_owned())
-            .map_err(|column| SourceError::EmptyValue {
-                source_name: source.to_owned(),
-                place: place.to_owned(),
-                column,
-            })?;
+            .map_err(|fault| fault.into_error(source, place.to_owned()))?;
     }
     Ok(())
 }

@@ -92,6 +92,16 @@ pub enum SourceError {
         /// The column.
         column: &'static str,
     },
+    /// A row's `role` is neither `member` nor `owner`.
+    #[error("source `{source_name}`: {place}: {message}")]
+    BadRole {
+        /// The source.
+        source_name: String,
+        /// `path:line` for a CSV file, `query row N` for SQL.
+        place: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A row's `list` or `member` is empty (or NULL) after trimming.
     #[error(
         "source `{source_name}`: {place}: `{column}` is empty; every row needs a list and a member"
@@ -305,6 +315,7 @@ impl SourceError {
             | SourceError::MissingColumn { source_name, .. }
             | SourceError::DuplicateColumn { source_name, .. }
             | SourceError::EmptyValue { source_name, .. }
+            | SourceError::BadRole { source_name, .. }
             | SourceError::ColumnType { source_name, .. }
             | SourceError::ControlSyntax { source_name, .. }
             | SourceError::ControlRows { source_name, .. }
@@ -335,6 +346,7 @@ impl SourceError {
             SourceError::MissingColumn { .. } => "missing-column",
             SourceError::DuplicateColumn { .. } => "duplicate-column",
             SourceError::EmptyValue { .. } => "empty-value",
+            SourceError::BadRole { .. } => "bad-role",
             SourceError::ColumnType { .. } => "column-type",
             SourceError::ControlSyntax { .. } => "control-syntax",
             SourceError::ControlRows { .. } => "control-rows",

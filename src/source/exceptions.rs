@@ -1,6 +1,6 @@
 //! Dated exceptions kept by a helpdesk in `[[override_source]]` CSV files (DESIGN.md "The
 //! academic year"): columns `list, member, action, from, until, reason`, `action` one of
-//! `include` or `exclude`. A file is read whole or not at all, like a source: a bad row is a
+//! `include`, `exclude`, `owner_include` or `owner_exclude`. A file is read whole or not at all, like a source: a bad row is a
 //! fault naming `file:line` (exit 3), and nothing is planned.
 
 use std::path::Path;
@@ -21,6 +21,9 @@ pub struct Exception {
     pub member: String,
     /// `include` (true) or `exclude`.
     pub include: bool,
+    /// Whether it includes or excludes an owner (`owner_include`, `owner_exclude`) rather
+    /// than a member.
+    pub owner: bool,
     /// When it applies.
     pub window: Window,
     /// Why, as the helpdesk wrote it.
@@ -97,19 +100,17 @@ fn read(path: &Path, config: &Config) -> Result<Vec<Exception>, SourceError> {
             Err(e) => return Err(fault(line, e.to_string())),
         }
         let cell = |at: Option<usize>| at.and_then(|i| record.get(i)).unwrap_or_default().trim();
-        let include = match cell(Some(action)).to_ascii_lowercase().as_str() {
-            "include" => true,
-            "exclude" => false,
-            "owner_include" | "owner_exclude" => {
-                return Err(fault(
-                    line,
-                    "owner exceptions need owners, which this rollcall does not manage yet".into(),
-                ));
-            }
+        let (include, owner) = match cell(Some(action)).to_ascii_lowercase().as_str() {
+            "include" => (true, false),
+            "exclude" => (false, false),
+            "owner_include" => (true, true),
+            "owner_exclude" => (false, true),
             other => {
                 return Err(fault(
                     line,
-                    format!("action `{other}` is none of include, exclude"),
+                    format!(
+                        "action `{other}` is none of include, exclude, owner_include, owner_exclude"
+                    ),
                 ));
             }
         };
@@ -123,6 +124,7 @@ fn read(path: &Path, config: &Config) -> Result<Vec<Exception>, SourceError> {
             list: list.to_owned(),
             member: member.to_owned(),
             include,
+            owner,
             window,
             reason: cell(reason).to_owned(),
             place: format!("{name}:{line}"),

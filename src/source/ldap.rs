@@ -34,7 +34,9 @@ pub(crate) async fn read(
             source,
             ldap: &mut ldap,
             templates: &templates,
-            rows: Accumulator::new(source.member_key).watching(witness),
+            rows: Accumulator::new(source.member_key)
+                .with_role(source.role, false)
+                .watching(witness),
             skipped: Skipped::default(),
             members: HashMap::new(),
         };

@@ -62,6 +62,9 @@ pub struct SourceRead {
     pub read_ms: u64,
     /// The rows a [`Witness`] asked for (`explain`), with their places; empty otherwise.
     pub sightings: Vec<Sighting>,
+    /// Whether the source says who owns its lists (a `role` column, or `role` set): the
+    /// owners of its family's lists are then rollcall's to keep.
+    pub roles: bool,
 }
 
 impl SourceRead {
@@ -79,6 +82,7 @@ impl SourceRead {
             warnings: Vec::new(),
             read_ms: 0,
             sightings: collected.sightings,
+            roles: collected.roles,
         }
     }
 

@@ -106,7 +106,9 @@ fn read_blocking(
         .map_err(|fault| fault.into_error(&source.name, "query".to_owned()))?;
     let buffer = TextRowSet::for_cursor(BATCH, &mut cursor, Some(MAX_CELL)).map_err(failed)?;
     let mut block = cursor.bind_buffer(buffer).map_err(failed)?;
-    let mut rows = Accumulator::new(source.member_key).watching(witness);
+    let mut rows = Accumulator::new(source.member_key)
+        .with_role(source.role, columns.role.is_some())
+        .watching(witness);
     let mut number = 0u64;
     while let Some(batch) =
         block
@@ -140,18 +142,19 @@ fn read_blocking(
                 Some(index) => cell("description", index)?,
                 None => None,
             };
+            let role = match columns.role {
+                Some(index) => cell("role", index)?,
+                None => None,
+            };
             let row = RawRow {
                 list,
                 member,
                 display_name,
                 description,
+                role,
             };
             rows.push_at(row, || format!("query row {number}"))
-                .map_err(|column| SourceError::EmptyValue {
-                    source_name: source.name.clone(),
-                    place: format!("query row {number}"),
-                    column,
-                })?;
+                .map_err(|fault| fault.into_error(&source.name, format!("query row {number}")))?;
         }
     }
     drop(block);

@@ -19,7 +19,11 @@ impl Snapshot {
     /// Every member key the lists name, each once. (Most people are on several lists: the
     /// hash set takes every membership cheaply, the ordered set only the distinct people.)
     pub fn member_keys(&self) -> BTreeSet<&Member> {
-        let distinct: HashSet<&Member> = self.lists.values().flat_map(|l| &l.members).collect();
+        let distinct: HashSet<&Member> = self
+            .lists
+            .values()
+            .flat_map(|l| l.members.iter().chain(l.owners.iter().flatten()))
+            .collect();
         distinct.into_iter().collect()
     }
 
@@ -40,8 +44,9 @@ impl Snapshot {
             .collect()
     }
 
-    /// Fills the members of `wanted` (from [`Snapshot::wanted`]) through `resolve`,
-    /// leaving out the lists `skip` names; members `resolve` does not know are reported.
+    /// Fills the members and owners of `wanted` (from [`Snapshot::wanted`]) through
+    /// `resolve`, leaving out the lists `skip` names; people `resolve` does not know are
+    /// reported (an owner as `value (owner)` when it is not also an unknown member).
     pub fn resolve(
         &self,
         wanted: Vec<plan::DesiredList>,
@@ -68,6 +73,21 @@ impl Snapshot {
                 }
             }
             list.members = Members::from(ids);
+            if let Some(owners) = &source.owners {
+                let mut ids = Vec::with_capacity(owners.len());
+                for owner in owners {
+                    match resolve(owner) {
+                        Some(id) => ids.push(id),
+                        None if source.members.contains(owner) => {}
+                        None => resolved
+                            .unresolved
+                            .entry(list.key.clone())
+                            .or_default()
+                            .push(format!("{} (owner)", owner.value)),
+                    }
+                }
+                list.owners = Some(Members::from(ids));
+            }
             resolved.lists.push(list);
         }
         resolved
@@ -95,6 +115,7 @@ mod tests {
             family: "modules".to_owned(),
             sources: vec!["enrolments".to_owned()],
             members: members.iter().map(|m| upn(m)).collect::<BTreeSet<_>>(),
+            owners: None,
             display_name: format!("Module {key}"),
             mail_nickname: key.to_owned(),
             description: Some("Year 1".to_owned()),

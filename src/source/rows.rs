@@ -10,13 +10,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use sha2::{Digest, Sha256};
 
 use super::witness::{Sighting, Witness};
-use crate::config::MemberKey;
+use crate::config::{MemberKey, Role};
 
 /// One source's rows for one list, after collapsing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourceList {
     /// Distinct members, normalized by the source's member key.
     pub members: BTreeSet<String>,
+    /// Distinct owners (rows whose role is `owner`), normalized likewise.
+    pub owners: BTreeSet<String>,
     /// The first non-empty display name in canonical (byte) order.
     pub display_name: Option<String>,
     /// The first non-empty description in canonical (byte) order.
@@ -32,6 +34,50 @@ pub(crate) struct RawRow<'a> {
     pub(crate) member: &'a str,
     pub(crate) display_name: Option<&'a str>,
     pub(crate) description: Option<&'a str>,
+    /// The row's `role` cell, where the source has the column.
+    pub(crate) role: Option<&'a str>,
+}
+
+#[cfg(test)]
+impl<'a> RawRow<'a> {
+    /// A row naming `member` on `list`, with nothing else.
+    pub(crate) fn new(list: &'a str, member: &'a str) -> Self {
+        RawRow {
+            list,
+            member,
+            display_name: None,
+            description: None,
+            role: None,
+        }
+    }
+}
+
+/// Why a row cannot be taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RowFault {
+    /// `list` or `member` is empty after trimming.
+    Empty(&'static str),
+    /// The `role` cell says neither `member` nor `owner`.
+    Role(String),
+}
+
+impl RowFault {
+    /// The source fault this is, for source `source_name` at `place`.
+    pub(crate) fn into_error(self, source_name: &str, place: String) -> super::SourceError {
+        let source_name = source_name.to_owned();
+        match self {
+            RowFault::Empty(column) => super::SourceError::EmptyValue {
+                source_name,
+                place,
+                column,
+            },
+            RowFault::Role(message) => super::SourceError::BadRole {
+                source_name,
+                place,
+                message,
+            },
+        }
+    }
 }
 
 /// Where each column rollcall reads sits in a CSV header or a query result.
@@ -41,6 +87,7 @@ pub(crate) struct Columns {
     pub(crate) member: usize,
     pub(crate) display_name: Option<usize>,
     pub(crate) description: Option<usize>,
+    pub(crate) role: Option<usize>,
 }
 
 /// Why a header or result cannot be read.
@@ -77,8 +124,8 @@ impl Columns {
     pub(crate) fn locate<'a>(
         names: impl IntoIterator<Item = &'a str>,
     ) -> Result<Self, ColumnFault> {
-        let mut slots: [Option<usize>; 4] = [None; 4];
-        const NAMES: [&str; 4] = ["list", "member", "display_name", "description"];
+        let mut slots: [Option<usize>; 5] = [None; 5];
+        const NAMES: [&str; 5] = ["list", "member", "display_name", "description", "role"];
         let mut found = Vec::new();
         for (index, name) in names.into_iter().enumerate() {
             // Spreadsheet exports often start with a byte-order mark, which is not whitespace.
@@ -104,6 +151,7 @@ impl Columns {
             member: slots[1].ok_or_else(|| missing("member"))?,
             display_name: slots[2],
             description: slots[3],
+            role: slots[4],
         })
     }
 }
@@ -116,6 +164,8 @@ struct ListRows {
     first_row: u64,
     /// The members' ids in [`Accumulator::names`], duplicates included until `finish`.
     members: Vec<u32>,
+    /// The owners' ids likewise.
+    owners: Vec<u32>,
     display_names: BTreeSet<String>,
     descriptions: BTreeSet<String>,
 }
@@ -128,6 +178,10 @@ struct ListRows {
 #[derive(Debug)]
 pub(crate) struct Accumulator {
     member_key: MemberKey,
+    /// The role of a row that does not say (the source's `role`, `member` by default).
+    role: Role,
+    /// Whether the source says who owns its lists: it has a `role` column or a `role`.
+    roles: bool,
     rows: u64,
     /// List key → index into `lists`.
     by_key: HashMap<Box<str>, usize>,
@@ -152,6 +206,8 @@ pub(crate) struct Collected {
     pub(crate) checksum: String,
     pub(crate) lists: BTreeMap<String, SourceList>,
     pub(crate) sightings: Vec<Sighting>,
+    /// Whether the source says who owns its lists.
+    pub(crate) roles: bool,
 }
 
 impl Accumulator {
@@ -159,6 +215,8 @@ impl Accumulator {
     pub(crate) fn new(member_key: MemberKey) -> Self {
         Self {
             member_key,
+            role: Role::Member,
+            roles: false,
             rows: 0,
             by_key: HashMap::new(),
             lists: Vec::new(),
@@ -168,6 +226,14 @@ impl Accumulator {
             witness: None,
             sightings: Vec::new(),
         }
+    }
+
+    /// The accumulator taking rows that do not say their role as `role`; `column`: the
+    /// source has a `role` column.
+    pub(crate) fn with_role(mut self, role: Option<Role>, column: bool) -> Self {
+        self.role = role.unwrap_or_default();
+        self.roles = role.is_some() || column;
+        self
     }
 
     /// The accumulator keeping the rows `witness` wants, with their places.
@@ -182,7 +248,7 @@ impl Accumulator {
         &mut self,
         row: RawRow<'_>,
         place: impl FnOnce() -> String,
-    ) -> Result<(), &'static str> {
+    ) -> Result<(), RowFault> {
         self.push(row)?;
         if let Some(witness) = &self.witness
             && witness.wants(row.list.trim(), &self.member)
@@ -194,6 +260,7 @@ impl Accumulator {
             for (name, value) in [
                 ("display_name", row.display_name),
                 ("description", row.description),
+                ("role", row.role),
             ] {
                 if let Some(value) = value.filter(|v| !v.trim().is_empty()) {
                     values.push((name.to_owned(), value.to_owned()));
@@ -213,16 +280,21 @@ impl Accumulator {
         self.rows
     }
 
-    /// Adds a row; `Err` names the required column that is empty after trimming.
-    pub(crate) fn push(&mut self, row: RawRow<'_>) -> Result<(), &'static str> {
+    /// Adds a row; `Err` names the required column that is empty after trimming, or the
+    /// role it cannot read.
+    pub(crate) fn push(&mut self, row: RawRow<'_>) -> Result<(), RowFault> {
         let list = row.list.trim();
         if list.is_empty() {
-            return Err("list");
+            return Err(RowFault::Empty("list"));
         }
         let member = row.member.trim();
         if member.is_empty() {
-            return Err("member");
+            return Err(RowFault::Empty("member"));
         }
+        let role = match row.role {
+            Some(cell) => Role::parse_cell(cell, self.role).map_err(RowFault::Role)?,
+            None => self.role,
+        };
         self.rows += 1;
         normalize_into(self.member_key, member, &mut self.member);
 
@@ -237,6 +309,7 @@ impl Accumulator {
                         key: list.into(),
                         first_row: self.rows,
                         members: Vec::new(),
+                        owners: Vec::new(),
                         display_names: BTreeSet::new(),
                         descriptions: BTreeSet::new(),
                     });
@@ -255,8 +328,12 @@ impl Accumulator {
         };
         let entry = &mut self.lists[index];
         // A repeated row usually follows the one it repeats; the rest collapse in `finish`.
-        if entry.members.last() != Some(&id) {
-            entry.members.push(id);
+        let people = match role {
+            Role::Member => &mut entry.members,
+            Role::Owner => &mut entry.owners,
+        };
+        if people.last() != Some(&id) {
+            people.push(id);
         }
         insert_metadata(&mut entry.display_names, row.display_name);
         insert_metadata(&mut entry.descriptions, row.description);
@@ -270,6 +347,7 @@ impl Accumulator {
             mut lists,
             ids,
             sightings,
+            roles,
             ..
         } = self;
         let mut names: Vec<Box<str>> = vec![Box::from(""); ids.len()];
@@ -285,11 +363,13 @@ impl Accumulator {
         }
         let sorted: Vec<&str> = order.iter().map(|&id| &*names[id as usize]).collect();
         for list in &mut lists {
-            for id in &mut list.members {
-                *id = rank[*id as usize];
+            for people in [&mut list.members, &mut list.owners] {
+                for id in people.iter_mut() {
+                    *id = rank[*id as usize];
+                }
+                people.sort_unstable();
+                people.dedup();
             }
-            list.members.sort_unstable();
-            list.members.dedup();
         }
         lists.sort_unstable_by(|a, b| a.key.cmp(&b.key));
 
@@ -298,13 +378,16 @@ impl Accumulator {
         let lists = lists
             .into_iter()
             .map(|rows| {
-                distinct += rows.members.len() as u64;
-                let list = SourceList {
-                    members: rows
-                        .members
+                distinct += (rows.members.len() + rows.owners.len()) as u64;
+                let named = |people: &[u32]| -> BTreeSet<String> {
+                    people
                         .iter()
                         .map(|&rank| sorted[rank as usize].to_owned())
-                        .collect(),
+                        .collect()
+                };
+                let list = SourceList {
+                    members: named(&rows.members),
+                    owners: named(&rows.owners),
                     display_name: rows.display_names.into_iter().next(),
                     description: rows.descriptions.into_iter().next(),
                     first_row: rows.first_row,
@@ -318,6 +401,7 @@ impl Accumulator {
             checksum,
             lists,
             sightings,
+            roles,
         }
     }
 }
@@ -351,7 +435,9 @@ fn normalize_into(key: MemberKey, raw: &str, out: &mut String) {
 /// The canonical form is the collapsed content, so neither row order nor duplicates change
 /// it. For each list in byte order of its key: an `L` record with the key; an `N` record per
 /// distinct non-empty display name and a `D` record per distinct non-empty description, each
-/// in byte order; then an `M` record per distinct normalized member in byte order. A record
+/// in byte order; then an `M` record per distinct normalized member in byte order, then an
+/// `O` record per distinct normalized owner (none for a source without owner rows, whose
+/// checksum is as before owners existed). A record
 /// is its tag byte followed by its value's UTF-8 length as a big-endian u64 and the bytes, so
 /// no value can be mistaken for a separator. Changing this changes every stored checksum.
 fn checksum(lists: &[ListRows], members: &[&str]) -> String {
@@ -368,6 +454,9 @@ fn checksum(lists: &[ListRows], members: &[&str]) -> String {
         rows.members
             .iter()
             .for_each(|&rank| record(b'M', members[rank as usize]));
+        rows.owners
+            .iter()
+            .for_each(|&rank| record(b'O', members[rank as usize]));
     }
     hex::encode(hasher.finalize())
 }
@@ -377,12 +466,7 @@ mod tests {
     use super::*;
 
     fn row<'a>(list: &'a str, member: &'a str) -> RawRow<'a> {
-        RawRow {
-            list,
-            member,
-            display_name: None,
-            description: None,
-        }
+        RawRow::new(list, member)
     }
 
     fn collect(key: MemberKey, rows: &[RawRow<'_>]) -> Collected {
@@ -479,8 +563,8 @@ mod tests {
     #[test]
     fn empty_list_or_member_is_refused() {
         let mut acc = Accumulator::new(MemberKey::Upn);
-        assert_eq!(acc.push(row("  ", "a@b.c")), Err("list"));
-        assert_eq!(acc.push(row("l", " \t")), Err("member"));
+        assert_eq!(acc.push(row("  ", "a@b.c")), Err(RowFault::Empty("list")));
+        assert_eq!(acc.push(row("l", " \t")), Err(RowFault::Empty("member")));
         assert_eq!(acc.rows(), 0);
     }
 
@@ -519,12 +603,51 @@ mod tests {
     }
 
     #[test]
+    fn roles_split_owners_from_members_and_a_bad_role_names_itself() {
+        let with = |member, role| RawRow {
+            role,
+            ..RawRow::new("l", member)
+        };
+        let mut acc = Accumulator::new(MemberKey::Upn).with_role(None, true);
+        acc.push(with("a@x", Some("member"))).unwrap();
+        acc.push(with("b@x", Some(" OWNER "))).unwrap();
+        acc.push(with("c@x", Some(""))).unwrap();
+        assert_eq!(
+            acc.push(with("d@x", Some("leader"))),
+            Err(RowFault::Role(
+                "role `leader` is neither `member` nor `owner`".to_owned()
+            ))
+        );
+        let owned = acc.finish();
+        assert!(owned.roles);
+        let list = &owned.lists["l"];
+        assert_eq!(list.members.iter().collect::<Vec<_>>(), ["a@x", "c@x"]);
+        assert_eq!(list.owners.iter().collect::<Vec<_>>(), ["b@x"]);
+        assert_eq!(owned.distinct, 3);
+        // A source of owners: rows that do not say are owner rows.
+        let mut leaders = Accumulator::new(MemberKey::Upn).with_role(Some(Role::Owner), false);
+        leaders.push(RawRow::new("l", "b@x")).unwrap();
+        let leaders = leaders.finish();
+        assert_eq!(leaders.lists["l"].owners.len(), 1);
+        assert!(leaders.lists["l"].members.is_empty());
+        // A source without owner rows keeps the checksum it had before roles existed; owner
+        // rows change it.
+        let plain = collect(MemberKey::Upn, &[row("l", "a@x"), row("l", "c@x")]);
+        let mut members_only = Accumulator::new(MemberKey::Upn).with_role(None, true);
+        members_only.push(with("a@x", None)).unwrap();
+        members_only.push(with("c@x", Some("member"))).unwrap();
+        assert_eq!(members_only.finish().checksum, plain.checksum);
+        assert_ne!(owned.checksum, plain.checksum);
+    }
+
+    #[test]
     fn first_non_empty_metadata_in_canonical_order_wins() {
         let meta = |member, display_name, description| RawRow {
             list: "l",
             member,
             display_name,
             description,
+            role: None,
         };
         let rows = [
             meta("a@x", Some("  "), None),
@@ -553,6 +676,7 @@ mod tests {
                 member: 1,
                 display_name: Some(3),
                 description: None,
+                role: None,
             })
         );
     }

@@ -56,6 +56,11 @@ pub struct DesiredList {
     pub sources: Vec<String>,
     /// Its members after overrides.
     pub members: BTreeSet<Member>,
+    /// Its owners after overrides, the family's fixed owners included, when rollcall keeps
+    /// the list's owners (its family names fixed owners, one of its family's sources says
+    /// who owns its lists, or an override names owners); `None`: left as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owners: Option<BTreeSet<Member>>,
     /// The group's display name, rendered from the family's template.
     pub display_name: String,
     /// The group's mailNickname, rendered from the family's template.
@@ -99,6 +104,9 @@ struct Draft {
     /// The member keys its sources use (overrides may add others; those do not count).
     keys: BTreeSet<MemberKey>,
     members: BTreeSet<Member>,
+    owners: BTreeSet<Member>,
+    /// Whether an override or exception names owners of this list.
+    owners_named: bool,
     display_name: Option<String>,
     description: Option<String>,
 }
@@ -118,6 +126,15 @@ pub(crate) fn assemble(
 ) -> Result<Snapshot, SourceError> {
     let mut summaries = Vec::with_capacity(reads.len());
     let mut warnings = Vec::new();
+    // Families whose lists' owners rollcall keeps: they name fixed owners, or one of their
+    // sources says who owns its lists.
+    let mut owning: BTreeSet<String> = config
+        .families
+        .iter()
+        .filter(|f| !f.owners.is_empty())
+        .map(|f| f.name.clone())
+        .collect();
+    owning.extend(reads.iter().filter(|r| r.roles).map(|r| r.family.clone()));
     // By the key folded to lower case.
     let mut drafts: BTreeMap<String, Draft> = BTreeMap::new();
     for read in reads {
@@ -135,6 +152,8 @@ pub(crate) fn assemble(
                 sources: Vec::new(),
                 keys: BTreeSet::new(),
                 members: BTreeSet::new(),
+                owners: BTreeSet::new(),
+                owners_named: false,
                 display_name: None,
                 description: None,
             });
@@ -158,6 +177,16 @@ pub(crate) fn assemble(
             } else {
                 draft.members.extend(members);
             }
+            let owners = rows.owners.into_iter().map(|value| Member { key, value });
+            let owners_are_members = config
+                .family(&read.family)
+                .is_none_or(|f| f.owners_are_members);
+            for owner in owners {
+                if owners_are_members {
+                    draft.members.insert(owner.clone());
+                }
+                draft.owners.insert(owner);
+            }
             // Across sources too, the first value in byte order wins, so the result does
             // not depend on which source finished first.
             draft.display_name = min_some(draft.display_name.take(), rows.display_name);
@@ -165,7 +194,24 @@ pub(crate) fn assemble(
         }
     }
 
+    for draft in drafts.values_mut() {
+        let fixed = config
+            .family(&draft.family)
+            .map(|f| f.owners.as_slice())
+            .unwrap_or_default();
+        for raw in fixed {
+            let owner = parse_override_value(raw, &BTreeSet::from([MemberKey::Upn])).map_err(
+                |message| SourceError::Config {
+                    source_name: draft.sources[0].clone(),
+                    message: format!("family `{}` owners: {message}", draft.family),
+                },
+            )?;
+            draft.owners.insert(owner);
+        }
+    }
+
     let mut exclusions = Vec::new();
+    let mut owner_exclusions = Vec::new();
     let mut applied = 0;
     for (index, rule) in config.overrides.iter().enumerate() {
         if !config.override_window(index).contains(now) {
@@ -174,10 +220,16 @@ pub(crate) fn assemble(
         let list = rule.list.trim().to_lowercase();
         match drafts.get_mut(&list) {
             Some(draft) => {
-                let (include, exclude) = parse_override(index, rule, draft)?;
+                let parse = |values: &[String]| parse_override(index, rule, values, draft);
+                let (include, exclude) = (parse(&rule.include)?, parse(&rule.exclude)?);
+                let (owners_in, owners_out) =
+                    (parse(&rule.owners_include)?, parse(&rule.owners_exclude)?);
                 applied += 1;
                 draft.members.extend(include);
-                exclusions.push((list, exclude));
+                draft.owners_named |= !owners_in.is_empty() || !owners_out.is_empty();
+                draft.owners.extend(owners_in);
+                exclusions.push((list.clone(), exclude));
+                owner_exclusions.push((list, owners_out));
             }
             None => warnings.push(format!(
                 "override[{index}] names list `{list}`, which no source feeds; it is ignored (rollcall never creates a list from an override alone)"
@@ -201,10 +253,19 @@ pub(crate) fn assemble(
             }
         })?;
         applied += 1;
-        if exception.include {
-            draft.members.insert(member);
-        } else {
-            exclusions.push((list, vec![member]));
+        match (exception.owner, exception.include) {
+            (false, true) => {
+                draft.members.insert(member);
+            }
+            (false, false) => exclusions.push((list, vec![member])),
+            (true, include) => {
+                draft.owners_named = true;
+                if include {
+                    draft.owners.insert(member);
+                } else {
+                    owner_exclusions.push((list, vec![member]));
+                }
+            }
         }
     }
     // Exclusions go last, so they win over source rows and over every include.
@@ -212,6 +273,13 @@ pub(crate) fn assemble(
         if let Some(draft) = drafts.get_mut(&list) {
             for member in &exclude {
                 draft.members.remove(member);
+            }
+        }
+    }
+    for (list, exclude) in owner_exclusions {
+        if let Some(draft) = drafts.get_mut(&list) {
+            for owner in &exclude {
+                draft.owners.remove(owner);
             }
         }
     }
@@ -241,7 +309,8 @@ pub(crate) fn assemble(
                 message: format!("no [[family]] is named `{}`", draft.family),
             });
         };
-        lists.insert(key.clone(), render(family, key, draft));
+        let owning = owning.contains(&draft.family);
+        lists.insert(key.clone(), render(family, key, draft, owning));
     }
     Ok(Snapshot {
         sources: summaries,
@@ -259,26 +328,25 @@ fn min_some(a: Option<String>, b: Option<String>) -> Option<String> {
     }
 }
 
-/// An override's includes and excludes as members of the list's member keys.
+/// Values of an override (its includes, excludes, owners) as people of the list's member
+/// keys.
 fn parse_override(
     index: usize,
     rule: &OverrideConfig,
+    values: &[String],
     draft: &Draft,
-) -> Result<(Vec<Member>, Vec<Member>), SourceError> {
-    let parse = |values: &[String]| {
-        values
-            .iter()
-            .map(|raw| {
-                parse_override_value(raw, &draft.keys).map_err(|message| SourceError::Override {
-                    source_name: draft.sources[0].clone(),
-                    index,
-                    list: rule.list.trim().to_owned(),
-                    message,
-                })
+) -> Result<Vec<Member>, SourceError> {
+    values
+        .iter()
+        .map(|raw| {
+            parse_override_value(raw, &draft.keys).map_err(|message| SourceError::Override {
+                source_name: draft.sources[0].clone(),
+                index,
+                list: rule.list.trim().to_owned(),
+                message,
             })
-            .collect::<Result<Vec<_>, _>>()
-    };
-    Ok((parse(&rule.include)?, parse(&rule.exclude)?))
+        })
+        .collect()
 }
 
 /// Reads an override value: `kind:value` always, a bare value when the list's sources use
@@ -307,7 +375,7 @@ fn parse_override_value(raw: &str, keys: &BTreeSet<MemberKey>) -> Result<Member,
     Ok(Member { key, value })
 }
 
-fn render(family: &FamilyConfig, key: String, draft: Draft) -> DesiredList {
+fn render(family: &FamilyConfig, key: String, draft: Draft, owning: bool) -> DesiredList {
     let display_name = draft.display_name.as_deref().unwrap_or(&key);
     let description = draft.description.as_deref().unwrap_or_default();
     let fill = |template: &str| render_template(template, &key, display_name, description);
@@ -320,6 +388,7 @@ fn render(family: &FamilyConfig, key: String, draft: Draft) -> DesiredList {
         family: draft.family,
         sources: draft.sources,
         members: draft.members,
+        owners: (owning || draft.owners_named).then_some(draft.owners),
         key,
     }
 }
@@ -397,6 +466,7 @@ mail_nickname = "dept-{list}"
                 .map(|(row, (list, members))| {
                     let list_rows = SourceList {
                         members: members.iter().map(|m| key.normalize(m)).collect(),
+                        owners: BTreeSet::new(),
                         display_name: None,
                         description: None,
                         first_row: row as u64 + 1,
@@ -409,6 +479,7 @@ mail_nickname = "dept-{list}"
             warnings: Vec::new(),
             read_ms: 0,
             sightings: Vec::new(),
+            roles: false,
         }
     }
 
@@ -417,6 +488,69 @@ mail_nickname = "dept-{list}"
             .iter()
             .map(|m| format!("{}:{}", m.key, m.value))
             .collect()
+    }
+
+    #[test]
+    fn owners_come_from_owner_rows_fixed_owners_and_overrides() {
+        let config = config(
+            r#"
+[[family]]
+name = "owned"
+owners = ["svc@x.org"]
+owners_are_members = false
+
+[[override]]
+list = "mod-a"
+owners_include = ["deputy@x.org"]
+owners_exclude = ["svc@x.org"]
+"#,
+        );
+        let with_owner = |mut read: SourceRead, list: &str, owner: &str| {
+            read.roles = true;
+            let rows = read.lists.get_mut(list).unwrap();
+            rows.owners.insert(owner.to_owned());
+            read
+        };
+        let modules = with_owner(
+            read("s", "modules", MemberKey::Upn, &[("mod-a", &["a@x.org"])]),
+            "mod-a",
+            "lead@x.org",
+        );
+        let owned = with_owner(
+            read("t", "owned", MemberKey::Upn, &[("own-a", &["b@x.org"])]),
+            "own-a",
+            "head@x.org",
+        );
+        let plain = read("u", "departments", MemberKey::Upn, &[("d", &["c@x.org"])]);
+        let snapshot = assemble(&config, vec![modules, owned, plain]).unwrap();
+        let owners = |key: &str| {
+            snapshot.lists[key]
+                .owners
+                .as_ref()
+                .map(|o| o.iter().map(|m| m.value.clone()).collect::<Vec<_>>())
+        };
+        // An owner row is a membership too by default; the override adds a deputy owner.
+        assert_eq!(
+            owners("mod-a"),
+            Some(vec!["deputy@x.org".to_owned(), "lead@x.org".to_owned()])
+        );
+        assert_eq!(
+            values(&snapshot.lists["mod-a"]),
+            ["upn:a@x.org", "upn:lead@x.org"]
+        );
+        // `owned` does not make owners members, and names a fixed owner.
+        assert_eq!(
+            owners("own-a"),
+            Some(vec!["head@x.org".to_owned(), "svc@x.org".to_owned()])
+        );
+        assert_eq!(values(&snapshot.lists["own-a"]), ["upn:b@x.org"]);
+        // A family whose sources say nothing of owners leaves them alone.
+        assert_eq!(owners("d"), None);
+        assert_eq!(
+            snapshot.member_keys().len(),
+            7,
+            "owners are resolved with members"
+        );
     }
 
     #[test]
@@ -675,6 +809,7 @@ from = "2026-12-08"
                 list: "MOD-A".to_owned(),
                 member: member.to_owned(),
                 include,
+                owner: false,
                 window: crate::config::Window::parse(from, until, chrono_tz::UTC).unwrap(),
                 reason: String::new(),
                 place: "exceptions.csv:2".to_owned(),

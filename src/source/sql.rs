@@ -197,10 +197,17 @@ where
     let columns = Columns::locate(statement.columns().iter().map(|c| c.name()))
         .map_err(|fault| fault.into_error(&source.name, "query".to_owned()))?;
 
-    let mut rows = Accumulator::new(source.member_key).watching(witness);
+    let mut rows = Accumulator::new(source.member_key)
+        .with_role(source.role, columns.role.is_some())
+        .watching(witness);
     // One buffer per column, reused for every row.
-    let [mut list, mut member, mut display_name, mut description] =
-        std::array::from_fn::<String, 4, _>(|_| String::new());
+    let [
+        mut list,
+        mut member,
+        mut display_name,
+        mut description,
+        mut role,
+    ] = std::array::from_fn::<String, 5, _>(|_| String::new());
     let mut number = 0u64;
     let mut stream = statement.query().fetch(&mut *conn);
     while let Some(row) = stream
@@ -234,18 +241,19 @@ where
             Some(index) => cell("description", index, &mut description)?,
             None => false,
         };
+        let has_role = match columns.role {
+            Some(index) => cell("role", index, &mut role)?,
+            None => false,
+        };
         let row = RawRow {
             list: &list,
             member: &member,
             display_name: has_display_name.then_some(display_name.as_str()),
             description: has_description.then_some(description.as_str()),
+            role: has_role.then_some(role.as_str()),
         };
         rows.push_at(row, || format!("query row {number}"))
-            .map_err(|column| SourceError::EmptyValue {
-                source_name: source.name.clone(),
-                place: format!("query row {number}"),
-                column,
-            })?;
+            .map_err(|fault| fault.into_error(&source.name, format!("query row {number}")))?;
     }
     Ok(rows)
 }

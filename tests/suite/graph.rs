@@ -627,6 +627,7 @@ async fn twenty_groups_are_looked_up_in_one_batch_and_only_the_missing_ones_crea
             display_name: format!("List {n}"),
             description: None,
             members: Vec::new(),
+            owners: Vec::new(),
         })
         .collect();
     let outcomes: Vec<Ensured> = client
@@ -662,6 +663,7 @@ async fn ensure_group_finds_an_existing_group_and_creates_a_missing_one() {
         display_name: format!("{nickname} (display)"),
         description: Some("made by rollcall's suite".to_owned()),
         members: Vec::new(),
+        owners: Vec::new(),
     };
     let (found, how) = ensure(&client, &spec("list-0")).await.unwrap();
     assert_eq!(
@@ -698,6 +700,7 @@ async fn a_create_binds_its_first_members_and_an_unknown_one_leaves_the_group_em
         display_name: nickname.to_owned(),
         description: None,
         members,
+        owners: Vec::new(),
     };
     let (made, how) = ensure(&client, &spec("mod-full", (0..20).map(oid).collect()))
         .await
@@ -760,6 +763,7 @@ async fn a_create_whose_reply_was_lost_never_makes_a_second_group() {
         display_name: "Lost reply".to_owned(),
         description: None,
         members: Vec::new(),
+        owners: Vec::new(),
     };
     let (group, how) = ensure(&client, &spec).await.unwrap();
     assert!(
@@ -788,6 +792,7 @@ async fn a_connection_dropped_right_after_a_create_leaves_one_group() {
         display_name: "Drop".to_owned(),
         description: None,
         members: Vec::new(),
+        owners: Vec::new(),
     };
     // The create is the one write the sandbox accepts; everything after it is dropped.
     tenant.sandbox.set_faults(Faults {
@@ -857,6 +862,7 @@ async fn adds_to_a_group_graph_has_not_replicated_yet_are_retried_until_it_has()
             display_name: "New".to_owned(),
             description: None,
             members: Vec::new(),
+            owners: Vec::new(),
         },
     )
     .await

@@ -145,6 +145,9 @@ pub struct Approval {
     pub accept_removals: Option<u64>,
     /// Additions approved.
     pub accept_additions: Option<u64>,
+    /// Owner removals approved.
+    #[serde(default)]
+    pub accept_owner_removals: Option<u64>,
     /// Sources whose shrink was accepted.
     pub accept_shrink: Vec<String>,
     /// Lists released from their per-list guard (`--accept-list`).
@@ -159,6 +162,7 @@ impl Approval {
         let approval: Approval = serde_json::from_value(record.clone()).ok()?;
         let approves = approval.accept_removals.is_some()
             || approval.accept_additions.is_some()
+            || approval.accept_owner_removals.is_some()
             || !approval.accept_shrink.is_empty()
             || !approval.accept_list.is_empty()
             || approval.plan_file.is_some()
@@ -187,6 +191,9 @@ impl fmt::Display for Approval {
         }
         if let Some(n) = self.accept_additions {
             accepts.push(format!("up to {n} additions"));
+        }
+        if let Some(n) = self.accept_owner_removals {
+            accepts.push(format!("up to {n} owner removals"));
         }
         if !self.accept_shrink.is_empty() {
             accepts.push(format!("shrink of {}", self.accept_shrink.join(", ")));
