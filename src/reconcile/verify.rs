@@ -19,6 +19,12 @@ pub struct Drift {
     /// The group's title or description differs from what the sources say.
     #[serde(default)]
     pub title: bool,
+    /// Owners the sources and the family want that the group lacks.
+    #[serde(default)]
+    pub owners_missing: u64,
+    /// Owners the group has that nobody wants (its last owner is kept, not counted).
+    #[serde(default)]
+    pub owners_extra: u64,
     /// The list is held, and why (its drift cannot be known or repaired until released).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
@@ -66,6 +72,8 @@ pub(super) fn verification(planned: &Planned) -> Verification {
                 extra: list.removes().len() as u64,
                 group_missing: false,
                 title: list.retitle().is_some(),
+                owners_missing: list.owner_adds().len() as u64,
+                owners_extra: list.owner_removes().len() as u64,
                 held: None,
                 visibility: None,
             };
@@ -83,6 +91,8 @@ pub(super) fn verification(planned: &Planned) -> Verification {
                 || found.held.is_some()
                 || found.missing > 0
                 || found.extra > 0
+                || found.owners_missing > 0
+                || found.owners_extra > 0
                 || found.title)
                 .then_some(found)
         })
@@ -101,6 +111,8 @@ pub(super) fn verification(planned: &Planned) -> Verification {
                 extra: 0,
                 group_missing: false,
                 title: false,
+                owners_missing: 0,
+                owners_extra: 0,
                 held: None,
                 visibility: Some(text),
             }),
@@ -154,6 +166,12 @@ pub fn drift_text(drift: &Drift) -> String {
             drift.list, drift.missing, drift.extra
         )
     };
+    if drift.owners_missing + drift.owners_extra > 0 {
+        text.push_str(&format!(
+            "; owners: {} missing, {} extra",
+            drift.owners_missing, drift.owners_extra
+        ));
+    }
     if drift.title {
         text.push_str("; title differs");
     }

@@ -23,6 +23,7 @@ mod maintenance;
 mod monitoring;
 mod notify;
 mod odbc_source;
+mod owners;
 mod permissions;
 mod reconcile;
 mod reports;

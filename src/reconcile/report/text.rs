@@ -89,6 +89,13 @@ impl RunReport {
             t.vanished,
             t.not_created
         )?;
+        if t.owner_adds + t.owner_removes + t.owners_kept > 0 {
+            writeln!(
+                f,
+                "owners: +{} −{}; {} lists keep their last owner (no source names one)",
+                t.owner_adds, t.owner_removes, t.owners_kept
+            )?;
+        }
         let a = &self.applied;
         writeln!(
             f,
@@ -228,6 +235,12 @@ impl RunReport {
             if line.added > 0 || line.removed > 0 {
                 parts.push(format!("+{} −{}", line.added, line.removed));
             }
+            if line.owners_added > 0 || line.owners_removed > 0 {
+                parts.push(format!(
+                    "owners +{} −{}",
+                    line.owners_added, line.owners_removed
+                ));
+            }
             if line.failed > 0 {
                 parts.push(format!("{} failed", line.failed));
             }
@@ -256,7 +269,14 @@ impl RunReport {
             .filter(|l| {
                 l.created
                     || l.adopted
-                    || l.added + l.removed + l.failed + l.pending + l.unresolved_count > 0
+                    || l.added
+                        + l.removed
+                        + l.owners_added
+                        + l.owners_removed
+                        + l.failed
+                        + l.pending
+                        + l.unresolved_count
+                        > 0
             })
             .collect();
         if lines.is_empty() {
@@ -265,8 +285,8 @@ impl RunReport {
         let width = lines.iter().map(|l| l.list.len()).max().unwrap_or(4).max(4);
         writeln!(
             f,
-            "  {:<width$}  {:<7}  {:>7}  {:>7}  {:>6}  {:>7}  {:>10}",
-            "list", "group", "added", "removed", "failed", "pending", "unresolved"
+            "  {:<width$}  {:<7}  {:>7}  {:>7}  {:>7}  {:>6}  {:>7}  {:>10}",
+            "list", "group", "added", "removed", "owners", "failed", "pending", "unresolved"
         )?;
         for line in lines {
             let group = match (line.created, line.adopted) {
@@ -276,11 +296,12 @@ impl RunReport {
             };
             writeln!(
                 f,
-                "  {:<width$}  {:<7}  {:>7}  {:>7}  {:>6}  {:>7}  {:>10}",
+                "  {:<width$}  {:<7}  {:>7}  {:>7}  {:>7}  {:>6}  {:>7}  {:>10}",
                 line.list,
                 group,
                 format!("+{}", line.added),
                 format!("−{}", line.removed),
+                format!("+{}−{}", line.owners_added, line.owners_removed),
                 line.failed,
                 line.pending,
                 line.unresolved_count
