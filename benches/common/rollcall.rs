@@ -125,7 +125,7 @@ pub fn rollcall(config: &Path, args: &[&str]) -> anyhow::Result<Ran> {
 }
 
 /// The plan's totals: (groups to create, members to add).
-pub fn planned(config: &Path) -> anyhow::Result<(u64, u64)> {
+pub fn planned(config: &Path) -> anyhow::Result<(u64, u64, u64)> {
     let plan = rollcall(config, &["plan", "--output", "json"])?;
     let plan: Value = serde_json::from_str(&plan.stdout).context("the plan's JSON")?;
     let total = |name: &str| {
@@ -133,7 +133,7 @@ pub fn planned(config: &Path) -> anyhow::Result<(u64, u64)> {
             .as_u64()
             .with_context(|| format!("the plan has no total `{name}`"))
     };
-    Ok((total("creates")?, total("adds")?))
+    Ok((total("creates")?, total("adds")?, total("owner_adds")?))
 }
 
 /// The sandbox counters the benchmarks report.
