@@ -13,6 +13,7 @@ mod grace;
 mod guard;
 mod hold;
 mod id;
+mod list_plan;
 mod lists;
 mod merge;
 mod owners;

@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::batches::{self, FirstAdds};
 use super::lease::RunLease;
+use super::outcome::outcome_of;
 use super::progress::Progress;
 use super::stop::{Stop, StopSignal};
-use crate::graph::{Ensured, GraphClient, GraphError, GroupSpec, ManagedTag, Write};
+use crate::graph::{Ensured, GraphClient, GroupSpec, ManagedTag, Write};
 use crate::plan::{ObjectId, Title};
 use crate::store::{Batch, GroupOrigin, JournalOp, ManagedGroup, OpKind, Outcome, RunId, Store};
 
@@ -477,116 +478,10 @@ fn people(adds: &[(JournalOp, ObjectId)], kind: OpKind) -> Vec<ObjectId> {
         .collect()
 }
 
-/// Graph's refusal to remove a group's last owner (GRAPH.md "Owners").
-const LAST_OWNER: &str = "must have at least one owner";
-
-/// What a write's result means for its journal operation: done; retried later (transient);
-/// failed for good; or failed in a way that holds the whole list (a 403 for the group, the
-/// last-owner refusal, or a 404 that names the group rather than the member: the group is
-/// gone).
-pub(super) fn outcome_of(write: &Write, result: Result<(), GraphError>) -> Outcome {
-    let error = match result {
-        Ok(()) => return Outcome::Done,
-        Err(e) if e.is_transient() => return Outcome::Retry(e.to_string()),
-        Err(e) => e,
-    };
-    let group = match write {
-        Write::Add { group, .. }
-        | Write::Remove { group, .. }
-        | Write::AddOwner { group, .. }
-        | Write::RemoveOwner { group, .. }
-        | Write::Tag { group, .. }
-        | Write::Retitle { group, .. } => group,
-    };
-    let holds = match &error {
-        GraphError::Status { status: 403, .. } => true,
-        // Graph keeps a group's last owner: the list's owners need a person (DESIGN.md
-        // "Per-list isolation").
-        GraphError::Status {
-            status: 400,
-            message,
-            ..
-        } if message.contains(LAST_OWNER) => true,
-        GraphError::Status {
-            status: 404,
-            message,
-            ..
-        } => match write {
-            Write::Add { member, .. } => !message.contains(&member.to_string()),
-            _ => {
-                message.contains(group.as_str())
-                    || matches!(write, Write::Retitle { .. } | Write::Tag { .. })
-            }
-        },
-        _ => false,
-    };
-    if holds {
-        Outcome::Failed(format!("{HELD}{error}"))
-    } else {
-        Outcome::Failed(error.to_string())
-    }
-}
-
 impl Applied {
     fn add(&mut self, other: Applied) {
         self.done += other.done;
         self.failed += other.failed;
         self.batches += other.batches;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn status(status: u16, message: &str) -> Result<(), GraphError> {
-        Err(GraphError::Status {
-            request: "PATCH /v1.0/groups/g-1".to_owned(),
-            status,
-            code: "Request_ResourceNotFound".to_owned(),
-            message: message.to_owned(),
-        })
-    }
-
-    fn add() -> Write {
-        Write::Add {
-            group: "g-1".to_owned(),
-            member: ObjectId::from_u128(7),
-        }
-    }
-
-    #[test]
-    fn a_group_refused_for_good_holds_its_list_and_a_member_refused_stays_the_members() {
-        let member = ObjectId::from_u128(7).to_string();
-        assert_eq!(outcome_of(&add(), Ok(())), Outcome::Done);
-        let gone = outcome_of(&add(), status(404, "Resource 'g-1' does not exist"));
-        assert!(
-            matches!(&gone, Outcome::Failed(e) if e.starts_with(HELD)),
-            "{gone:?}"
-        );
-        let denied = outcome_of(&add(), status(403, "Insufficient privileges"));
-        assert!(
-            matches!(&denied, Outcome::Failed(e) if e.starts_with(HELD)),
-            "{denied:?}"
-        );
-        let unknown = outcome_of(
-            &add(),
-            status(404, &format!("Resource '{member}' does not exist")),
-        );
-        assert!(
-            matches!(&unknown, Outcome::Failed(e) if !e.starts_with(HELD)),
-            "{unknown:?}"
-        );
-        let throttled = outcome_of(&add(), status(429, "slow down"));
-        assert!(matches!(throttled, Outcome::Retry(_)));
-        let retitle = Write::Retitle {
-            group: "g-1".to_owned(),
-            display_name: "T".to_owned(),
-            description: None,
-            visibility: None,
-        };
-        assert!(
-            matches!(outcome_of(&retitle, status(404, "gone")), Outcome::Failed(e) if e.starts_with(HELD))
-        );
     }
 }

@@ -19,6 +19,7 @@ mod engine;
 mod identity;
 mod journal;
 mod lease;
+mod outcome;
 mod planned;
 mod prepare;
 mod progress;
