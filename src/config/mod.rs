@@ -7,6 +7,7 @@
 
 mod certificate;
 mod credential;
+mod role;
 mod secret;
 mod source_check;
 #[cfg(test)]
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use certificate::{AssertionAlgorithm, Certificate, EXPIRY_WARNING, Thumbprints};
 pub use credential::{Credential, CredentialError, FEDERATION_ENV, read_assertion};
+pub use role::Role;
 pub use secret::{
     DATABASE_SCHEMES, DEFAULT_STATE_URL, DatabaseUrl, redact_connection_string, redact_url,
 };
@@ -417,38 +419,6 @@ pub struct FamilyConfig {
     /// Whether an owner row also makes a membership (owners receive the list's mail).
     #[serde(default = "default_true")]
     pub owners_are_members: bool,
-}
-
-/// What a source row makes its person on the row's list.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// A member: receives the list's mail.
-    #[default]
-    Member,
-    /// An owner of the list's group (and, when the family says so, a member too).
-    Owner,
-}
-
-impl Role {
-    /// Reads a `role` cell: `member`, `owner` (any case, trimmed), or empty for `default`.
-    pub fn parse_cell(cell: &str, default: Role) -> Result<Role, String> {
-        let cell = cell.trim();
-        if cell.is_empty() {
-            Ok(default)
-        } else if cell.eq_ignore_ascii_case("member") {
-            Ok(Role::Member)
-        } else if cell.eq_ignore_ascii_case("owner") {
-            Ok(Role::Owner)
-        } else {
-            Err(format!(
-                "role `{}` is neither `member` nor `owner`",
-                cell.escape_default()
-            ))
-        }
-    }
 }
 
 /// A Microsoft 365 group's `visibility` (GRAPH.md "Groups").
