@@ -23,7 +23,7 @@ pub struct Churn {
 impl University {
     /// Changes about `fraction` of the enrolments, half withdrawals and half new enrolments,
     /// opens one new module in a random department, and hands about one module in fifty (at
-    /// least one) to a new leader; `seed` picks which (use a different one per simulated
+    /// least one, at most 25) to a new leader; `seed` picks which (use a different one per simulated
     /// day). Every student keeps four to eight modules.
     pub fn apply_churn(&mut self, fraction: f64, seed: u64) -> Churn {
         let mut draw = Draw::new(seed, Stream::Churn);

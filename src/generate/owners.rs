@@ -21,10 +21,16 @@ pub(super) const SERVICE_ACCOUNT_NAME: &str = "Rollcall Lists (service account)"
 /// Modules whose leader changes in a day of churn: one in fifty, at least one.
 const LEADER_CHANGE_SHARE: f64 = 0.02;
 
+/// The most leader changes in a day of churn: half the default `max_owner_removals_per_run`
+/// (50), so that a typical day never trips that guard (a large university's one in fifty
+/// would be 60).
+const MOST_LEADER_CHANGES: usize = 25;
+
 /// Every how many pre-existing groups (in a drifted tenant) one is still owned by a former
 /// leader or head rather than the current one: the earlier script set owners at creation
-/// and never followed a change.
-const STALE_OWNER_EVERY: usize = 3;
+/// and never followed a change. One in five keeps a large university's first run (150
+/// pre-existing groups, 30 former owners) under the default `max_owner_removals_per_run`.
+const STALE_OWNER_EVERY: usize = 5;
 
 /// What a generated university's owners come to: what a plan should show and what a
 /// converged tenant should hold. Owners are counted as `(list, owner)` pairs.
@@ -122,12 +128,14 @@ impl University {
         vec![former.unwrap_or(current)]
     }
 
-    /// Hands the leadership of about one module in fifty (at least one) to another of its
-    /// teachers with an account; the former leader keeps teaching. Modules from `first`
+    /// Hands the leadership of about one module in fifty (at least one, at most
+    /// [`MOST_LEADER_CHANGES`]) to another of its teachers with an account; the former leader
+    /// keeps teaching. Modules from `first`
     /// on (opened today) keep theirs. Returns the list keys of the modules that changed,
     /// in module order.
     pub(super) fn change_leaders(&mut self, draw: &mut Draw, first: usize) -> Vec<String> {
-        let wanted = ((first as f64 * LEADER_CHANGE_SHARE).round() as usize).max(1);
+        let wanted =
+            ((first as f64 * LEADER_CHANGE_SHARE).round() as usize).clamp(1, MOST_LEADER_CHANGES);
         // Only a module with a second teacher who could own it can change hands.
         let changeable: Vec<usize> = (0..first)
             .filter(|&m| successors(&self.people, &self.modules[m]).next().is_some())
@@ -327,6 +335,16 @@ mod tests {
         assert!(stale > 0, "some pre-existing group has a former owner");
         assert_eq!(counts.first_run_removes, stale);
         assert_eq!(counts.first_run_adds, counts.owner_pairs - kept);
+    }
+
+    /// One in fifty of a large university's 2,960 modules would be 59 owner removals in one
+    /// run, over the default `max_owner_removals_per_run`.
+    #[test]
+    fn a_day_changes_at_most_25_leaders() {
+        let mut university = generate(&GenerateOptions::for_size(Size::Large, 42));
+        let modules = university.modules.len();
+        let changed = university.change_leaders(&mut Draw::new(7, Stream::OwnerChurn), modules);
+        assert_eq!(changed.len(), MOST_LEADER_CHANGES);
     }
 
     #[test]
