@@ -23,7 +23,7 @@ const LEADER_CHANGE_SHARE: f64 = 0.02;
 
 /// The most leader changes in a day of churn: half the default `max_owner_removals_per_run`
 /// (50), so that a typical day never trips that guard (a large university's one in fifty
-/// would be 60).
+/// would be 59).
 const MOST_LEADER_CHANGES: usize = 25;
 
 /// Every how many pre-existing groups (in a drifted tenant) one is still owned by a former
@@ -130,9 +130,8 @@ impl University {
 
     /// Hands the leadership of about one module in fifty (at least one, at most
     /// [`MOST_LEADER_CHANGES`]) to another of its teachers with an account; the former leader
-    /// keeps teaching. Modules from `first`
-    /// on (opened today) keep theirs. Returns the list keys of the modules that changed,
-    /// in module order.
+    /// keeps teaching. Modules from `first` on (opened today) keep theirs. Returns the list
+    /// keys of the modules that changed, in module order.
     pub(super) fn change_leaders(&mut self, draw: &mut Draw, first: usize) -> Vec<String> {
         let wanted =
             ((first as f64 * LEADER_CHANGE_SHARE).round() as usize).clamp(1, MOST_LEADER_CHANGES);
