@@ -1,4 +1,5 @@
-//! "A typical day": a deterministic share of enrolments changes, and a module opens.
+//! "A typical day": a deterministic share of enrolments changes, a module opens, and a few
+//! modules change leader.
 
 use super::draw::{Draw, Stream};
 use super::{
@@ -14,12 +15,16 @@ pub struct Churn {
     pub enrolments: usize,
     /// The list keys of modules that opened.
     pub new_modules: Vec<String>,
+    /// The list keys of modules whose leader (an owner of the list) changed; the former
+    /// leader still teaches, so only the list's owners change.
+    pub leader_changes: Vec<String>,
 }
 
 impl University {
     /// Changes about `fraction` of the enrolments, half withdrawals and half new enrolments,
-    /// and opens one new module in a random department; `seed` picks which (use a different
-    /// one per simulated day). Every student keeps four to eight modules.
+    /// opens one new module in a random department, and hands about one module in fifty (at
+    /// least one, at most 25) to a new leader; `seed` picks which (use a different one per simulated
+    /// day). Every student keeps four to eight modules.
     pub fn apply_churn(&mut self, fraction: f64, seed: u64) -> Churn {
         let mut draw = Draw::new(seed, Stream::Churn);
         let students: Vec<usize> = (0..self.people.len())
@@ -41,6 +46,7 @@ impl University {
             withdrawals: 0,
             enrolments: 0,
             new_modules: Vec::new(),
+            leader_changes: Vec::new(),
         };
         if changes == 0 || students.is_empty() {
             return churn;
@@ -85,9 +91,12 @@ impl University {
         }
 
         churn.enrolments += self.open_module(&mut draw, &students, &mut taking, enrolled);
-        churn
-            .new_modules
-            .push(self.modules[self.modules.len() - 1].key.clone());
+        let opened = self.modules.len() - 1;
+        churn.new_modules.push(self.modules[opened].key.clone());
+        // Leaders come from a stream of their own, so that they change no enrolment.
+        let mut owners = Draw::new(seed, Stream::OwnerChurn);
+        churn.leader_changes = self.change_leaders(&mut owners, opened);
+        self.appoint_leader(&mut owners, opened);
         churn
     }
 
@@ -192,6 +201,27 @@ mod tests {
                 assert!((4..=8).contains(&count), "{}: {count}", person.upn);
             }
         }
+    }
+
+    #[test]
+    fn churn_hands_a_few_modules_to_another_teacher_and_leads_the_new_one() {
+        let before = generate(&GenerateOptions::for_size(Size::Small, 42));
+        let mut after = before.clone();
+        let churn = after.apply_churn(0.01, 1);
+        let wanted = ((before.modules.len() as f64 / 50.0).round() as usize).max(1);
+        assert_eq!(churn.leader_changes.len(), wanted);
+        for (old, new) in before.modules.iter().zip(&after.modules) {
+            let changed = churn.leader_changes.contains(&old.key);
+            assert_eq!(old.leader != new.leader, changed, "{}", old.key);
+            assert_eq!(
+                old.teachers, new.teachers,
+                "the former leader keeps teaching"
+            );
+            let leader = new.leader.unwrap();
+            assert!(new.teachers.contains(&leader) && after.people[leader].has_account);
+        }
+        let opened = after.modules.last().unwrap();
+        assert!(opened.teachers.contains(&opened.leader.unwrap()));
     }
 
     #[test]

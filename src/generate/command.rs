@@ -79,6 +79,13 @@ pub fn run(args: &GenerateArgs) -> Result<Exit, CommandError> {
         seed.users.len(),
         seed.groups.len()
     );
+    let owners = university.owner_counts();
+    println!(
+        "owners: {} module leaders and {} heads of department (the `owner` rows), and the service account {} for every list",
+        owners.module_leaders,
+        owners.department_heads,
+        super::SERVICE_ACCOUNT
+    );
     for file in &written.files {
         match file.rows {
             Some(rows) => println!(

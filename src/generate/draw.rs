@@ -18,6 +18,13 @@ pub(crate) enum Stream {
     Accounts = 4,
     Drift = 5,
     Churn = 6,
+    /// Module leaders and heads of department, drawn after everything else so that adding
+    /// them changed no member.
+    Owners = 7,
+    /// Leader changes in a day of churn, apart from the enrolment churn for the same reason.
+    OwnerChurn = 8,
+    /// The object id of the service account that owns every list.
+    ServiceAccount = 9,
 }
 
 /// A seeded source of the few kinds of draw the generator needs.

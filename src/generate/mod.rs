@@ -1,6 +1,9 @@
 //! A deterministic synthetic university: people, departments, modules and enrolments,
 //! written as rollcall source CSVs with control files and as a sandbox seed.
 //!
+//! Every list has owners: the service account [`SERVICE_ACCOUNT`] (the families' fixed owner)
+//! and, from the sources, a module's leader or a department's head (see `owners`).
+//!
 //! The same [`GenerateOptions`] always give the same university, byte for byte, on any
 //! machine: draws come from seeded ChaCha8 streams (see `draw`), collections iterate in a
 //! fixed order, and nothing reads the clock or the locale.
@@ -9,6 +12,7 @@ mod churn;
 mod command;
 mod draw;
 mod names;
+mod owners;
 mod seed;
 mod write;
 
@@ -17,6 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 pub use churn::Churn;
 pub use command::{GenerateArgs, run};
 pub use names::is_valid_mail_nickname;
+pub use owners::{OwnerCounts, SERVICE_ACCOUNT};
 pub use write::{FILE_NAMES, Written, WrittenFile};
 
 use draw::{Draw, Stream};
@@ -143,6 +148,9 @@ pub struct Department {
     pub name: String,
     /// The module code prefix, e.g. `CS`.
     pub code: String,
+    /// Index into [`University::people`] of the head of department, one of its staff with an
+    /// account; `None` when it has none (its list is owned by the service account alone).
+    pub head: Option<usize>,
 }
 
 impl Department {
@@ -172,6 +180,9 @@ pub struct Module {
     pub students: BTreeSet<usize>,
     /// Indexes into [`University::people`] of the staff teaching it.
     pub teachers: BTreeSet<usize>,
+    /// Index into [`University::people`] of the module leader, one of its teachers with an
+    /// account; `None` when none has one (its list is owned by the service account alone).
+    pub leader: Option<usize>,
 }
 
 impl Module {
@@ -245,10 +256,11 @@ pub struct University {
 
 /// Generates the university `options` describe.
 pub fn generate(options: &GenerateOptions) -> University {
-    let departments = departments(options.departments());
+    let mut departments = departments(options.departments());
     let people = people(options, departments.len());
     let mut modules = modules(options, &departments);
     enrol(options, &people, &mut modules);
+    owners::appoint(options, &people, &mut departments, &mut modules);
     University {
         options: *options,
         people,
@@ -296,6 +308,7 @@ impl University {
             display_name: module.display_name(),
             description: module.description(),
             members: module.members().collect(),
+            owners: module.leader.into_iter().collect(),
         });
         let mut by_department: Vec<Vec<usize>> = vec![Vec::new(); self.departments.len()];
         for (i, person) in self.people.iter().enumerate() {
@@ -311,6 +324,7 @@ impl University {
                     display_name: department.display_name(),
                     description: department.description(),
                     members,
+                    owners: department.head.into_iter().collect(),
                 });
         modules.chain(departments)
     }
@@ -348,6 +362,10 @@ pub struct List<'a> {
     pub description: String,
     /// Indexes into [`University::people`], in person order.
     pub members: Vec<usize>,
+    /// Indexes into [`University::people`] of the owners the sources name (the module's
+    /// leader or the department's head), in person order; each is also in `members`. The
+    /// family's fixed owner, [`SERVICE_ACCOUNT`], comes on top.
+    pub owners: Vec<usize>,
 }
 
 fn departments(count: usize) -> Vec<Department> {
@@ -357,6 +375,7 @@ fn departments(count: usize) -> Vec<Department> {
             key: format!("dept-{}", names::slug(name)),
             name: (*name).to_owned(),
             code: (*code).to_owned(),
+            head: None,
         })
         .collect()
 }
@@ -444,6 +463,7 @@ fn new_module(draw: &mut Draw, department: &Department, index: usize, ordinal: u
         department: index,
         students: BTreeSet::new(),
         teachers: BTreeSet::new(),
+        leader: None,
     }
 }
 
@@ -612,6 +632,7 @@ mod tests {
             department: 0,
             students: [1, 4, 9].into(),
             teachers: [2, 10].into(),
+            leader: Some(2),
         };
         assert_eq!(module.members().collect::<Vec<_>>(), [1, 2, 4, 9, 10]);
     }

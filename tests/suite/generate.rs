@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use assert_cmd::Command;
-use rollcall::generate::{FILE_NAMES, GenerateOptions, Size, generate, is_valid_mail_nickname};
+use rollcall::generate::{
+    FILE_NAMES, GenerateOptions, SERVICE_ACCOUNT, Size, generate, is_valid_mail_nickname,
+};
 use rollcall::sandbox::Seed;
 use sha2::{Digest, Sha256};
 
@@ -119,7 +121,7 @@ fn csvs_hold_valid_list_keys_and_every_person() {
         let mut reader = csv::Reader::from_path(dir.path().join(csv)).unwrap();
         assert_eq!(
             reader.headers().unwrap(),
-            vec!["list", "member", "display_name", "description"]
+            vec!["list", "member", "role", "display_name", "description"]
         );
         for record in reader.records() {
             let record = record.unwrap();
@@ -133,6 +135,60 @@ fn csvs_hold_valid_list_keys_and_every_person() {
     let university = generate(&GenerateOptions::for_size(Size::Small, 42));
     assert_eq!(keys.len(), university.counts().lists);
     assert_eq!(departments_members.len(), university.people.len());
+}
+
+/// Each list names exactly one owner (its module leader or head of department), and every
+/// owner is a user of the seed, as is the service account the generated config makes the
+/// families' fixed owner.
+#[test]
+fn every_list_has_one_owner_row_naming_a_user_of_the_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    generate_into(dir.path(), &[]);
+    let seed: Seed =
+        serde_json::from_slice(&std::fs::read(dir.path().join("seed.json")).unwrap()).unwrap();
+    assert!(
+        seed.users
+            .iter()
+            .any(|u| u.user_principal_name == SERVICE_ACCOUNT)
+    );
+    let mut owners: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (csv, key) in [("modules.csv", "upn"), ("departments.csv", "employee_id")] {
+        let users: BTreeSet<String> = seed
+            .users
+            .iter()
+            .filter_map(|u| match key {
+                "upn" => Some(u.user_principal_name.clone()),
+                _ => u.employee_id.clone(),
+            })
+            .collect();
+        for record in csv::Reader::from_path(dir.path().join(csv))
+            .unwrap()
+            .records()
+        {
+            let record = record.unwrap();
+            let owned = owners.entry(record[0].to_owned()).or_default();
+            match &record[2] {
+                "member" => {}
+                "owner" => {
+                    assert!(
+                        users.contains(&record[1]),
+                        "{csv}: {record:?} has no account"
+                    );
+                    owned.push(record[1].to_owned());
+                }
+                other => panic!("{csv}: role {other:?}"),
+            }
+        }
+    }
+    let university = generate(&GenerateOptions::for_size(Size::Small, 42));
+    assert_eq!(owners.len(), university.counts().lists);
+    for (list, owned) in &owners {
+        assert_eq!(owned.len(), 1, "{list}: {owned:?}");
+    }
+    assert_eq!(
+        owners.values().map(Vec::len).sum::<usize>(),
+        university.owner_counts().owner_rows
+    );
 }
 
 #[test]
