@@ -72,11 +72,12 @@ async fn tour(dir: &Path) -> anyhow::Result<Exit> {
     let (run, report) = reconcile(&engine).await?;
     let writes = writes(&sandbox);
     println!(
-        "3. full build (run {run}): created {} groups, adopted {}, added {} and removed {} members in {} write requests; {} memberships name people with no account yet (reported, retried next run)",
+        "3. full build (run {run}): created {} groups, adopted {}, added {} and removed {} members, {} in {} write requests; {} memberships name people with no account yet (reported, retried next run)",
         report.lists.iter().filter(|l| l.created).count(),
         report.lists.iter().filter(|l| l.adopted).count(),
         added(&report),
         removed(&report),
+        owners(&report),
         writes,
         report.unresolved
     );
@@ -84,18 +85,20 @@ async fn tour(dir: &Path) -> anyhow::Result<Exit> {
     let churn = university.apply_churn(CHURN, SEED + 1);
     university.write(dir)?;
     println!(
-        "4. a day of changes in the student record: {} withdrawals, {} new enrolments, new module {}",
+        "4. a day of changes in the student record: {} withdrawals, {} new enrolments, new module {}, new leader for {}",
         churn.withdrawals,
         churn.enrolments,
-        churn.new_modules.join(", ")
+        churn.new_modules.join(", "),
+        churn.leader_changes.join(", ")
     );
 
     let (run, report) = reconcile(&engine).await?;
     println!(
-        "5. second run (run {run}): created {} group(s), added {}, removed {} members in {} write requests",
+        "5. second run (run {run}): created {} group(s), added {}, removed {} members, {} (each new owner added before the old one goes) in {} write requests",
         report.lists.iter().filter(|l| l.created).count(),
         added(&report),
         removed(&report),
+        owners(&report),
         writes_since(&sandbox, writes)
     );
 
@@ -156,6 +159,13 @@ fn added(report: &RunReport) -> u64 {
 
 fn removed(report: &RunReport) -> u64 {
     report.lists.iter().map(|l| l.removed).sum()
+}
+
+/// `owners +N −M`: the module leaders, department heads and the service account.
+fn owners(report: &RunReport) -> String {
+    let added: u64 = report.lists.iter().map(|l| l.owners_added).sum();
+    let removed: u64 = report.lists.iter().map(|l| l.owners_removed).sum();
+    format!("owners +{added} −{removed}")
 }
 
 fn writes(sandbox: &SandboxHandle) -> u64 {

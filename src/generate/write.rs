@@ -28,13 +28,6 @@ pub const FILE_NAMES: [&str; 6] = [
     CONFIG_TOML,
 ];
 
-/// Whether the config fragment names the families' owners (`owners`, `owners_are_members`).
-/// Issue 15: src/config does not know these keys yet and refuses unknown ones, while the demo,
-/// the benchmarks and every end-to-end test load the fragment; this turns true in the change
-/// that teaches src/config the keys. The CSVs' `role` column is written either way: a reader
-/// that does not know it ignores it, and every owner row is also the owner's member row.
-const OWNER_KEYS_IN_CONFIG: bool = false;
-
 /// A source's `min_rows`, as a share of the rows written: a truncated export fails its
 /// completeness check while a normal day's churn passes.
 const MIN_ROWS_SHARE: f64 = 0.9;
@@ -104,11 +97,6 @@ impl University {
     /// CSVs [`University::write`] puts in `dir` (an empty path gives bare file names).
     /// `[state]` and `[graph]` are left to the caller.
     pub fn config_toml(&self, dir: &Path) -> String {
-        self.config_fragment(dir, OWNER_KEYS_IN_CONFIG)
-    }
-
-    /// [`University::config_toml`], with or without the families' owner keys.
-    fn config_fragment(&self, dir: &Path, owner_keys: bool) -> String {
         let path = |name: &str| toml_string(&dir.join(name).to_string_lossy());
         let counts = self.counts();
         let module_rows = counts.memberships - self.people.len();
@@ -122,15 +110,11 @@ impl University {
         // The service account owns every list, so none is ever left without an owner; each
         // leader's or head's single row says `owner` and, as owners are members, is also their
         // membership.
-        let owners = if owner_keys {
-            format!(
-                "owners = [{}]  # and each list's leader or head: the CSV's `role` column\n\
-                 owners_are_members = true  # an owner row is also the owner's membership\n",
-                toml_string(SERVICE_ACCOUNT)
-            )
-        } else {
-            String::new()
-        };
+        let owners = format!(
+            "owners = [{}]  # and each list's leader or head: the CSV's `role` column\n\
+             owners_are_members = true  # an owner row is also the owner's membership\n",
+            toml_string(SERVICE_ACCOUNT)
+        );
         for (family, source, csv, member_key, rows) in [
             ("modules", "enrolments", MODULES_CSV, "upn", module_rows),
             (
@@ -303,18 +287,10 @@ mod tests {
         );
     }
 
-    /// The fragment without the families' owner keys, which src/config does not know yet.
-    fn without_owner_keys(text: &str) -> String {
-        text.lines()
-            .filter(|line| !line.starts_with("owners"))
-            .map(|line| format!("{line}\n"))
-            .collect()
-    }
-
     #[test]
     fn config_fragment_makes_the_service_account_own_every_family() {
         let university = generate(&GenerateOptions::for_size(Size::Small, 1));
-        let text = university.config_fragment(Path::new("/srv/uni"), true);
+        let text = university.config_toml(Path::new("/srv/uni"));
         let table: toml::Table = toml::from_str(&text).unwrap();
         let families = table["family"].as_array().unwrap();
         assert_eq!(families.len(), 2);
@@ -326,14 +302,12 @@ mod tests {
             );
             assert_eq!(family["owners_are_members"], toml::Value::Boolean(true));
         }
-        // owners: needs the config keys from issue 15's source side
-        let config = Config::parse(&without_owner_keys(&text), Path::new("rollcall.toml")).unwrap();
+        let config = Config::parse(&text, Path::new("rollcall.toml")).unwrap();
         assert_eq!(config.families.len(), 2);
-        assert_eq!(
-            without_owner_keys(&text),
-            university.config_fragment(Path::new("/srv/uni"), false),
-            "the owner keys are the only difference"
-        );
+        for family in &config.families {
+            assert_eq!(family.owners, [SERVICE_ACCOUNT]);
+            assert!(family.owners_are_members);
+        }
     }
 
     #[test]

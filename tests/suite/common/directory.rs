@@ -26,6 +26,9 @@ pub struct Desired {
     pub unresolved: BTreeMap<String, BTreeSet<String>>,
     /// List key → family name.
     pub families: BTreeMap<String, &'static str>,
+    /// List key → object ids of its group's owners: the family's fixed owner (the service
+    /// account) and the module's leader or the department's head, where they have an account.
+    pub owners: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Desired {
@@ -47,8 +50,17 @@ impl Desired {
             lists: BTreeMap::new(),
             unresolved: BTreeMap::new(),
             families: BTreeMap::new(),
+            owners: BTreeMap::new(),
         };
         for list in university.lists() {
+            let owners = list
+                .owners
+                .iter()
+                .filter_map(|&index| by_upn.get(&university.people[index].upn.to_lowercase()))
+                .map(|id| (*id).to_owned())
+                .chain(std::iter::once(university.service_account_id()))
+                .collect();
+            desired.owners.insert(list.key.to_owned(), owners);
             let mut members = BTreeSet::new();
             let mut unresolved = BTreeSet::new();
             for &index in &list.members {
@@ -99,6 +111,34 @@ impl Desired {
     pub fn is_list(&self, nickname: &str) -> bool {
         self.lists.contains_key(nickname)
     }
+}
+
+/// Panics unless the group of every list of `desired` outside `skip` has exactly the owners
+/// `desired` gives it, naming the lists that differ.
+#[track_caller]
+pub fn assert_owners(state: &Seed, desired: &Desired, skip: &BTreeSet<String>, when: &str) {
+    let groups = groups_by_nickname(state);
+    let differ: Vec<String> = desired
+        .owners
+        .iter()
+        .filter(|(list, _)| !skip.contains(*list))
+        .filter_map(|(list, want)| {
+            let group = groups.get(list.as_str())?.first()?;
+            let have: BTreeSet<String> = group.owners.iter().cloned().collect();
+            (have != *want).then(|| format!("  {list}: owners {have:?}, desired {want:?}"))
+        })
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{when}: {} lists' owners differ from their sources and families:\n{}",
+        differ.len(),
+        differ
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 /// How one list's group differs from its desired membership.

@@ -640,6 +640,7 @@ impl Tenant {
         let state = self.sandbox.state();
         directory::assert_no_duplicate_groups(&state, when);
         directory::assert_converged(&state, &self.desired, skip, when);
+        directory::assert_owners(&state, &self.desired, skip, when);
         directory::assert_tagged(
             &state,
             &self.desired,
