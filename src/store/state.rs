@@ -247,10 +247,10 @@ impl Store {
         tx.commit().await.map_err(action())
     }
 
-    /// Applies one delta round to the mirrors (members and owners) and stores the link for the next round, in one
-    /// transaction: a round is either applied with its link saved or not at all, so a run
-    /// that dies half-way replays the round rather than skipping it. Replays change nothing:
-    /// adding a mirrored member or removing an absent one is a no-op.
+    /// Applies one delta round to the mirror and the owner mirror and stores the link for the
+    /// next round, in one transaction: a round is either applied with its link saved or not
+    /// at all, so a run that dies half-way replays the round rather than skipping it. Replays
+    /// change nothing: adding a mirrored member or removing an absent one is a no-op.
     pub async fn apply_delta_round(
         &self,
         changes: &[MirrorChange],

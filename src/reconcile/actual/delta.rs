@@ -14,8 +14,9 @@ use crate::reconcile::stop::Stop;
 use crate::store::{GroupOrigin, ManagedGroup, MirrorChange, Store};
 
 /// The delta read: the managed groups the store records, their mirror and owner mirror
-/// brought up to date by `round`; the nicknames of desired lists without a group looked up (batched) for adoption,
-/// conflicts and groups rollcall tagged but never recorded.
+/// brought up to date by `round`; the nicknames of desired lists without a group looked up
+/// (batched) for adoption, conflicts and groups rollcall tagged but never recorded. Groups
+/// read in full here (found by nickname) have their owners read too.
 pub(super) async fn read_delta(
     config: &Config,
     store: &Store,

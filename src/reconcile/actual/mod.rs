@@ -3,12 +3,14 @@
 //!
 //! Two ways to read it. A *full* read lists every group with its tag and reads every managed
 //! group's members and owners completely; it trusts nothing cached. A *delta* read starts
-//! from the mirror and the owner mirror and brings them up to date with one `/groups/delta` round from the link the last
-//! read stored; only the nicknames of lists without a group are looked up. A full read takes
-//! a fresh delta link before it starts, and stores it once the mirror holds what it read, so
-//! changes made while it ran come again in the next round (replays change nothing). A delta
-//! read is trusted only while the mirror it extends is whole ([`trust`]): groups whose mirror
-//! lost its rows are read in full, and all of them when most did.
+//! from the mirror and the owner mirror and brings them up to date with one `/groups/delta`
+//! round from the link the last read stored; only the nicknames of lists without a group are
+//! looked up. A full read takes a fresh delta link before it starts, and stores it once the
+//! mirrors hold what it read, so changes made while it ran come again in the next round
+//! (replays change nothing). A delta read is trusted only while the mirror it extends is
+//! whole ([`trust`]): groups whose mirror lost its rows are read in full (owners too), and all
+//! of them when most did. Lost owner rows alone are not detected: at worst the plan adds an
+//! owner the group has already, and `rebuild --state-only` restores them.
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -114,7 +114,8 @@ impl Trust {
 
     /// After a delta read: reads in full (members and owners) the managed groups whose mirror
     /// held no member, puts what it found in `state` instead of what the delta made of an
-    /// empty mirror, and with `repair` rewrites their mirror and owner mirror. Lists found with members are named in a warning.
+    /// empty mirror, and with `repair` rewrites their mirror and owner mirror. Lists found
+    /// with members are named in a warning.
     pub(super) async fn reread(
         &self,
         store: &Store,
