@@ -13,8 +13,9 @@ use super::transport::{Request, Transport};
 use super::{GroupChange, GroupsDelta};
 use crate::plan::ObjectId;
 
-/// What a groups delta round reads: members, and the names a managed group is known by.
-const GROUPS_DELTA_SELECT: &str = "mailNickname,displayName,description,visibility,members";
+/// What a groups delta round reads: members, owners, and the names a managed group is known
+/// by.
+const GROUPS_DELTA_SELECT: &str = "mailNickname,displayName,description,visibility,members,owners";
 
 /// A groups delta link that starts from now: one request, no group read. Taken before a full
 /// read of the groups, so that changes made while the read runs come in the next round.
@@ -70,7 +71,7 @@ struct Merged {
 
 impl Merged {
     /// Takes one group object of a page. The same group may come again on a later page with
-    /// more of its members; a member seen twice counts as its last appearance says.
+    /// more of its members or owners; one seen twice counts as its last appearance says.
     fn take(&mut self, item: &Value, request: &str) -> Result<(), GraphError> {
         let id = item["id"].as_str().unwrap_or_default().to_ascii_lowercase();
         if id.is_empty() {
@@ -87,6 +88,8 @@ impl Merged {
                 visibility: None,
                 added: BTreeSet::new(),
                 removed: BTreeSet::new(),
+                owners_added: BTreeSet::new(),
+                owners_removed: BTreeSet::new(),
                 deleted: false,
             });
             self.groups.len() - 1
@@ -112,6 +115,18 @@ impl Merged {
         }
         if let Ok(visibility) = serde_json::from_value(item["visibility"].clone()) {
             group.visibility = Some(visibility);
+        }
+        // Owners may be users or service principals (an app that owns the group): every one
+        // is an owner, whatever its type.
+        for entry in item["owners@delta"].as_array().into_iter().flatten() {
+            let owner: ObjectId = object_id(entry, request)?;
+            if entry.get("@removed").is_some() {
+                group.owners_added.remove(&owner);
+                group.owners_removed.insert(owner);
+            } else {
+                group.owners_removed.remove(&owner);
+                group.owners_added.insert(owner);
+            }
         }
         let Some(members) = item["members@delta"].as_array() else {
             return Ok(());
@@ -196,6 +211,66 @@ mod tests {
             once[0].removed.iter().copied().collect::<Vec<_>>(),
             vec![ObjectId::from_u128(1)]
         );
+    }
+
+    #[test]
+    fn owners_of_any_type_are_merged_across_pages_beside_members() {
+        let groups = merged(&[
+            json!({"id": "g1", "owners@delta": [
+                {"@odata.type": "#microsoft.graph.user", "id": user(1)},
+                {"@odata.type": "#microsoft.graph.servicePrincipal", "id": user(2)},
+                {"@odata.type": "#microsoft.graph.user", "id": user(3), "@removed": {"reason": "deleted"}},
+            ], "members@delta": [{"id": user(7)}]}),
+            json!({"id": "g2", "members@delta": [{"id": user(8)}]}),
+            json!({"id": "G1", "owners@delta": [
+                {"id": user(4)},
+                {"@odata.type": "#microsoft.graph.servicePrincipal", "id": user(2), "@removed": {"reason": "deleted"}},
+                {"id": user(3)},
+            ]}),
+        ]);
+        let ids =
+            |set: &BTreeSet<ObjectId>| set.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(groups.len(), 2);
+        assert_eq!(
+            ids(&groups[0].owners_added),
+            vec![user(1), user(3), user(4)]
+        );
+        assert_eq!(ids(&groups[0].owners_removed), vec![user(2)]);
+        assert_eq!(ids(&groups[0].added), vec![user(7)]);
+        // Owners are not members, nor members owners.
+        assert!(groups[0].removed.is_empty());
+        assert!(groups[1].owners_added.is_empty() && groups[1].owners_removed.is_empty());
+        assert_eq!(ids(&groups[1].added), vec![user(8)]);
+    }
+
+    #[test]
+    fn an_owner_change_alone_comes_without_members_and_replays_change_nothing() {
+        let page = json!({"id": "g", "owners@delta": [
+            {"@odata.type": "#microsoft.graph.servicePrincipal", "id": user(5)},
+            {"id": user(6), "@removed": {"reason": "deleted"}},
+        ]});
+        let once = merged(std::slice::from_ref(&page));
+        assert_eq!(once, merged(&[page.clone(), page]));
+        assert_eq!(
+            once[0].owners_added.iter().copied().collect::<Vec<_>>(),
+            vec![ObjectId::from_u128(5)]
+        );
+        assert_eq!(
+            once[0].owners_removed.iter().copied().collect::<Vec<_>>(),
+            vec![ObjectId::from_u128(6)]
+        );
+        assert!(once[0].added.is_empty() && once[0].removed.is_empty());
+        let mut bad = Merged::default();
+        assert!(
+            bad.take(&json!({"id": "g", "owners@delta": [{"id": "nope"}]}), "GET")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_round_selects_owners() {
+        assert!(GROUPS_DELTA_SELECT.split(',').any(|p| p == "owners"));
+        assert!(GROUPS_DELTA_SELECT.split(',').any(|p| p == "members"));
     }
 
     #[test]

@@ -130,6 +130,10 @@ pub struct GroupChange {
     pub added: BTreeSet<ObjectId>,
     /// Users that are no longer members.
     pub removed: BTreeSet<ObjectId>,
+    /// Owners now (added, or replayed): users or service principals.
+    pub owners_added: BTreeSet<ObjectId>,
+    /// Owners no longer.
+    pub owners_removed: BTreeSet<ObjectId>,
     /// The group is gone (`@removed`): deleted in Microsoft 365.
     pub deleted: bool,
 }

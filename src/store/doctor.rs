@@ -71,13 +71,20 @@ struct Reference {
     remedy: &'static str,
 }
 
-const REFERENCES: [Reference; 3] = [
+const REFERENCES: [Reference; 4] = [
     Reference {
         child: "mirror",
         column: "list_key",
         parent: "managed_groups",
         key: "list_key",
         remedy: "run `rollcall rebuild --state-only` to rebuild groups and mirror from Microsoft 365",
+    },
+    Reference {
+        child: "owner_mirror",
+        column: "list_key",
+        parent: "managed_groups",
+        key: "list_key",
+        remedy: "run `rollcall rebuild --state-only` to rebuild groups and owner mirror from Microsoft 365",
     },
     Reference {
         child: "journal",
@@ -129,16 +136,21 @@ impl Store {
         Ok(changed)
     }
 
-    /// Deletes mirror rows of lists that are no managed group (foreign keys switched off, or
-    /// a partial restore): a run's reading must not extend them. Returns how many went.
+    /// Deletes mirror and owner mirror rows of lists that are no managed group (foreign keys
+    /// switched off, or a partial restore): a run's reading must not extend them. Returns how
+    /// many went.
     pub async fn forget_orphaned_mirror(&self) -> Result<u64, StoreError> {
-        let deleted = sqlx::query(
-            "DELETE FROM mirror WHERE list_key NOT IN (SELECT list_key FROM managed_groups)",
-        )
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::query("repair orphaned mirror rows"))?;
-        Ok(deleted.rows_affected())
+        let mut deleted = 0;
+        for table in ["mirror", "owner_mirror"] {
+            deleted += sqlx::query(&format!(
+                "DELETE FROM {table} WHERE list_key NOT IN (SELECT list_key FROM managed_groups)"
+            ))
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::query(format!("repair orphaned {table} rows")))?
+            .rows_affected();
+        }
+        Ok(deleted)
     }
 
     /// Checks the database without changing it (not even migrating): schema version,

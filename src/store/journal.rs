@@ -12,6 +12,7 @@ use super::groups::{upsert_group, upsert_groups};
 use super::lease::fence;
 use super::model::millis;
 use super::sql::{CHUNK_ROWS, MAX_BINDS, case, marks};
+use super::state::{MEMBER_MIRROR, OWNER_MIRROR, mirror_delete, mirror_insert};
 use super::{
     Backend, Batch, JournalCounts, JournalOp, Lease, NewOp, OpKind, OpStatus, Outcome, RunId,
     Store, StoreError, text,
@@ -185,7 +186,8 @@ impl Store {
 
     /// Commits one batch's outcomes in one transaction that first proves the lease is still
     /// current: statuses, attempts and errors in the journal, the batch's new or tagged
-    /// groups, and the mirror for done adds and removes. On `LeaseLost` nothing is written.
+    /// groups, and the mirror and owner mirror for done adds and removes. On `LeaseLost`
+    /// nothing is written.
     ///
     /// Each kind of write is one multi-row statement (chunked under the bind limits), so
     /// that a batch costs a handful of round trips to the database whatever its size; see
@@ -243,17 +245,26 @@ impl Store {
         }
         let done = done_seqs(batch);
         let mut adds: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        let mut owner_adds: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         for chunk in done.chunks(MAX_BINDS - 1) {
-            let (added, _) = done_members(&mut tx, self.backend, batch.run, chunk)
+            let changes = done_members(&mut tx, self.backend, batch.run, chunk)
                 .await
                 .ok()?;
-            for (list, member) in added {
+            for (list, member) in changes.adds {
                 adds.entry(list.clone()).or_default().push((list, member));
             }
+            for (list, owner) in changes.owner_adds {
+                owner_adds
+                    .entry(list.clone())
+                    .or_default()
+                    .push((list, owner));
+            }
         }
-        for rows in adds.values() {
-            if let Err(refused) = super::state::mirror_insert(&mut tx, self.backend, rows).await {
-                return Some(refused);
+        for (mirror, adds) in [(&MEMBER_MIRROR, &adds), (&OWNER_MIRROR, &owner_adds)] {
+            for rows in adds.values() {
+                if let Err(refused) = mirror_insert(&mut tx, self.backend, mirror, rows).await {
+                    return Some(refused);
+                }
             }
         }
         None
@@ -342,27 +353,30 @@ async fn record_outcomes(
     Ok(())
 }
 
-/// Applies the done member operations among `seqs` to the mirror. Returns the statements
-/// sent.
+/// Applies the done member and owner operations among `seqs` to the mirror and the owner
+/// mirror. Returns the statements sent: none for a kind of change the batch has not.
 async fn mirror_done(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     run: RunId,
     seqs: &[i64],
 ) -> Result<u64, StoreError> {
-    let (adds, removes) = done_members(tx, backend, run, seqs).await?;
-    let inserts = super::state::mirror_insert(tx, backend, &adds).await?;
-    let deletes = super::state::mirror_delete(tx, backend, &removes).await?;
-    Ok(1 + inserts + deletes)
+    let done = done_members(tx, backend, run, seqs).await?;
+    let mut sent = 1;
+    sent += mirror_insert(tx, backend, &MEMBER_MIRROR, &done.adds).await?;
+    sent += mirror_delete(tx, backend, &MEMBER_MIRROR, &done.removes).await?;
+    sent += mirror_insert(tx, backend, &OWNER_MIRROR, &done.owner_adds).await?;
+    sent += mirror_delete(tx, backend, &OWNER_MIRROR, &done.owner_removes).await?;
+    Ok(sent)
 }
 
-/// The `(list, member)` pairs of the done adds and of the done removes among `seqs`.
+/// The `(list, id)` pairs of the done member and owner adds and removes among `seqs`.
 async fn done_members(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     run: RunId,
     seqs: &[i64],
-) -> Result<MemberChanges, StoreError> {
+) -> Result<DoneChanges, StoreError> {
     let action = || StoreError::query(format!("update the mirror for run {run}"));
     let query = backend
         .sql(&format!(
@@ -377,27 +391,30 @@ async fn done_members(
         select = select.bind(*seq);
     }
     let rows = select.fetch_all(&mut **tx).await.map_err(action())?;
-    let mut adds = Vec::new();
-    let mut removes = Vec::new();
+    let mut done = DoneChanges::default();
     for row in &rows {
         let list: String = row.try_get("list_key").map_err(action())?;
         let kind: String = row.try_get("kind").map_err(action())?;
         let member: String = row.try_get("member_id").map_err(action())?;
         match OpKind::parse(&kind)? {
-            OpKind::AddMember => adds.push((list, member)),
-            OpKind::RemoveMember => removes.push((list, member)),
-            OpKind::CreateGroup
-            | OpKind::TagGroup
-            | OpKind::UpdateGroup
-            | OpKind::AddOwner
-            | OpKind::RemoveOwner => {}
+            OpKind::AddMember => done.adds.push((list, member)),
+            OpKind::RemoveMember => done.removes.push((list, member)),
+            OpKind::AddOwner => done.owner_adds.push((list, member)),
+            OpKind::RemoveOwner => done.owner_removes.push((list, member)),
+            OpKind::CreateGroup | OpKind::TagGroup | OpKind::UpdateGroup => {}
         }
     }
-    Ok((adds, removes))
+    Ok(done)
 }
 
-/// Members added and removed: `(list, member)` pairs.
-type MemberChanges = (Vec<(String, String)>, Vec<(String, String)>);
+/// Members and owners added and removed by a batch's done operations: `(list, id)` pairs.
+#[derive(Debug, Default)]
+struct DoneChanges {
+    adds: Vec<(String, String)>,
+    removes: Vec<(String, String)>,
+    owner_adds: Vec<(String, String)>,
+    owner_removes: Vec<(String, String)>,
+}
 
 pub(super) fn op_from_row(row: &AnyRow) -> Result<JournalOp, StoreError> {
     let decode = StoreError::query("read a journal operation");

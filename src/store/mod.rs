@@ -20,6 +20,7 @@ mod journal;
 mod lease;
 mod model;
 mod notify;
+mod owners;
 mod runs;
 mod sql;
 mod state;

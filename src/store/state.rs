@@ -62,18 +62,30 @@ impl Store {
 
     /// Replaces a list's mirrored members with `members` (object ids), e.g. after a full read.
     pub async fn replace_members(&self, list: &str, members: &[String]) -> Result<(), StoreError> {
-        let action = || StoreError::query(format!("replace the mirror of `{list}`"));
+        self.replace_mirrored(&MEMBER_MIRROR, list, members).await
+    }
+
+    /// Replaces a list's rows of a mirror table with `ids`.
+    pub(super) async fn replace_mirrored(
+        &self,
+        mirror: &MirrorTable,
+        list: &str,
+        ids: &[String],
+    ) -> Result<(), StoreError> {
+        let action = || StoreError::query(format!("replace the {} of `{list}`", mirror.name));
         let mut tx = self.pool.begin().await.map_err(action())?;
-        sqlx::query(&self.backend.sql("DELETE FROM mirror WHERE list_key = ?"))
-            .bind(list)
-            .execute(&mut *tx)
-            .await
-            .map_err(action())?;
-        let rows: Vec<(String, String)> = members
-            .iter()
-            .map(|m| (list.to_owned(), m.clone()))
-            .collect();
-        mirror_insert(&mut tx, self.backend, &rows).await?;
+        sqlx::query(
+            &self
+                .backend
+                .sql(&format!("DELETE FROM {} WHERE list_key = ?", mirror.table)),
+        )
+        .bind(list)
+        .execute(&mut *tx)
+        .await
+        .map_err(action())?;
+        let rows: Vec<(String, String)> =
+            ids.iter().map(|m| (list.to_owned(), m.clone())).collect();
+        mirror_insert(&mut tx, self.backend, mirror, &rows).await?;
         tx.commit().await.map_err(action())
     }
 
@@ -90,12 +102,14 @@ impl Store {
         mirror_insert(
             &mut tx,
             self.backend,
+            &MEMBER_MIRROR,
             &adds.iter().map(pair).collect::<Vec<_>>(),
         )
         .await?;
         mirror_delete(
             &mut tx,
             self.backend,
+            &MEMBER_MIRROR,
             &removes.iter().map(pair).collect::<Vec<_>>(),
         )
         .await?;
@@ -117,22 +131,29 @@ impl Store {
 
     /// The whole mirror: each list's members (object ids), sorted.
     pub async fn mirror(&self) -> Result<HashMap<String, Vec<String>>, StoreError> {
-        let action = || StoreError::query("read the mirror");
-        // One row per list rather than per member: the per-row cost of the driver, not the
+        self.read_mirror(&MEMBER_MIRROR).await
+    }
+
+    /// A whole mirror table: each list's ids, sorted.
+    pub(super) async fn read_mirror(
+        &self,
+        mirror: &MirrorTable,
+    ) -> Result<HashMap<String, Vec<String>>, StoreError> {
+        let action = || StoreError::query(format!("read the {}", mirror.name));
+        let MirrorTable { table, column, .. } = mirror;
+        // One row per list rather than per id: the per-row cost of the driver, not the
         // bytes, is what a 300,000-member mirror spends its time on. Object ids hold no comma.
         let query = match self.backend {
-            Backend::Sqlite => {
-                "SELECT list_key, group_concat(member_id, ',') AS members FROM mirror \
+            Backend::Sqlite => format!(
+                "SELECT list_key, group_concat({column}, ',') AS ids FROM {table} GROUP BY list_key"
+            ),
+            Backend::Postgres => format!(
+                "SELECT list_key, string_agg({column}, ',') AS ids FROM {table} GROUP BY list_key"
+            ),
+            Backend::Mysql => format!(
+                "SELECT list_key, GROUP_CONCAT({column} SEPARATOR ',') AS ids FROM {table} \
                  GROUP BY list_key"
-            }
-            Backend::Postgres => {
-                "SELECT list_key, string_agg(member_id, ',') AS members FROM mirror \
-                 GROUP BY list_key"
-            }
-            Backend::Mysql => {
-                "SELECT list_key, GROUP_CONCAT(member_id SEPARATOR ',') AS members FROM mirror \
-                 GROUP BY list_key"
-            }
+            ),
         };
         let mut conn = self.pool.acquire().await.map_err(action())?;
         if self.backend == Backend::Mysql {
@@ -142,7 +163,7 @@ impl Store {
                 .await
                 .map_err(action())?;
         }
-        let rows = sqlx::query(query)
+        let rows = sqlx::query(&query)
             .fetch_all(&mut *conn)
             .await
             .map_err(action())?;
@@ -150,17 +171,17 @@ impl Store {
         for row in rows {
             let list: String = row.try_get("list_key").map_err(action())?;
             // MySQL sends a long GROUP_CONCAT as a BLOB.
-            let members: String = match row.try_get::<String, _>("members") {
+            let ids: String = match row.try_get::<String, _>("ids") {
                 Ok(text) => text,
                 Err(_) => {
-                    let bytes: Vec<u8> = row.try_get("members").map_err(action())?;
+                    let bytes: Vec<u8> = row.try_get("ids").map_err(action())?;
                     String::from_utf8(bytes)
                         .map_err(|e| action()(sqlx::Error::Decode(Box::new(e))))?
                 }
             };
-            let mut members: Vec<String> = members.split(',').map(str::to_owned).collect();
-            members.sort_unstable();
-            mirror.insert(list, members);
+            let mut ids: Vec<String> = ids.split(',').map(str::to_owned).collect();
+            ids.sort_unstable();
+            mirror.insert(list, ids);
         }
         Ok(mirror)
     }
@@ -226,10 +247,10 @@ impl Store {
         tx.commit().await.map_err(action())
     }
 
-    /// Applies one delta round to the mirror and stores the link for the next round, in one
-    /// transaction: a round is either applied with its link saved or not at all, so a run
-    /// that dies half-way replays the round rather than skipping it. Replays change nothing:
-    /// adding a mirrored member or removing an absent one is a no-op.
+    /// Applies one delta round to the mirror and the owner mirror and stores the link for the
+    /// next round, in one transaction: a round is either applied with its link saved or not
+    /// at all, so a run that dies half-way replays the round rather than skipping it. Replays
+    /// change nothing: adding a mirrored member or removing an absent one is a no-op.
     pub async fn apply_delta_round(
         &self,
         changes: &[MirrorChange],
@@ -240,11 +261,17 @@ impl Store {
         let action = || StoreError::query(format!("apply a {scope} delta round to the mirror"));
         let mut tx = self.pool.begin().await.map_err(action())?;
         for list in forget {
-            sqlx::query(&self.backend.sql("DELETE FROM mirror WHERE list_key = ?"))
+            for mirror in [&MEMBER_MIRROR, &OWNER_MIRROR] {
+                sqlx::query(
+                    &self
+                        .backend
+                        .sql(&format!("DELETE FROM {} WHERE list_key = ?", mirror.table)),
+                )
                 .bind(list)
                 .execute(&mut *tx)
                 .await
                 .map_err(action())?;
+            }
             sqlx::query(
                 &self
                     .backend
@@ -261,8 +288,17 @@ impl Store {
                 .flat_map(|c| pick(c).iter().map(|m| (c.list.clone(), m.clone())))
                 .collect()
         };
-        mirror_insert(&mut tx, self.backend, &pairs(|c| &c.adds)).await?;
-        mirror_delete(&mut tx, self.backend, &pairs(|c| &c.removes)).await?;
+        let backend = self.backend;
+        mirror_insert(&mut tx, backend, &MEMBER_MIRROR, &pairs(|c| &c.adds)).await?;
+        mirror_delete(&mut tx, backend, &MEMBER_MIRROR, &pairs(|c| &c.removes)).await?;
+        mirror_insert(&mut tx, backend, &OWNER_MIRROR, &pairs(|c| &c.owner_adds)).await?;
+        mirror_delete(
+            &mut tx,
+            backend,
+            &OWNER_MIRROR,
+            &pairs(|c| &c.owner_removes),
+        )
+        .await?;
         store_link(&mut tx, self.backend, scope, link).await?;
         tx.commit().await.map_err(action())
     }
@@ -286,7 +322,40 @@ pub struct MirrorChange {
     pub adds: Vec<String>,
     /// Members (object ids) it no longer has.
     pub removes: Vec<String>,
+    /// Owners (object ids: users or service principals) the group has now.
+    pub owner_adds: Vec<String>,
+    /// Owners (object ids) it no longer has.
+    pub owner_removes: Vec<String>,
 }
+
+/// A mirror table: which list holds which object ids.
+#[derive(Debug)]
+pub(crate) struct MirrorTable {
+    /// The table.
+    pub table: &'static str,
+    /// The id column beside `list_key`.
+    pub column: &'static str,
+    /// What it holds, for messages ("mirror", "owner mirror").
+    pub name: &'static str,
+    /// What one id is, plural, for messages.
+    pub ids: &'static str,
+}
+
+/// The membership mirror.
+pub(crate) const MEMBER_MIRROR: MirrorTable = MirrorTable {
+    table: "mirror",
+    column: "member_id",
+    name: "mirror",
+    ids: "members",
+};
+
+/// The owner mirror.
+pub(crate) const OWNER_MIRROR: MirrorTable = MirrorTable {
+    table: "owner_mirror",
+    column: "owner_id",
+    name: "owner mirror",
+    ids: "owners",
+};
 
 /// Inserts or replaces a scope's delta link.
 async fn store_link(
@@ -315,20 +384,21 @@ async fn store_link(
     Ok(())
 }
 
-/// Adds `(list, member)` pairs to the mirror; pairs already there stay as they are. Returns
+/// Adds `(list, id)` pairs to a mirror table; pairs already there stay as they are. Returns
 /// the statements sent.
 pub(crate) async fn mirror_insert(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
+    mirror: &MirrorTable,
     rows: &[(String, String)],
 ) -> Result<u64, StoreError> {
-    let columns = ["list_key", "member_id"];
+    let columns = ["list_key", mirror.column];
     let mut sent = 0;
     for chunk in rows.chunks(MAX_BINDS / 2) {
         sent += 1;
         let query = format!(
             "{}{}",
-            backend.insert("mirror", &columns, chunk.len()),
+            backend.insert(mirror.table, &columns, chunk.len()),
             backend.on_conflict(&columns, &[])
         );
         let query = backend.sql(&query);
@@ -341,20 +411,23 @@ pub(crate) async fn mirror_insert(
             .await
             .map_err(StoreError::writing(
                 format!(
-                    "add {} members to the mirror (is every list a managed group?)",
-                    chunk.len()
+                    "add {} {} to the {} (is every list a managed group?)",
+                    chunk.len(),
+                    mirror.ids,
+                    mirror.name
                 ),
-                "mirror",
+                mirror.table,
                 one_list(chunk.iter().map(|(list, _)| list.as_str())),
             ))?;
     }
     Ok(sent)
 }
 
-/// Removes `(list, member)` pairs from the mirror. Returns the statements sent.
+/// Removes `(list, id)` pairs from a mirror table. Returns the statements sent.
 pub(crate) async fn mirror_delete(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
+    mirror: &MirrorTable,
     rows: &[(String, String)],
 ) -> Result<u64, StoreError> {
     let mut sent = 0;
@@ -365,7 +438,8 @@ pub(crate) async fn mirror_delete(
         let marks = vec!["(?, ?)"; chunk.len()].join(", ");
         let query = backend
             .sql(&format!(
-                "DELETE FROM mirror WHERE (list_key, member_id) IN ({marks})"
+                "DELETE FROM {} WHERE (list_key, {}) IN ({marks})",
+                mirror.table, mirror.column
             ))
             .into_owned();
         let mut delete = sqlx::query(&query);
@@ -376,8 +450,13 @@ pub(crate) async fn mirror_delete(
             .execute(&mut **tx)
             .await
             .map_err(StoreError::writing(
-                format!("remove {} members from the mirror", chunk.len()),
-                "mirror",
+                format!(
+                    "remove {} {} from the {}",
+                    chunk.len(),
+                    mirror.ids,
+                    mirror.name
+                ),
+                mirror.table,
                 one_list(chunk.iter().map(|(list, _)| list.as_str())),
             ))?;
     }

@@ -803,14 +803,18 @@ async fn migrate_and_doctor_commands_report_the_schema(db: TestDatabase) {
         "{stdout}"
     );
     assert!(
-        stdout.contains("schema version after: 20261207000000"),
+        stdout.contains("applied: 20261208000000 owners"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("schema version after: 20261208000000"),
         "{stdout}"
     );
 
     let (code, stdout, _) = run(&["migrate"], config.clone()).await.unwrap();
     assert_eq!(code, Some(0));
     assert!(
-        stdout.contains("schema version before: 20261207000000"),
+        stdout.contains("schema version before: 20261208000000"),
         "{stdout}"
     );
     assert!(!stdout.contains("applied:"), "{stdout}");

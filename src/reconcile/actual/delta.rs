@@ -1,11 +1,11 @@
-//! The delta read: the mirror brought up to date by one `/groups/delta` round, and the round
-//! after a run's writes that keeps the mirror current.
+//! The delta read: the mirror and the owner mirror brought up to date by one `/groups/delta`
+//! round, and the round after a run's writes that keeps them current.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::{
-    ActualState, GROUPS_SCOPE, ReadMode, actual_list, actual_of, claim, gone, ids, read_members,
-    tagged, titles,
+    ActualState, GROUPS_SCOPE, ReadMode, actual_list, actual_of, claim, gone, read_groups,
+    record_read, tagged, titles,
 };
 use crate::config::Config;
 use crate::graph::{GraphClient, GroupsDelta};
@@ -13,9 +13,10 @@ use crate::plan::{DesiredList, ObjectId};
 use crate::reconcile::stop::Stop;
 use crate::store::{GroupOrigin, ManagedGroup, MirrorChange, Store};
 
-/// The delta read: the managed groups the store records, their mirror brought up to date by
-/// `round`; the nicknames of desired lists without a group looked up (batched) for adoption,
-/// conflicts and groups rollcall tagged but never recorded.
+/// The delta read: the managed groups the store records, their mirror and owner mirror
+/// brought up to date by `round`; the nicknames of desired lists without a group looked up
+/// (batched) for adoption, conflicts and groups rollcall tagged but never recorded. Groups
+/// read in full here (found by nickname) have their owners read too.
 pub(super) async fn read_delta(
     config: &Config,
     store: &Store,
@@ -30,6 +31,7 @@ pub(super) async fn read_delta(
     };
     let recorded = store.groups().await.map_err(Stop::store)?;
     let mut mirror = store.mirror().await.map_err(Stop::store)?;
+    let mut owner_mirror = store.owner_mirror().await.map_err(Stop::store)?;
     let (changes, forget) = changes_of(&round, &recorded);
     state.titles = store.titles().await.map_err(Stop::store)?;
     let retitled = titles::of_round(&round, &recorded, &state.titles);
@@ -44,6 +46,7 @@ pub(super) async fn read_delta(
             tracing::warn!(list = %group.list, group = %group.group_id, "the list's group was deleted in Microsoft 365; it is forgotten");
             state.warnings.push(gone(&group));
             mirror.remove(&group.list);
+            owner_mirror.remove(&group.list);
             continue;
         }
         if let Some(nickname) = nicknames_now.get(group.group_id.to_ascii_lowercase().as_str()) {
@@ -85,7 +88,7 @@ pub(super) async fn read_delta(
         }
     }
     let fresh_refs: Vec<&ManagedGroup> = fresh.iter().collect();
-    let mut read = read_members(graph, &fresh_refs, &mut state.refused).await?;
+    let mut read = read_groups(graph, &fresh_refs, &mut state.refused).await?;
 
     let mut lists = Vec::with_capacity(state.managed.len());
     let fresh_lists: HashSet<&str> = fresh.iter().map(|g| g.list.as_str()).collect();
@@ -95,29 +98,18 @@ pub(super) async fn read_delta(
         if fresh_lists.contains(group.list.as_str()) {
             continue;
         }
-        let mut members: HashSet<String> = mirror
-            .remove(&group.list)
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        if let Some(change) = by_list.get(group.list.as_str()) {
-            members.extend(change.adds.iter().cloned());
-            for gone in &change.removes {
-                members.remove(gone);
-            }
-        }
-        let members = members
-            .iter()
-            .map(|m| m.parse::<ObjectId>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                Stop::failed(anyhow::anyhow!(
-                    "the mirror of list `{}` holds a member that is no object id ({e}); \
-                     `rollcall rebuild --state-only` reads it afresh",
-                    group.list
-                ))
-            })?;
-        lists.push(actual_list(group, members));
+        let change = by_list.get(group.list.as_str());
+        let members = brought_up_to_date(
+            mirror.remove(&group.list),
+            change.map(|c| (&c.adds, &c.removes)),
+        )
+        .map_err(|e| no_object_id(&group.list, "mirror", "member", &e))?;
+        let owners = brought_up_to_date(
+            owner_mirror.remove(&group.list),
+            change.map(|c| (&c.owner_adds, &c.owner_removes)),
+        )
+        .map_err(|e| no_object_id(&group.list, "owner mirror", "owner", &e))?;
+        lists.push(actual_list(group, members, owners));
     }
     if repair {
         // The round first: it may forget a list whose group was deleted, and a group found
@@ -132,10 +124,7 @@ pub(super) async fn read_delta(
             recovered.filter_map(|g| Some((g, read.iter().find(|l| l.key == g.list)?)))
         {
             store.upsert_group(group).await.map_err(Stop::store)?;
-            store
-                .replace_members(&list.key, &ids(list))
-                .await
-                .map_err(Stop::store)?;
+            record_read(store, list).await?;
         }
     }
     tracing::info!(
@@ -195,15 +184,45 @@ fn changes_of(round: &GroupsDelta, recorded: &[ManagedGroup]) -> (Vec<MirrorChan
         let Some(&list) = by_id.get(&change.id) else {
             continue;
         };
+        let texts = |ids: &BTreeSet<ObjectId>| ids.iter().map(ToString::to_string).collect();
         if change.deleted {
             forget.push(list.to_owned());
-        } else if !change.added.is_empty() || !change.removed.is_empty() {
+        } else if !change.added.is_empty()
+            || !change.removed.is_empty()
+            || !change.owners_added.is_empty()
+            || !change.owners_removed.is_empty()
+        {
             changes.push(MirrorChange {
                 list: list.to_owned(),
-                adds: change.added.iter().map(ToString::to_string).collect(),
-                removes: change.removed.iter().map(ToString::to_string).collect(),
+                adds: texts(&change.added),
+                removes: texts(&change.removed),
+                owner_adds: texts(&change.owners_added),
+                owner_removes: texts(&change.owners_removed),
             });
         }
     }
     (changes, forget)
+}
+
+/// A list's mirrored ids with a round's adds and removes applied.
+fn brought_up_to_date(
+    mirrored: Option<Vec<String>>,
+    change: Option<(&Vec<String>, &Vec<String>)>,
+) -> Result<Vec<ObjectId>, crate::plan::ParseObjectIdError> {
+    let mut ids: HashSet<String> = mirrored.unwrap_or_default().into_iter().collect();
+    if let Some((adds, removes)) = change {
+        ids.extend(adds.iter().cloned());
+        for gone in removes {
+            ids.remove(gone);
+        }
+    }
+    ids.iter().map(|m| m.parse::<ObjectId>()).collect()
+}
+
+/// The stop for a mirror row that holds no object id.
+fn no_object_id(list: &str, mirror: &str, what: &str, error: &dyn std::fmt::Display) -> Stop {
+    Stop::failed(anyhow::anyhow!(
+        "the {mirror} of list `{list}` holds a {what} that is no object id ({error}); \
+         `rollcall rebuild --state-only` reads it afresh"
+    ))
 }

@@ -1,14 +1,16 @@
 //! Actual membership: which groups rollcall manages (created, tagged, adopted), found again
-//! in Microsoft 365, and the members of each.
+//! in Microsoft 365, and the members and owners of each.
 //!
 //! Two ways to read it. A *full* read lists every group with its tag and reads every managed
-//! group's members completely; it trusts nothing cached. A *delta* read starts from the
-//! mirror and brings it up to date with one `/groups/delta` round from the link the last
-//! read stored; only the nicknames of lists without a group are looked up. A full read takes
-//! a fresh delta link before it starts, and stores it once the mirror holds what it read, so
-//! changes made while it ran come again in the next round (replays change nothing). A delta
-//! read is trusted only while the mirror it extends is whole ([`trust`]): groups whose mirror
-//! lost its rows are read in full, and all of them when most did.
+//! group's members and owners completely; it trusts nothing cached. A *delta* read starts
+//! from the mirror and the owner mirror and brings them up to date with one `/groups/delta`
+//! round from the link the last read stored; only the nicknames of lists without a group are
+//! looked up. A full read takes a fresh delta link before it starts, and stores it once the
+//! mirrors hold what it read, so changes made while it ran come again in the next round
+//! (replays change nothing). A delta read is trusted only while the mirror it extends is
+//! whole ([`trust`]): groups whose mirror lost its rows are read in full (owners too), and all
+//! of them when most did. Lost owner rows alone are not detected: at worst the plan adds an
+//! owner the group has already, and `rebuild --state-only` restores them.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -209,7 +211,7 @@ async fn read_full(
     state.titles = seen.into_iter().collect();
     let managed: Vec<&ManagedGroup> = state.managed.values().collect();
     let mut refused = BTreeMap::new();
-    let lists = read_members(graph, &managed, &mut refused).await?;
+    let lists = read_groups(graph, &managed, &mut refused).await?;
     state.refused.extend(refused);
     if repair {
         let unrecorded: Vec<&str> = state.adopted.iter().map(|g| g.list.as_str()).collect();
@@ -233,8 +235,8 @@ fn actual_of(mut lists: Vec<ActualList>, titles: &HashMap<String, Title>) -> Res
     Actual::new(lists).map_err(|e| Stop::failed(anyhow::anyhow!("{e}")))
 }
 
-/// Records a group this run adopts, with the members it was read with, so that the next
-/// delta read starts from its whole membership.
+/// Records a group this run adopts, with the members and owners it was read with, so that
+/// the next delta read starts from its whole membership.
 pub async fn record_adoption(
     store: &Store,
     group: &ManagedGroup,
@@ -242,12 +244,21 @@ pub async fn record_adoption(
 ) -> Result<(), Stop> {
     store.upsert_group(group).await.map_err(Stop::store)?;
     if let Some(list) = actual.lists().iter().find(|l| l.key == group.list) {
-        store
-            .replace_members(&group.list, &ids(list))
-            .await
-            .map_err(Stop::store)?;
+        record_read(store, list).await?;
     }
     Ok(())
+}
+
+/// Replaces a list's mirror and owner mirror with what a full read of its group found.
+async fn record_read(store: &Store, list: &ActualList) -> Result<(), Stop> {
+    store
+        .replace_members(&list.key, &ids(list))
+        .await
+        .map_err(Stop::store)?;
+    store
+        .replace_owners(&list.key, &owner_ids(list))
+        .await
+        .map_err(Stop::store)
 }
 
 /// The warning for a managed group that no longer exists.
@@ -321,39 +332,46 @@ fn claim(config: &Config, list: &DesiredList, group: &DirectoryGroup, state: &mu
     }
 }
 
-/// A managed group's list, with its members.
-fn actual_list(group: &ManagedGroup, members: Vec<ObjectId>) -> ActualList {
+/// A managed group's list, with its members and owners.
+fn actual_list(group: &ManagedGroup, members: Vec<ObjectId>, owners: Vec<ObjectId>) -> ActualList {
     ActualList {
         key: group.list.clone(),
         family: group.family.clone(),
         group_id: group.group_id.clone(),
         title: None,
         members: Members::from(members),
-        owners: Members::default(),
+        owners: Members::from(owners),
     }
 }
 
-/// Every member of each group, read completely. A group Microsoft Graph refuses for good
-/// (404: deleted since it was listed; 403) holds its list, in `refused`; any other failure
-/// stops the run, since a read cut short is never "fewer members".
-async fn read_members(
+/// Every member and every owner of each group, read completely (the members' and the owners'
+/// listings side by side). A group Microsoft Graph refuses for good (404: deleted since it
+/// was listed; 403) holds its list, in `refused`; any other failure stops the run, since a
+/// read cut short is never "fewer members" or "fewer owners".
+async fn read_groups(
     graph: &GraphClient,
     managed: &[&ManagedGroup],
     refused: &mut BTreeMap<String, Hold>,
 ) -> Result<Vec<ActualList>, Stop> {
     let ids: Vec<String> = managed.iter().map(|g| g.group_id.clone()).collect();
-    let members = graph.members_of(&ids).await;
+    let (members, owners) = futures::join!(graph.members_of(&ids), graph.owners_of(&ids));
     let mut lists = Vec::with_capacity(managed.len());
-    for (group, members) in managed.iter().zip(members) {
-        match members {
-            Ok(members) => lists.push(actual_list(group, members)),
-            Err(GraphError::Status {
-                status: status @ (403 | 404),
-                code,
-                message,
-                ..
-            }) => {
-                tracing::warn!(list = %group.list, group = %group.group_id, status, "the group's members cannot be read; the list is held");
+    for ((group, members), owners) in managed.iter().zip(members).zip(owners) {
+        let read = members
+            .map_err(|e| ("members", e))
+            .and_then(|members| Ok((members, owners.map_err(|e| ("owners", e))?)));
+        match read {
+            Ok((members, owners)) => lists.push(actual_list(group, members, owners)),
+            Err((
+                what,
+                GraphError::Status {
+                    status: status @ (403 | 404),
+                    code,
+                    message,
+                    ..
+                },
+            )) => {
+                tracing::warn!(list = %group.list, group = %group.group_id, status, "the group's {what} cannot be read; the list is held");
                 refused.insert(
                     group.list.clone(),
                     Hold {
@@ -366,10 +384,10 @@ async fn read_members(
                     },
                 );
             }
-            Err(e) => {
+            Err((what, e)) => {
                 return Err(Stop::graph(
                     format!(
-                        "read the members of list `{}` ({})",
+                        "read the {what} of list `{}` ({})",
                         group.list, group.group_id
                     ),
                     e,
@@ -389,21 +407,40 @@ fn ids(list: &ActualList) -> Vec<String> {
         .collect()
 }
 
-/// Brings the mirror in line with what was just read, rewriting only lists that differ.
-/// Groups adopted by this read are left out: they are recorded with the plan.
+/// A list's owners as the owner mirror stores them.
+fn owner_ids(list: &ActualList) -> Vec<String> {
+    list.owners
+        .as_slice()
+        .iter()
+        .map(|m| m.to_string())
+        .collect()
+}
+
+/// Brings the mirror and the owner mirror in line with what was just read, rewriting only
+/// lists that differ. Groups adopted by this read are left out: they are recorded with the
+/// plan.
 async fn mirror(store: &Store, unrecorded: &[&str], lists: &[ActualList]) -> Result<(), Stop> {
-    let recorded = store.mirror().await.map_err(Stop::store)?;
+    let members = store.mirror().await.map_err(Stop::store)?;
+    let owners = store.owner_mirror().await.map_err(Stop::store)?;
+    // A list without rows is missing from what the store returns: the same as an empty one.
+    let differs = |recorded: &HashMap<String, Vec<String>>, key: &str, read: &[String]| {
+        recorded.get(key).map_or(&[][..], Vec::as_slice) != read
+    };
     for list in lists {
         if unrecorded.contains(&list.key.as_str()) {
             continue;
         }
         let read = ids(list);
-        let same = recorded.get(&list.key).is_some_and(|have| {
-            have.len() == read.len() && have.iter().zip(&read).all(|(a, b)| a == b)
-        });
-        if !same {
+        if differs(&members, &list.key, &read) {
             store
                 .replace_members(&list.key, &read)
+                .await
+                .map_err(Stop::store)?;
+        }
+        let read = owner_ids(list);
+        if differs(&owners, &list.key, &read) {
+            store
+                .replace_owners(&list.key, &read)
                 .await
                 .map_err(Stop::store)?;
         }

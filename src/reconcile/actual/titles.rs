@@ -78,6 +78,8 @@ mod tests {
             description: description.map(|d| d.map(str::to_owned)),
             added: BTreeSet::new(),
             removed: BTreeSet::new(),
+            owners_added: BTreeSet::new(),
+            owners_removed: BTreeSet::new(),
             deleted: false,
             visibility: None,
         }

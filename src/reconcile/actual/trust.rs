@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{ActualState, actual_of, ids, read_members};
+use super::{ActualState, actual_of, read_groups, record_read};
 use crate::graph::GraphClient;
 use crate::plan::ActualList;
 use crate::reconcile::stop::Stop;
@@ -28,11 +28,12 @@ pub(super) struct Trust {
     managed: u64,
     /// Those whose mirror holds no member, by list key.
     suspect: BTreeSet<String>,
-    /// Mirror rows of lists that are no managed group, dropped.
+    /// Mirror and owner mirror rows of lists that are no managed group, dropped.
     orphans: u64,
 }
 
-/// Checks the mirror before a delta read; with `repair`, drops orphaned mirror rows.
+/// Checks the mirror before a delta read; with `repair`, drops orphaned mirror and owner
+/// mirror rows.
 pub(super) async fn check(store: &Store, repair: bool) -> Result<Trust, Stop> {
     let orphans = if repair {
         store.forget_orphaned_mirror().await.map_err(Stop::store)?
@@ -49,7 +50,7 @@ pub(super) async fn check(store: &Store, repair: bool) -> Result<Trust, Stop> {
     if orphans > 0 {
         tracing::warn!(
             rows = orphans,
-            "mirror rows of lists that are no managed group were dropped before the delta read"
+            "mirror or owner mirror rows of lists that are no managed group were dropped before the delta read"
         );
     }
     tracing::debug!(
@@ -76,8 +77,8 @@ impl Trust {
         (self.orphans > 0)
             .then(|| {
                 format!(
-                    "{} mirror row(s) belonged to lists that are no managed group (rows lost or \
-                     orphaned in the state database); they were dropped before reading",
+                    "{} mirror row(s) belonged to lists that are no managed group (member or owner \
+                     rows lost or orphaned in the state database); they were dropped before reading",
                     self.orphans
                 )
             })
@@ -111,9 +112,10 @@ impl Trust {
         }
     }
 
-    /// After a delta read: reads in full the managed groups whose mirror held no member, puts
-    /// what it found in `state` instead of what the delta made of an empty mirror, and with
-    /// `repair` rewrites their mirror. Lists found with members are named in a warning.
+    /// After a delta read: reads in full (members and owners) the managed groups whose mirror
+    /// held no member, puts what it found in `state` instead of what the delta made of an
+    /// empty mirror, and with `repair` rewrites their mirror and owner mirror. Lists found
+    /// with members are named in a warning.
     pub(super) async fn reread(
         &self,
         store: &Store,
@@ -130,13 +132,10 @@ impl Trust {
         if groups.is_empty() {
             return Ok(());
         }
-        let read = read_members(graph, &groups, &mut state.refused).await?;
+        let read = read_groups(graph, &groups, &mut state.refused).await?;
         if repair {
             for list in &read {
-                store
-                    .replace_members(&list.key, &ids(list))
-                    .await
-                    .map_err(Stop::store)?;
+                record_read(store, list).await?;
             }
         }
         let lost = lost_lists(&self.suspect, &read);

@@ -488,7 +488,8 @@ impl Tenant {
     }
 
     /// Deletes what a crashed state database loses: the managed groups (and with them the
-    /// mirror), the identities and the delta links. Runs and the journal stay.
+    /// mirror and the owner mirror), the identities and the delta links. Runs and the journal
+    /// stay.
     pub async fn lose_state(&self) {
         sqlx::any::install_default_drivers();
         let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.state_url)
@@ -496,6 +497,7 @@ impl Tenant {
             .expect("the state database accepts a raw connection");
         for table in [
             "mirror",
+            "owner_mirror",
             "managed_groups",
             "identities",
             "delta_links",
