@@ -36,7 +36,7 @@ pub struct Counters {
     pub throttled: u64,
     /// Injected faults.
     pub faults: FaultCounts,
-    /// Accepted write operations (each member bound counts one).
+    /// Accepted write operations (each member or owner bound counts one).
     pub writes: u64,
     /// Write requests, inner ones included, whatever their outcome.
     pub write_requests: u64,

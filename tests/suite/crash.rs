@@ -73,6 +73,8 @@ struct Needed {
     removes: u64,
     /// Groups to create.
     creates: u64,
+    /// Owners to add (new groups' included) and to remove.
+    owner_changes: u64,
 }
 
 impl Needed {
@@ -83,14 +85,31 @@ impl Needed {
             adds: drift.values().map(|d| d.missing as u64).sum(),
             removes: drift.values().map(|d| d.extra as u64).sum(),
             creates: drift.values().filter(|d| d.group_missing).count() as u64,
+            owner_changes: owner_changes(tenant),
         }
     }
 
-    /// Member writes in the sandbox's count: each add or remove once, and each new group once
-    /// for its creation and once for its tag.
+    /// Writes in the sandbox's count: each member or owner added or removed once, and each
+    /// new group once for its creation and once for its tag.
     fn writes(&self) -> u64 {
-        self.adds + self.removes + 2 * self.creates
+        self.adds + self.removes + self.owner_changes + 2 * self.creates
     }
+}
+
+/// Owners to add and to remove across every list, new groups' owners included.
+fn owner_changes(tenant: &Tenant) -> u64 {
+    let state = tenant.sandbox.state();
+    let groups = directory::groups_by_nickname(&state);
+    let mut changes = 0;
+    for (list, want) in &tenant.desired.owners {
+        let have: BTreeSet<String> = groups
+            .get(list.as_str())
+            .and_then(|g| g.first())
+            .map(|g| g.owners.iter().cloned().collect())
+            .unwrap_or_default();
+        changes += (want.difference(&have).count() + have.difference(want).count()) as u64;
+    }
+    changes
 }
 
 /// Group creations the sandbox accepted so far.
@@ -330,6 +349,7 @@ async fn run_killed_at_random_twenty_times_is_finished_by_the_next_run_without_d
                 adds: 0,
                 removes: 0,
                 creates: 0,
+                owner_changes: 0,
             })
         {
             // The last run finished: a day of churn gives the next one something to apply.
@@ -405,7 +425,9 @@ async fn kill_run(tenant: &Tenant, trigger: Trigger, log: &Path) -> Landed {
     }
     if tenant.stat("writes") == writes {
         Landed::BeforeApply
-    } else if directory::drift(&tenant.sandbox.state(), &tenant.desired, &nothing()).is_empty() {
+    } else if directory::drift(&tenant.sandbox.state(), &tenant.desired, &nothing()).is_empty()
+        && owner_changes(tenant) == 0
+    {
         Landed::AfterApply
     } else {
         Landed::MidApply

@@ -181,14 +181,16 @@ async fn owners_from_a_role_column_and_an_owner_source_converge_and_follow_the_s
     assert_eq!(totals["owner_adds"], wanted_owners as u64, "{totals}");
     assert_eq!(totals["owner_removes"], 0);
     tenant.rollcall(&["run"]).await.expect(0);
-    tenant.assert_verified("after the build with owners").await;
     let report = tenant.show_last_run().await;
-    let lines = report["report"]["lists"].as_array().expect("per-list lines");
+    let lines = report["report"]["lists"]
+        .as_array()
+        .expect("per-list lines");
     let owners_added: u64 = lines
         .iter()
         .map(|l| l["owners_added"].as_u64().unwrap_or(0))
         .sum();
     assert_eq!(owners_added, wanted_owners as u64);
+    tenant.assert_verified("after the build with owners").await;
 
     // A new leader for the first module and a new head: added, then the old ones removed.
     leaders(
@@ -220,7 +222,12 @@ async fn owners_from_a_role_column_and_an_owner_source_converge_and_follow_the_s
     );
     tenant.rollcall(&["run"]).await.expect(0);
     for (list, old, new) in [(&modules[0], 1, 5), (&department, 4, 6)] {
-        tenant.desired.owners.get_mut(list).unwrap().remove(&cast.id(old));
+        tenant
+            .desired
+            .owners
+            .get_mut(list)
+            .unwrap()
+            .remove(&cast.id(old));
         owner(&mut tenant, list, cast.id(new));
         let members = tenant.desired.lists.get_mut(list).unwrap();
         if !base_members[list].contains(&cast.id(old)) {
@@ -253,17 +260,33 @@ async fn owners_from_a_role_column_and_an_owner_source_converge_and_follow_the_s
     plan.expect(0);
     let kept = before.iter().next().unwrap().clone();
     assert!(
-        plan.stdout
-            .contains(&format!("owner {kept} kept: no source or family names an owner")),
+        plan.stdout.contains(&format!(
+            "owner {kept} kept: no source or family names an owner"
+        )),
         "{}",
         plan.stdout
     );
     tenant.rollcall(&["run"]).await.expect(0);
     let service = tenant.university.service_account_id();
     for list in [&modules[0], &modules[1]] {
-        tenant.desired.owners.get_mut(list).unwrap().remove(&cast.id(1));
-        tenant.desired.owners.get_mut(list).unwrap().remove(&cast.id(2));
-        tenant.desired.owners.get_mut(list).unwrap().remove(&cast.id(5));
+        tenant
+            .desired
+            .owners
+            .get_mut(list)
+            .unwrap()
+            .remove(&cast.id(1));
+        tenant
+            .desired
+            .owners
+            .get_mut(list)
+            .unwrap()
+            .remove(&cast.id(2));
+        tenant
+            .desired
+            .owners
+            .get_mut(list)
+            .unwrap()
+            .remove(&cast.id(5));
         let members = tenant.desired.lists.get_mut(list).unwrap();
         *members = base_members[list].clone();
     }
@@ -286,7 +309,9 @@ async fn owners_from_a_role_column_and_an_owner_source_converge_and_follow_the_s
     }
     tenant.assert_converged("after the owner rows went");
     assert_eq!(owner_refusals(&tenant), 0);
-    tenant.assert_verified("with only fixed and last owners").await;
+    tenant
+        .assert_verified("with only fixed and last owners")
+        .await;
     tenant.finish();
 }
 
@@ -335,8 +360,18 @@ async fn a_run_killed_among_its_owner_changes_is_finished_by_the_next(db: TestDa
     let leaders = |n: usize| [1 + n % 7, 8 + n % 3];
     for (n, key) in modules.iter().enumerate() {
         for person in leaders(n) {
-            tenant.desired.owners.get_mut(key).unwrap().insert(cast.id(person));
-            tenant.desired.lists.get_mut(key).unwrap().insert(cast.id(person));
+            tenant
+                .desired
+                .owners
+                .get_mut(key)
+                .unwrap()
+                .insert(cast.id(person));
+            tenant
+                .desired
+                .lists
+                .get_mut(key)
+                .unwrap()
+                .insert(cast.id(person));
         }
     }
     let rows: Vec<String> = modules

@@ -184,7 +184,8 @@ pub fn get(tenant: &Tenant, id: &str, input: &Input<'_>) -> Result<Reply, GraphE
 /// `POST /groups` → 201 with the new group.
 pub fn create(tenant: &Tenant, input: &Input<'_>) -> Result<Reply, GraphError> {
     let new = new_group(input.object()?)?;
-    let binds = new.members.len() as u64;
+    // Each reference bound is a write: members and owners alike.
+    let binds = (new.members.len() + new.owners.len()) as u64;
     let lag = tenant.lag();
     let mut directory = tenant.directory_mut();
     let ix = directory.create_group(new, Instant::now(), lag)?;
