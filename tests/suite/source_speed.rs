@@ -66,7 +66,7 @@ async fn sql_and_odbc(dir: &Path) {
     };
     let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
     sqlx::raw_sql(
-        "CREATE TABLE enrolment (list TEXT, member TEXT, display_name TEXT, description TEXT)",
+        "CREATE TABLE enrolment (list TEXT, member TEXT, role TEXT, display_name TEXT, description TEXT)",
     )
     .execute(&mut conn)
     .await
@@ -80,7 +80,7 @@ async fn sql_and_odbc(dir: &Path) {
         .unwrap();
     copy.finish().await.unwrap();
     conn.close().await.unwrap();
-    let query = "SELECT list, member, display_name FROM enrolment";
+    let query = "SELECT list, member, role, display_name FROM enrolment";
     let sql = parse(&format!(
         "[[source]]\nname = \"s\"\nfamily = \"f\"\nkind = \"sql\"\nurl = '{}'\nquery = '{query}'\nmember_key = \"upn\"\n",
         db.url
