@@ -131,9 +131,11 @@ impl Apply<'_> {
                 .into_iter()
                 .map(|g| (g.list.clone(), g))
                 .collect();
-            let (creates, others): (Vec<JournalOp>, Vec<JournalOp>) = pending
-                .into_iter()
-                .partition(|op| op.op.kind == OpKind::CreateGroup);
+            // Taken out in place: a build's 300,000 pending operations are never copied.
+            let mut others = pending;
+            let creates: Vec<JournalOp> = others
+                .extract_if(.., |op| op.op.kind == OpKind::CreateGroup)
+                .collect();
             let creating: HashSet<&str> = creates
                 .iter()
                 .filter(|op| self.creates.contains_key(&op.op.list))
