@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::batches::{self, FirstAdds};
 use super::lease::RunLease;
-use super::outcome::outcome_of;
+use super::outcome::{HELD, outcome_of};
 use super::progress::Progress;
 use super::stop::{Stop, StopSignal};
 use crate::graph::{Ensured, GraphClient, GroupSpec, ManagedTag, Write};
@@ -22,10 +22,6 @@ pub const OPS_PER_BATCH: usize = 1_600;
 
 /// Group creations per journal batch.
 const CREATES_PER_BATCH: usize = 20;
-
-/// How the journal marks an operation whose failure holds its list (the group is gone or
-/// refused to rollcall): the report folds such failures into held lists.
-pub const HELD: &str = "list held: ";
 
 /// Passes over the pending operations before the run gives up and leaves the rest pending;
 /// later passes catch writes that failed while a new group replicated.

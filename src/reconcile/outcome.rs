@@ -1,9 +1,12 @@
 //! What a write's result means for its journal operation (DESIGN.md "Per-list isolation"):
 //! done, retried later, failed for good, or failed in a way that holds the whole list.
 
-use super::apply::HELD;
 use crate::graph::{GraphError, Write};
 use crate::store::Outcome;
+
+/// How the journal marks an operation whose failure holds its list (the group is gone or
+/// refused to rollcall): the report folds such failures into held lists.
+pub const HELD: &str = "list held: ";
 
 /// Graph's refusal to remove a group's last owner (GRAPH.md "Owners").
 const LAST_OWNER: &str = "must have at least one owner";

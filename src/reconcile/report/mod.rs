@@ -7,8 +7,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::apply::{Applied, HELD};
+use super::apply::Applied;
 use super::identity::Refresh;
+use super::outcome::HELD;
 use super::planned::{Durations, Planned};
 use super::verify::{Drift, PendingRemovals, pending_removals};
 use crate::graph::{GraphError, GraphStats};
