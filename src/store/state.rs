@@ -74,15 +74,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         let action = || StoreError::query(format!("replace the {} of `{list}`", mirror.name));
         let mut tx = self.pool.begin().await.map_err(action())?;
-        sqlx::query(
-            &self
-                .backend
-                .sql(&format!("DELETE FROM {} WHERE list_key = ?", mirror.table)),
-        )
-        .bind(list)
-        .execute(&mut *tx)
-        .await
-        .map_err(action())?;
+        delete_list(&mut tx, self.backend, mirror.table, list)
+            .await
+            .map_err(action())?;
         let rows: Vec<(String, String)> =
             ids.iter().map(|m| (list.to_owned(), m.clone())).collect();
         mirror_insert(&mut tx, self.backend, mirror, &rows).await?;
@@ -261,26 +255,11 @@ impl Store {
         let action = || StoreError::query(format!("apply a {scope} delta round to the mirror"));
         let mut tx = self.pool.begin().await.map_err(action())?;
         for list in forget {
-            for mirror in [&MEMBER_MIRROR, &OWNER_MIRROR] {
-                sqlx::query(
-                    &self
-                        .backend
-                        .sql(&format!("DELETE FROM {} WHERE list_key = ?", mirror.table)),
-                )
-                .bind(list)
-                .execute(&mut *tx)
-                .await
-                .map_err(action())?;
+            for table in [MEMBER_MIRROR.table, OWNER_MIRROR.table, "managed_groups"] {
+                delete_list(&mut tx, self.backend, table, list)
+                    .await
+                    .map_err(action())?;
             }
-            sqlx::query(
-                &self
-                    .backend
-                    .sql("DELETE FROM managed_groups WHERE list_key = ?"),
-            )
-            .bind(list)
-            .execute(&mut *tx)
-            .await
-            .map_err(action())?;
         }
         let pairs = |pick: fn(&MirrorChange) -> &[String]| -> Vec<(String, String)> {
             changes
@@ -358,6 +337,20 @@ pub(crate) const OWNER_MIRROR: MirrorTable = MirrorTable {
 };
 
 /// Inserts or replaces a scope's delta link.
+/// Deletes every row of `list` from `table` (a mirror, or the managed groups).
+async fn delete_list(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    table: &str,
+    list: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&backend.sql(&format!("DELETE FROM {table} WHERE list_key = ?")))
+        .bind(list)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 async fn store_link(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,

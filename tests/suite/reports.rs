@@ -4,15 +4,13 @@
 //! Old runs are pruned after `[state].keep_runs_days`, never a run with pending operations,
 //! the latest run of each kind, or the last accepted snapshot of a source.
 
-use std::time::Duration;
-
 use chrono::Utc;
 use rollcall::config::DatabaseUrl;
 use rollcall::store::{NewOp, NewSnapshot, OpKind, RunId, RunKind, RunStatus, Store};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::common::db::{Backend, TestDatabase};
+use crate::common::db::{Backend, TestDatabase, held_lease};
 use crate::common::tenant::{Tenant, TenantOptions};
 use crate::on_every_backend;
 
@@ -280,11 +278,7 @@ async fn old_runs_go_but_pending_latest_of_each_kind_and_last_accepted_snapshots
     db: TestDatabase,
 ) {
     let store = open(&db).await;
-    let lease = store
-        .acquire("host-a:1", Duration::from_secs(60))
-        .await
-        .unwrap()
-        .unwrap();
+    let lease = held_lease(&store).await;
 
     // Old, finished, with a done operation, the last accepted `enrolments` snapshot, an
     // unaccepted `staff` one and an accepted `staff` one that a later run supersedes.

@@ -4,16 +4,13 @@
 //! removes, and the groups' titles.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use rollcall::config::{DatabaseUrl, Visibility};
 use rollcall::plan::Title;
-use rollcall::store::{
-    Batch, GroupOrigin, ManagedGroup, NewOp, OpKind, OpStatus, Outcome, RunKind, Store,
-};
+use rollcall::store::{Batch, GroupOrigin, ManagedGroup, NewOp, OpKind, OpStatus, Outcome, Store};
 use serde_json::json;
 
-use crate::common::db::TestDatabase;
+use crate::common::db::{TestDatabase, lease_and_run};
 use crate::on_every_backend;
 
 on_every_backend!(a_large_batch_costs_a_few_round_trips_and_writes_every_row);
@@ -41,15 +38,7 @@ async fn a_large_batch_costs_a_few_round_trips_and_writes_every_row(db: TestData
     let store = Store::open(&DatabaseUrl::new(db.url.clone()))
         .await
         .expect("the store opens");
-    let lease = store
-        .acquire("host-a:1", Duration::from_secs(60))
-        .await
-        .unwrap()
-        .unwrap();
-    let run = store
-        .begin_run(RunKind::Run, Some(&lease), None)
-        .await
-        .unwrap();
+    let (lease, run) = lease_and_run(&store).await;
     // The first half recorded untagged, each with a member the batch removes.
     for list in 0..LISTS / 2 {
         store.upsert_group(&group(list, false)).await.unwrap();

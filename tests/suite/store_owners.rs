@@ -3,16 +3,15 @@
 //! group, and repaired like the mirror when its rows are orphaned.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use rollcall::config::DatabaseUrl;
 use rollcall::store::{
-    Batch, GroupOrigin, ManagedGroup, MirrorChange, NewOp, OpKind, Outcome, RunKind, Store,
+    Batch, GroupOrigin, ManagedGroup, MirrorChange, NewOp, OpKind, Outcome, Store,
 };
 use serde_json::json;
 use sqlx::Connection;
 
-use crate::common::db::{Backend, TestDatabase};
+use crate::common::db::{Backend, TestDatabase, lease_and_run};
 use crate::on_every_backend;
 
 on_every_backend!(
@@ -145,15 +144,7 @@ async fn owners_are_mirrored_per_list_and_follow_delta_rounds(db: TestDatabase) 
 
 async fn done_owner_operations_reach_the_owner_mirror_in_the_batch(db: TestDatabase) {
     let store = open(&db).await;
-    let lease = store
-        .acquire("host-a:1", Duration::from_secs(60))
-        .await
-        .unwrap()
-        .unwrap();
-    let run = store
-        .begin_run(RunKind::Run, Some(&lease), None)
-        .await
-        .unwrap();
+    let (lease, run) = lease_and_run(&store).await;
     for list in ["a", "b"] {
         store.upsert_group(&group(list)).await.unwrap();
     }

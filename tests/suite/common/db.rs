@@ -198,3 +198,25 @@ macro_rules! on_every_backend {
         )*
     };
 }
+
+/// The run lease as host `host-a:1` holds it, and a run begun under it: what a store test
+/// needs before it records a batch.
+pub async fn lease_and_run(
+    store: &rollcall::store::Store,
+) -> (rollcall::store::Lease, rollcall::store::RunId) {
+    let lease = held_lease(store).await;
+    let run = store
+        .begin_run(rollcall::store::RunKind::Run, Some(&lease), None)
+        .await
+        .expect("a run begins");
+    (lease, run)
+}
+
+/// The run lease, taken by host `host-a:1` for a minute.
+pub async fn held_lease(store: &rollcall::store::Store) -> rollcall::store::Lease {
+    store
+        .acquire("host-a:1", std::time::Duration::from_secs(60))
+        .await
+        .expect("the lease table answers")
+        .expect("nobody else holds the lease")
+}
