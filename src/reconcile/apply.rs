@@ -216,14 +216,15 @@ impl Apply<'_> {
             })
             .collect();
         let results = self.graph.ensure_groups(&specs).await;
-        let mut outcomes = Vec::with_capacity(ops.len());
+        let mut creates = Vec::with_capacity(ops.len());
         let mut made = Vec::new();
+        let mut bound_done = Vec::new();
         let mut unsettled = Vec::new();
         for ((op, adds), result) in known.into_iter().zip(bound).zip(results) {
             let created_with_members = matches!(result, Ok((_, Ensured::Created)));
             for (add, _) in adds {
                 if created_with_members {
-                    outcomes.push((add.seq, Outcome::Done));
+                    bound_done.push(add);
                 } else {
                     unsettled.push(add);
                 }
@@ -251,11 +252,14 @@ impl Apply<'_> {
                     Outcome::Failed(e.to_string())
                 }
             };
-            outcomes.push((op.seq, outcome));
+            creates.push((op, outcome));
         }
+        let mut outcomes: Vec<(&JournalOp, Outcome)> =
+            bound_done.iter().map(|add| (add, Outcome::Done)).collect();
+        outcomes.extend(creates);
         for op in unknown {
             outcomes.push((
-                op.seq,
+                op,
                 Outcome::Failed(format!(
                     "the plan of run {} holds no group properties for list `{}`",
                     self.run, op.op.list
@@ -293,10 +297,10 @@ impl Apply<'_> {
         let held = &mut fates.held;
         let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let mut sent: Vec<(usize, Write)> = Vec::with_capacity(ops.len());
-        let mut outcomes: Vec<(i64, Outcome)> = Vec::with_capacity(ops.len());
+        let mut outcomes: Vec<(&JournalOp, Outcome)> = Vec::with_capacity(ops.len());
         for (ix, op) in ops.iter().enumerate() {
             if let Some(why) = held.get(&op.op.list) {
-                outcomes.push((op.seq, Outcome::Superseded(format!("{HELD}{why}"))));
+                outcomes.push((op, Outcome::Superseded(format!("{HELD}{why}"))));
                 continue;
             }
             let Some(group) = groups.get(&op.op.list) else {
@@ -311,7 +315,7 @@ impl Apply<'_> {
                         op.op.list
                     ))
                 };
-                outcomes.push((op.seq, outcome));
+                outcomes.push((op, outcome));
                 continue;
             };
             if op.op.kind == OpKind::RemoveOwner
@@ -323,7 +327,7 @@ impl Apply<'_> {
                 } else {
                     Outcome::Retry(format!("{why} yet"))
                 };
-                outcomes.push((op.seq, outcome));
+                outcomes.push((op, outcome));
                 continue;
             }
             let member = op.op.member.as_deref().map(str::parse);
@@ -363,7 +367,7 @@ impl Apply<'_> {
                 }
                 (kind, member) => {
                     outcomes.push((
-                        op.seq,
+                        op,
                         Outcome::Failed(format!(
                             "journal operation {} of run {} is a {kind} with member {member:?}, which cannot be sent",
                             op.seq, self.run
@@ -401,7 +405,7 @@ impl Apply<'_> {
                 let for_good = !matches!(outcome, Outcome::Retry(_));
                 *fates.owners_waiting.entry(op.op.list.clone()).or_default() |= for_good;
             }
-            outcomes.push((op.seq, outcome));
+            outcomes.push((op, outcome));
         }
         let committed = self.commit(&outcomes, &tagged, sent.len()).await?;
         self.record_titles(&titled).await;
@@ -420,7 +424,7 @@ impl Apply<'_> {
     /// whether every one of the `sent` requests failed for now: Microsoft 365 is unreachable.
     async fn commit(
         &self,
-        outcomes: &[(i64, Outcome)],
+        outcomes: &[(&JournalOp, Outcome)],
         groups: &[ManagedGroup],
         sent: usize,
     ) -> Result<(Applied, bool), Stop> {
@@ -441,12 +445,12 @@ impl Apply<'_> {
             ..Applied::default()
         };
         let mut retry = 0;
-        for (seq, outcome) in outcomes {
+        for (op, outcome) in outcomes {
             match outcome {
                 Outcome::Done => counts.done += 1,
                 Outcome::Failed(e) => {
                     counts.failed += 1;
-                    tracing::warn!(run = %self.run, seq, error = %e, "operation failed");
+                    tracing::warn!(run = %self.run, seq = op.seq, error = %e, "operation failed");
                 }
                 Outcome::Retry(_) => retry += 1,
                 Outcome::Superseded(_) => {}

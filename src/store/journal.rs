@@ -7,13 +7,18 @@ use std::ops::Range;
 use chrono::Utc;
 use futures::TryStreamExt as _;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, Executor as _, Row};
 
-use super::groups::{upsert_group, upsert_groups};
-use super::lease::fence;
+use super::groups::{upsert_group, upsert_group_stmts};
+use super::lease::{fence, fence_stmt, fenced_stmt, lease_lost};
 use super::model::millis;
+use super::script::{Script, Stmt};
 use super::sql::{CHUNK_ROWS, MAX_BINDS, case, marks};
-use super::state::{MEMBER_MIRROR, OWNER_MIRROR, mirror_delete, mirror_insert};
+use super::state::{
+    MEMBER_MIRROR, MIRROR_DELETE_ROWS, MIRROR_INSERT_ROWS, OWNER_MIRROR, mirror_delete_stmt,
+    mirror_insert, mirror_insert_stmt,
+};
 use super::{
     Backend, Batch, JournalCounts, JournalOp, Lease, NewOp, OpKind, OpStatus, Outcome, RunId,
     Store, StoreError, text,
@@ -196,9 +201,9 @@ impl Store {
     /// groups, and the mirror and owner mirror for done adds and removes. On `LeaseLost`
     /// nothing is written.
     ///
-    /// Each kind of write is one multi-row statement (chunked under the bind limits), so
-    /// that a batch costs a handful of round trips to the database whatever its size; see
-    /// [`Store::round_trips`].
+    /// Two round trips whatever the batch's size (see [`Store::round_trips`]): `BEGIN` with
+    /// the lease fence, and then every write and the `COMMIT` as one [`Script`]. A script
+    /// that fails is rolled back whole.
     pub async fn record_batch(&self, lease: &Lease, batch: Batch<'_>) -> Result<(), StoreError> {
         match self.write_batch(lease, &batch).await {
             Err(StoreError::Constraint(refused)) if refused.list.is_none() => Err(self
@@ -210,32 +215,40 @@ impl Store {
     }
 
     async fn write_batch(&self, lease: &Lease, batch: &Batch<'_>) -> Result<(), StoreError> {
-        let run = batch.run;
-        let action = || {
-            StoreError::query(format!(
-                "record {} outcomes of run {run}",
-                batch.outcomes.len()
-            ))
-        };
-        let mut tx = self.pool.begin().await.map_err(action())?;
-        fence(&mut tx, self.backend, lease).await?;
-        self.trip(2);
+        let action = format!(
+            "record {} outcomes of run {}",
+            batch.outcomes.len(),
+            batch.run
+        );
         let now = millis(Utc::now());
-        self.trip(upsert_groups(&mut tx, self.backend, batch.groups, now).await?);
-        // Each outcome binds its seq once, and a status and an error (2 each) unless done.
-        for chunk in batch.outcomes.chunks(MAX_BINDS / 5) {
-            record_outcomes(&mut tx, self.backend, run, chunk, now)
-                .await
-                .map_err(action())?;
-            self.trip(1);
-        }
-        let done = done_seqs(batch);
-        for chunk in done.chunks(MAX_BINDS - 1) {
-            self.trip(mirror_done(&mut tx, self.backend, run, chunk).await?);
-        }
-        tx.commit().await.map_err(action())?;
+        // Built before BEGIN, so that the transaction is open for two round trips only.
+        let writes = batch_script(self.backend, batch, now);
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(StoreError::query(action.clone()))?;
+        let mut begin = Script::new(self.backend);
+        begin.push_sql("BEGIN");
+        begin.push(&fence_stmt(lease, now));
+        begin.push(&fenced_stmt(lease, now));
+        let fenced = begin.fetch_all(&mut conn).await;
         self.trip(1);
-        Ok(())
+        let written = match fenced {
+            Ok(rows) if rows.len() == 1 => {
+                let written = writes.run(&mut conn).await;
+                self.trip(1);
+                written
+                    .map(drop)
+                    .map_err(|e| StoreError::writing(action, "journal", None)(e))
+            }
+            Ok(_) => Err(lease_lost(&mut conn, self.backend).await),
+            Err(e) => Err(StoreError::query("check the run lease")(e)),
+        };
+        if written.is_err() {
+            roll_back(conn).await;
+        }
+        written
     }
 
     /// After a batch was refused by a statement that covered several lists: writes the
@@ -250,25 +263,16 @@ impl Store {
                 return Some(refused);
             }
         }
-        let done = done_seqs(batch);
-        let mut adds: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-        let mut owner_adds: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-        for chunk in done.chunks(MAX_BINDS - 1) {
-            let changes = done_members(&mut tx, self.backend, batch.run, chunk)
-                .await
-                .ok()?;
-            for (list, member) in changes.adds {
-                adds.entry(list.clone()).or_default().push((list, member));
+        let done = DoneChanges::of(batch);
+        for (mirror, adds) in [
+            (&MEMBER_MIRROR, &done.adds),
+            (&OWNER_MIRROR, &done.owner_adds),
+        ] {
+            let mut by_list: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+            for &(list, id) in adds {
+                by_list.entry(list).or_default().push((list, id));
             }
-            for (list, owner) in changes.owner_adds {
-                owner_adds
-                    .entry(list.clone())
-                    .or_default()
-                    .push((list, owner));
-            }
-        }
-        for (mirror, adds) in [(&MEMBER_MIRROR, &adds), (&OWNER_MIRROR, &owner_adds)] {
-            for rows in adds.values() {
+            for rows in by_list.values() {
                 if let Err(refused) = mirror_insert(&mut tx, self.backend, mirror, rows).await {
                     return Some(refused);
                 }
@@ -306,44 +310,62 @@ fn span(seqs: impl Iterator<Item = i64>) -> (i64, i64) {
     })
 }
 
-/// The seqs of a batch's done operations.
-fn done_seqs(batch: &Batch<'_>) -> Vec<i64> {
-    batch
-        .outcomes
-        .iter()
-        .filter(|(_, o)| *o == Outcome::Done)
-        .map(|(seq, _)| *seq)
-        .collect()
+/// Rolls back what a failed batch commit began. A connection that cannot even roll back is
+/// closed rather than given back to the pool with its transaction open.
+async fn roll_back(mut conn: PoolConnection<Any>) {
+    if conn.execute("ROLLBACK").await.is_err() {
+        let _ = conn.close().await;
+    }
 }
 
-/// Records the outcomes of one chunk of a batch in one UPDATE: done ones by default, the
-/// others' statuses and errors by seq.
-async fn record_outcomes(
-    tx: &mut Transaction<'static, Any>,
-    backend: Backend,
-    run: RunId,
-    outcomes: &[(i64, Outcome)],
-    now: i64,
-) -> Result<(), sqlx::Error> {
+/// A batch's writes and its COMMIT, to be sent after the fence: each group's upsert, the
+/// outcomes, then the mirror's and the owner mirror's adds and removes.
+fn batch_script(backend: Backend, batch: &Batch<'_>, now: i64) -> Script {
+    let mut script = Script::new(backend);
+    for group in batch.groups {
+        for stmt in upsert_group_stmts(group, now) {
+            script.push(&stmt);
+        }
+    }
+    // Each outcome binds its seq once, and a status and an error (2 each) unless done.
+    for chunk in batch.outcomes.chunks(MAX_BINDS / 5) {
+        script.push(&outcomes_stmt(batch.run, chunk, now));
+    }
+    let done = DoneChanges::of(batch);
+    for (mirror, adds, removes) in [
+        (&MEMBER_MIRROR, &done.adds, &done.removes),
+        (&OWNER_MIRROR, &done.owner_adds, &done.owner_removes),
+    ] {
+        for chunk in adds.chunks(MIRROR_INSERT_ROWS) {
+            script.push(&mirror_insert_stmt(backend, mirror, chunk));
+        }
+        for chunk in removes.chunks(MIRROR_DELETE_ROWS) {
+            script.push(&mirror_delete_stmt(mirror, chunk));
+        }
+    }
+    script.push_sql("COMMIT");
+    script
+}
+
+/// The outcomes of one chunk of a batch as one UPDATE: done ones by default, the others'
+/// statuses and errors by seq.
+fn outcomes_stmt<'a>(run: RunId, outcomes: &'a [(&JournalOp, Outcome)], now: i64) -> Stmt<'a> {
     let other: Vec<(i64, OpStatus, &str)> = outcomes
         .iter()
-        .filter_map(|(seq, outcome)| match outcome {
+        .filter_map(|(op, outcome)| match outcome {
             Outcome::Done => None,
-            Outcome::Failed(e) => Some((*seq, OpStatus::Failed, e.as_str())),
-            Outcome::Retry(e) => Some((*seq, OpStatus::Pending, e.as_str())),
-            Outcome::Superseded(e) => Some((*seq, OpStatus::Superseded, e.as_str())),
+            Outcome::Failed(e) => Some((op.seq, OpStatus::Failed, e.as_str())),
+            Outcome::Retry(e) => Some((op.seq, OpStatus::Pending, e.as_str())),
+            Outcome::Superseded(e) => Some((op.seq, OpStatus::Superseded, e.as_str())),
         })
         .collect();
-    let query = backend
-        .sql(&format!(
-            "UPDATE journal SET status = {}, last_error = {}, attempts = attempts + 1, \
-             updated_at = ? WHERE run_id = ? AND seq BETWEEN ? AND ? AND seq IN ({})",
-            case("seq", other.len(), "?"),
-            case("seq", other.len(), "NULL"),
-            marks(outcomes.len())
-        ))
-        .into_owned();
-    let mut update = sqlx::query(&query);
+    let mut update = Stmt::new(format!(
+        "UPDATE journal SET status = {}, last_error = {}, attempts = attempts + 1, \
+         updated_at = ? WHERE run_id = ? AND seq BETWEEN ? AND ? AND seq IN ({})",
+        case("seq", other.len(), "?"),
+        case("seq", other.len(), "NULL"),
+        marks(outcomes.len())
+    ));
     for (seq, status, _) in &other {
         update = update.bind(*seq).bind(status.as_str());
     }
@@ -351,76 +373,41 @@ async fn record_outcomes(
     for (seq, _, error) in &other {
         update = update.bind(*seq).bind(*error);
     }
-    let (first, last) = span(outcomes.iter().map(|(seq, _)| *seq));
+    let (first, last) = span(outcomes.iter().map(|(op, _)| op.seq));
     update = update.bind(now).bind(run.0).bind(first).bind(last);
-    for (seq, _) in outcomes {
-        update = update.bind(*seq);
+    for (op, _) in outcomes {
+        update = update.bind(op.seq);
     }
-    update.execute(&mut **tx).await?;
-    Ok(())
-}
-
-/// Applies the done member and owner operations among `seqs` to the mirror and the owner
-/// mirror. Returns the statements sent: none for a kind of change the batch has not.
-async fn mirror_done(
-    tx: &mut Transaction<'static, Any>,
-    backend: Backend,
-    run: RunId,
-    seqs: &[i64],
-) -> Result<u64, StoreError> {
-    let done = done_members(tx, backend, run, seqs).await?;
-    let mut sent = 1;
-    sent += mirror_insert(tx, backend, &MEMBER_MIRROR, &done.adds).await?;
-    sent += mirror_delete(tx, backend, &MEMBER_MIRROR, &done.removes).await?;
-    sent += mirror_insert(tx, backend, &OWNER_MIRROR, &done.owner_adds).await?;
-    sent += mirror_delete(tx, backend, &OWNER_MIRROR, &done.owner_removes).await?;
-    Ok(sent)
-}
-
-/// The `(list, id)` pairs of the done member and owner adds and removes among `seqs`.
-async fn done_members(
-    tx: &mut Transaction<'static, Any>,
-    backend: Backend,
-    run: RunId,
-    seqs: &[i64],
-) -> Result<DoneChanges, StoreError> {
-    let action = || StoreError::query(format!("update the mirror for run {run}"));
-    let query = backend
-        .sql(&format!(
-            "SELECT list_key, kind, member_id FROM journal WHERE run_id = ? \
-             AND seq BETWEEN ? AND ? AND seq IN ({}) AND member_id IS NOT NULL",
-            marks(seqs.len())
-        ))
-        .into_owned();
-    let (first, last) = span(seqs.iter().copied());
-    let mut select = sqlx::query(&query).bind(run.0).bind(first).bind(last);
-    for seq in seqs {
-        select = select.bind(*seq);
-    }
-    let rows = select.fetch_all(&mut **tx).await.map_err(action())?;
-    let mut done = DoneChanges::default();
-    for row in &rows {
-        let list: String = row.try_get("list_key").map_err(action())?;
-        let kind: String = row.try_get("kind").map_err(action())?;
-        let member: String = row.try_get("member_id").map_err(action())?;
-        match OpKind::parse(&kind)? {
-            OpKind::AddMember => done.adds.push((list, member)),
-            OpKind::RemoveMember => done.removes.push((list, member)),
-            OpKind::AddOwner => done.owner_adds.push((list, member)),
-            OpKind::RemoveOwner => done.owner_removes.push((list, member)),
-            OpKind::CreateGroup | OpKind::TagGroup | OpKind::UpdateGroup => {}
-        }
-    }
-    Ok(done)
+    update
 }
 
 /// Members and owners added and removed by a batch's done operations: `(list, id)` pairs.
 #[derive(Debug, Default)]
-struct DoneChanges {
-    adds: Vec<(String, String)>,
-    removes: Vec<(String, String)>,
-    owner_adds: Vec<(String, String)>,
-    owner_removes: Vec<(String, String)>,
+struct DoneChanges<'a> {
+    adds: Vec<(&'a str, &'a str)>,
+    removes: Vec<(&'a str, &'a str)>,
+    owner_adds: Vec<(&'a str, &'a str)>,
+    owner_removes: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> DoneChanges<'a> {
+    fn of(batch: &Batch<'a>) -> Self {
+        let mut done = DoneChanges::default();
+        for (op, outcome) in batch.outcomes {
+            let (Outcome::Done, Some(id)) = (outcome, op.op.member.as_deref()) else {
+                continue;
+            };
+            let pair = (op.op.list.as_str(), id);
+            match op.op.kind {
+                OpKind::AddMember => done.adds.push(pair),
+                OpKind::RemoveMember => done.removes.push(pair),
+                OpKind::AddOwner => done.owner_adds.push(pair),
+                OpKind::RemoveOwner => done.owner_removes.push(pair),
+                OpKind::CreateGroup | OpKind::TagGroup | OpKind::UpdateGroup => {}
+            }
+        }
+        done
+    }
 }
 
 pub(super) fn op_from_row(row: &AnyRow) -> Result<JournalOp, StoreError> {

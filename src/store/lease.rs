@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, AnyConnection, Row, Transaction};
 
 use super::model::{from_millis, millis};
+use super::script::Stmt;
 use super::{Backend, Held, Lease, LeaseState, PauseState, Store, StoreError, text};
 
 /// The name of the lease every run takes.
@@ -64,7 +65,7 @@ impl Store {
         )
         .await
         .map_err(action())?;
-        let state = lease_state(&mut tx, self.backend)
+        let state = lease_state(&mut *tx, self.backend)
             .await?
             .ok_or_else(|| action()(sqlx::Error::RowNotFound))?;
         tx.commit().await.map_err(action())?;
@@ -138,7 +139,7 @@ impl Store {
         )
         .await
         .map_err(action())?;
-        let state = lease_state(&mut tx, self.backend).await?;
+        let state = lease_state(&mut *tx, self.backend).await?;
         tx.commit().await.map_err(action())?;
         Ok(state.filter(|_| taken).map(|state| Lease {
             holder: holder.to_owned(),
@@ -170,7 +171,7 @@ impl Store {
             .begin()
             .await
             .map_err(StoreError::query("read the run lease"))?;
-        let state = lease_state(&mut tx, self.backend).await?;
+        let state = lease_state(&mut *tx, self.backend).await?;
         tx.commit()
             .await
             .map_err(StoreError::query("read the run lease"))?;
@@ -291,29 +292,47 @@ pub(crate) async fn fence(
     backend: Backend,
     lease: &Lease,
 ) -> Result<(), StoreError> {
-    let now = millis(Utc::now());
-    let current = sqlx::query(&backend.sql(
-        "UPDATE lease SET heartbeat_at = ? WHERE name = ? AND holder = ? AND token = ? AND expires_at > ?",
-    ))
-    .bind(now)
-    .bind(RUN_LEASE)
-    .bind(&lease.holder)
-    .bind(lease.token)
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(StoreError::query("check the run lease"))?
-    .rows_affected()
+    let current = fence_stmt(lease, millis(Utc::now()))
+        .execute(backend, &mut **tx)
+        .await
+        .map_err(StoreError::query("check the run lease"))?
+        .rows_affected()
         == 1;
     if current {
         Ok(())
     } else {
-        Err(lease_lost(tx, backend).await)
+        Err(lease_lost(&mut **tx, backend).await)
     }
 }
 
-async fn lease_lost(tx: &mut Transaction<'static, Any>, backend: Backend) -> StoreError {
-    match lease_state(tx, backend).await {
+/// The fence's UPDATE: it touches exactly one row while `lease` is current at `now`.
+pub(crate) fn fence_stmt(lease: &Lease, now: i64) -> Stmt<'_> {
+    Stmt::new(
+        "UPDATE lease SET heartbeat_at = ? WHERE name = ? AND holder = ? AND token = ? \
+         AND expires_at > ?",
+    )
+    .bind(now)
+    .bind(RUN_LEASE)
+    .bind(lease.holder.as_str())
+    .bind(lease.token)
+    .bind(now)
+}
+
+/// A row if and only if the fence's UPDATE at `now` found `lease` current. Sent after it in a
+/// script, whose summed row counts cannot tell (SQLite reports a stale count for `BEGIN`).
+pub(crate) fn fenced_stmt(lease: &Lease, now: i64) -> Stmt<'_> {
+    Stmt::new(
+        "SELECT token FROM lease WHERE name = ? AND holder = ? AND token = ? AND heartbeat_at = ?",
+    )
+    .bind(RUN_LEASE)
+    .bind(lease.holder.as_str())
+    .bind(lease.token)
+    .bind(now)
+}
+
+/// The error for a fence that found `lease` gone, naming who holds the lease now.
+pub(crate) async fn lease_lost(conn: &mut AnyConnection, backend: Backend) -> StoreError {
+    match lease_state(conn, backend).await {
         Ok(state) => StoreError::LeaseLost {
             holder: state.as_ref().and_then(|s| s.holder.clone()),
             token: state.map_or(0, |s| s.token),
@@ -323,7 +342,7 @@ async fn lease_lost(tx: &mut Transaction<'static, Any>, backend: Backend) -> Sto
 }
 
 async fn lease_state(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut AnyConnection,
     backend: Backend,
 ) -> Result<Option<LeaseState>, StoreError> {
     let decode = || StoreError::query("read the run lease");
@@ -331,7 +350,7 @@ async fn lease_state(
         "SELECT holder, token, acquired_at, heartbeat_at, expires_at FROM lease WHERE name = ?",
     ))
     .bind(RUN_LEASE)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(conn)
     .await
     .map_err(decode())?;
     row.map(|row| {

@@ -22,6 +22,7 @@ mod model;
 mod notify;
 mod owners;
 mod runs;
+mod script;
 mod sql;
 mod state;
 mod titles;

@@ -312,8 +312,9 @@ pub enum Outcome {
 pub struct Batch<'a> {
     /// The run whose journal the outcomes belong to.
     pub run: RunId,
-    /// `(seq, outcome)` for each sent operation.
-    pub outcomes: &'a [(i64, Outcome)],
+    /// Each sent operation (as read from the journal) with its outcome. Done member and
+    /// owner operations change the mirrors.
+    pub outcomes: &'a [(&'a JournalOp, Outcome)],
     /// Groups created, adopted or tagged in this batch, written before the mirror changes.
     pub groups: &'a [ManagedGroup],
 }

@@ -9,6 +9,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::groups::upsert_group;
 use super::model::millis;
+use super::script::Stmt;
 use super::sql::{CHUNK_ROWS, MAX_BINDS, one_list};
 use super::{Backend, GroupOrigin, ManagedGroup, Store, StoreError, text};
 
@@ -379,28 +380,17 @@ async fn store_link(
 
 /// Adds `(list, id)` pairs to a mirror table; pairs already there stay as they are. Returns
 /// the statements sent.
-pub(crate) async fn mirror_insert(
+pub(crate) async fn mirror_insert<S: AsRef<str>>(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     mirror: &MirrorTable,
-    rows: &[(String, String)],
+    rows: &[(S, S)],
 ) -> Result<u64, StoreError> {
-    let columns = ["list_key", mirror.column];
     let mut sent = 0;
-    for chunk in rows.chunks(MAX_BINDS / 2) {
+    for chunk in rows.chunks(MIRROR_INSERT_ROWS) {
         sent += 1;
-        let query = format!(
-            "{}{}",
-            backend.insert(mirror.table, &columns, chunk.len()),
-            backend.on_conflict(&columns, &[])
-        );
-        let query = backend.sql(&query);
-        let mut insert = sqlx::query(&query);
-        for (list, member) in chunk {
-            insert = insert.bind(list.as_str()).bind(member.as_str());
-        }
-        insert
-            .execute(&mut **tx)
+        mirror_insert_stmt(backend, mirror, chunk)
+            .execute(backend, &mut **tx)
             .await
             .map_err(StoreError::writing(
                 format!(
@@ -410,10 +400,51 @@ pub(crate) async fn mirror_insert(
                     mirror.name
                 ),
                 mirror.table,
-                one_list(chunk.iter().map(|(list, _)| list.as_str())),
+                one_list(chunk.iter().map(|(list, _)| list.as_ref())),
             ))?;
     }
     Ok(sent)
+}
+
+/// Rows per mirror INSERT: two values each, under the bind limits.
+pub(crate) const MIRROR_INSERT_ROWS: usize = MAX_BINDS / 2;
+
+/// Rows per mirror DELETE: smaller than the inserts', since a long row-value IN list can make
+/// MySQL's range optimizer give up and scan the whole mirror.
+pub(crate) const MIRROR_DELETE_ROWS: usize = CHUNK_ROWS;
+
+/// One multi-row INSERT of `(list, id)` pairs into a mirror, keeping pairs already there.
+pub(crate) fn mirror_insert_stmt<'a, S: AsRef<str>>(
+    backend: Backend,
+    mirror: &MirrorTable,
+    rows: &'a [(S, S)],
+) -> Stmt<'a> {
+    let columns = ["list_key", mirror.column];
+    let mut insert = Stmt::new(format!(
+        "{}{}",
+        backend.insert(mirror.table, &columns, rows.len()),
+        backend.on_conflict(&columns, &[])
+    ));
+    for (list, member) in rows {
+        insert = insert.bind(list.as_ref()).bind(member.as_ref());
+    }
+    insert
+}
+
+/// One DELETE of `(list, id)` pairs from a mirror.
+pub(crate) fn mirror_delete_stmt<'a, S: AsRef<str>>(
+    mirror: &MirrorTable,
+    rows: &'a [(S, S)],
+) -> Stmt<'a> {
+    let marks = vec!["(?, ?)"; rows.len()].join(", ");
+    let mut delete = Stmt::new(format!(
+        "DELETE FROM {} WHERE (list_key, {}) IN ({marks})",
+        mirror.table, mirror.column
+    ));
+    for (list, member) in rows {
+        delete = delete.bind(list.as_ref()).bind(member.as_ref());
+    }
+    delete
 }
 
 /// Removes `(list, id)` pairs from a mirror table. Returns the statements sent.
@@ -424,23 +455,10 @@ pub(crate) async fn mirror_delete(
     rows: &[(String, String)],
 ) -> Result<u64, StoreError> {
     let mut sent = 0;
-    // Smaller chunks than the inserts': a long row-value IN list can make MySQL's range
-    // optimizer give up and scan the whole mirror.
-    for chunk in rows.chunks(CHUNK_ROWS) {
+    for chunk in rows.chunks(MIRROR_DELETE_ROWS) {
         sent += 1;
-        let marks = vec!["(?, ?)"; chunk.len()].join(", ");
-        let query = backend
-            .sql(&format!(
-                "DELETE FROM {} WHERE (list_key, {}) IN ({marks})",
-                mirror.table, mirror.column
-            ))
-            .into_owned();
-        let mut delete = sqlx::query(&query);
-        for (list, member) in chunk {
-            delete = delete.bind(list.as_str()).bind(member.as_str());
-        }
-        delete
-            .execute(&mut **tx)
+        mirror_delete_stmt(mirror, chunk)
+            .execute(backend, &mut **tx)
             .await
             .map_err(StoreError::writing(
                 format!(

@@ -13,7 +13,7 @@ use rollcall::store::{
 use serde_json::json;
 use sqlx::Connection;
 
-use crate::common::db::{Backend, TestDatabase};
+use crate::common::db::{Backend, TestDatabase, with_ops};
 use crate::on_every_backend;
 
 const TTL: Duration = Duration::from_secs(60);
@@ -266,12 +266,13 @@ async fn plan_is_journalled_and_batches_update_journal_and_mirror(db: TestDataba
             Outcome::Retry("429 throttled past the retry budget".into()),
         ),
     ];
+    let journal = store.journal(run).await.unwrap();
     store
         .record_batch(
             &lease,
             Batch {
                 run,
-                outcomes: &outcomes,
+                outcomes: &with_ops(&journal, &outcomes),
                 groups: &[group("mod-b", "g-b")],
             },
         )
@@ -360,13 +361,14 @@ async fn lease_is_exclusive_and_a_stolen_lease_writes_nothing(db: TestDatabase) 
         }
         other => panic!("expected LeaseLost, got {other:?}"),
     }
+    let journal = store.journal(run).await.unwrap();
     let outcomes = [(1, Outcome::Done)];
     let lost = store
         .record_batch(
             &renewed,
             Batch {
                 run,
-                outcomes: &outcomes,
+                outcomes: &with_ops(&journal, &outcomes),
                 groups: &[group("mod-z", "g-z")],
             },
         )

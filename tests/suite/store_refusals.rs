@@ -10,7 +10,7 @@ use rollcall::store::{
 };
 use serde_json::json;
 
-use crate::common::db::TestDatabase;
+use crate::common::db::{TestDatabase, with_ops};
 use crate::common::tenant::{Tenant, TenantOptions};
 use crate::on_every_backend;
 
@@ -127,12 +127,13 @@ async fn a_refused_batch_commits_nothing_of_itself(db: TestDatabase) {
         .await
         .unwrap();
     let outcomes: Vec<(i64, Outcome)> = (1..=4).map(|seq| (seq, Outcome::Done)).collect();
+    let journal = store.journal(run).await.unwrap();
     let refused = store
         .record_batch(
             &lease,
             Batch {
                 run,
-                outcomes: &outcomes,
+                outcomes: &with_ops(&journal, &outcomes),
                 groups: &[group("mod-c", "g-3"), group("mod-b", "g-1")],
             },
         )

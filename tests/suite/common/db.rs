@@ -220,3 +220,17 @@ pub async fn held_lease(store: &rollcall::store::Store) -> rollcall::store::Leas
         .expect("the lease table answers")
         .expect("nobody else holds the lease")
 }
+
+/// `(seq, outcome)` pairs joined to the journal's operations, as the apply hands a batch to
+/// `record_batch`.
+pub fn with_ops<'a>(
+    journal: &'a [rollcall::store::JournalOp],
+    outcomes: &[(i64, rollcall::store::Outcome)],
+) -> Vec<(&'a rollcall::store::JournalOp, rollcall::store::Outcome)> {
+    let by_seq: std::collections::HashMap<i64, &rollcall::store::JournalOp> =
+        journal.iter().map(|op| (op.seq, op)).collect();
+    outcomes
+        .iter()
+        .map(|(seq, outcome)| (by_seq[seq], outcome.clone()))
+        .collect()
+}
