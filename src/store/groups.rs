@@ -36,12 +36,12 @@ pub(crate) async fn upsert_group(
         )
     };
     let updated = update
-        .execute(backend, &mut **tx)
+        .execute(backend, tx)
         .await
         .map_err(refused())?;
     if updated.rows_affected() == 0 {
         insert
-            .execute(backend, &mut **tx)
+            .execute(backend, tx)
             .await
             .map_err(refused())?;
     }

@@ -65,7 +65,7 @@ impl Store {
         )
         .await
         .map_err(action())?;
-        let state = lease_state(&mut *tx, self.backend)
+        let state = lease_state(&mut tx, self.backend)
             .await?
             .ok_or_else(|| action()(sqlx::Error::RowNotFound))?;
         tx.commit().await.map_err(action())?;
@@ -139,7 +139,7 @@ impl Store {
         )
         .await
         .map_err(action())?;
-        let state = lease_state(&mut *tx, self.backend).await?;
+        let state = lease_state(&mut tx, self.backend).await?;
         tx.commit().await.map_err(action())?;
         Ok(state.filter(|_| taken).map(|state| Lease {
             holder: holder.to_owned(),
@@ -171,7 +171,7 @@ impl Store {
             .begin()
             .await
             .map_err(StoreError::query("read the run lease"))?;
-        let state = lease_state(&mut *tx, self.backend).await?;
+        let state = lease_state(&mut tx, self.backend).await?;
         tx.commit()
             .await
             .map_err(StoreError::query("read the run lease"))?;
@@ -293,7 +293,7 @@ pub(crate) async fn fence(
     lease: &Lease,
 ) -> Result<(), StoreError> {
     let current = fence_stmt(lease, millis(Utc::now()))
-        .execute(backend, &mut **tx)
+        .execute(backend, tx)
         .await
         .map_err(StoreError::query("check the run lease"))?
         .rows_affected()
@@ -301,7 +301,7 @@ pub(crate) async fn fence(
     if current {
         Ok(())
     } else {
-        Err(lease_lost(&mut **tx, backend).await)
+        Err(lease_lost(tx, backend).await)
     }
 }
 

@@ -390,7 +390,7 @@ pub(crate) async fn mirror_insert<S: AsRef<str>>(
     for chunk in rows.chunks(MIRROR_INSERT_ROWS) {
         sent += 1;
         mirror_insert_stmt(backend, mirror, chunk)
-            .execute(backend, &mut **tx)
+            .execute(backend, tx)
             .await
             .map_err(StoreError::writing(
                 format!(
@@ -458,7 +458,7 @@ pub(crate) async fn mirror_delete(
     for chunk in rows.chunks(MIRROR_DELETE_ROWS) {
         sent += 1;
         mirror_delete_stmt(mirror, chunk)
-            .execute(backend, &mut **tx)
+            .execute(backend, tx)
             .await
             .map_err(StoreError::writing(
                 format!(
