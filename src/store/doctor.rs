@@ -1,12 +1,13 @@
 //! `rollcall doctor`: checks of the state database that name what is wrong and what to do.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 
 use chrono::Utc;
 use sqlx::Row;
 
 use super::model::from_millis;
+use super::sql::{CHUNK_ROWS, marks};
 use super::{Backend, OpStatus, RunStatus, Store, StoreError, text};
 
 /// How bad a finding is.
@@ -139,16 +140,55 @@ impl Store {
     /// Deletes mirror and owner mirror rows of lists that are no managed group (foreign keys
     /// switched off, or a partial restore): a run's reading must not extend them. Returns how
     /// many went.
+    ///
+    /// Runs before every delta read, so it reads one key per list rather than every row, and
+    /// deletes only where it found an orphan: `DELETE … WHERE list_key NOT IN (SELECT …)`
+    /// scanned and locked the whole mirror on MariaDB (0.47 s of the large university's
+    /// no-change run), where `GROUP BY list_key` is a loose scan of the key's index.
     pub async fn forget_orphaned_mirror(&self) -> Result<u64, StoreError> {
+        let keys = |table: &str, query: String| {
+            let action = format!("look for orphaned {table} rows");
+            async move {
+                sqlx::query_scalar::<_, String>(&query)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(StoreError::query(action))
+            }
+        };
+        let managed: HashSet<String> = keys(
+            "managed_groups",
+            "SELECT list_key FROM managed_groups".to_owned(),
+        )
+        .await?
+        .into_iter()
+        .collect();
         let mut deleted = 0;
         for table in ["mirror", "owner_mirror"] {
-            deleted += sqlx::query(&format!(
-                "DELETE FROM {table} WHERE list_key NOT IN (SELECT list_key FROM managed_groups)"
-            ))
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::query(format!("repair orphaned {table} rows")))?
-            .rows_affected();
+            let listed = keys(
+                table,
+                format!("SELECT list_key FROM {table} GROUP BY list_key"),
+            )
+            .await?;
+            let orphans: Vec<String> = listed
+                .into_iter()
+                .filter(|list| !managed.contains(list))
+                .collect();
+            for chunk in orphans.chunks(CHUNK_ROWS) {
+                let query = format!(
+                    "DELETE FROM {table} WHERE list_key IN ({})",
+                    marks(chunk.len())
+                );
+                let query = self.backend.sql(&query);
+                let mut delete = sqlx::query(&query);
+                for list in chunk {
+                    delete = delete.bind(list.as_str());
+                }
+                deleted += delete
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StoreError::query(format!("repair orphaned {table} rows")))?
+                    .rows_affected();
+            }
         }
         Ok(deleted)
     }

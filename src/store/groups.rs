@@ -35,15 +35,9 @@ pub(crate) async fn upsert_group(
             Some(&group.list),
         )
     };
-    let updated = update
-        .execute(backend, tx)
-        .await
-        .map_err(refused())?;
+    let updated = update.execute(backend, tx).await.map_err(refused())?;
     if updated.rows_affected() == 0 {
-        insert
-            .execute(backend, tx)
-            .await
-            .map_err(refused())?;
+        insert.execute(backend, tx).await.map_err(refused())?;
     }
     Ok(())
 }
