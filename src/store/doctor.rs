@@ -8,6 +8,7 @@ use sqlx::Row;
 
 use super::model::from_millis;
 use super::sql::{CHUNK_ROWS, marks};
+use super::state::{MEMBER_MIRROR, MirrorTable, OWNER_MIRROR};
 use super::{Backend, OpStatus, RunStatus, Store, StoreError, text};
 
 /// How bad a finding is.
@@ -144,14 +145,19 @@ impl Store {
     /// Runs before every delta read, so it reads one key per list rather than every row, and
     /// deletes only where it found an orphan: `DELETE … WHERE list_key NOT IN (SELECT …)`
     /// scanned and locked the whole mirror on MariaDB (0.47 s of the large university's
-    /// no-change run), where `GROUP BY list_key` is a loose scan of the key's index.
+    /// no-change run), where a `GROUP BY list_key` with a MIN is a loose scan of the key's index
+    /// (about 20 ms).
     pub async fn forget_orphaned_mirror(&self) -> Result<u64, StoreError> {
         let keys = |table: &str, query: String| {
             let action = format!("look for orphaned {table} rows");
             async move {
-                sqlx::query_scalar::<_, String>(&query)
+                let rows = sqlx::query(&query)
                     .fetch_all(&self.pool)
                     .await
+                    .map_err(StoreError::query(action.clone()))?;
+                rows.iter()
+                    .map(|row| row.try_get::<String, _>(0))
+                    .collect::<Result<Vec<String>, _>>()
                     .map_err(StoreError::query(action))
             }
         };
@@ -163,12 +169,10 @@ impl Store {
         .into_iter()
         .collect();
         let mut deleted = 0;
-        for table in ["mirror", "owner_mirror"] {
-            let listed = keys(
-                table,
-                format!("SELECT list_key FROM {table} GROUP BY list_key"),
-            )
-            .await?;
+        for MirrorTable { table, column, .. } in [MEMBER_MIRROR, OWNER_MIRROR] {
+            // The MIN is what makes MariaDB choose the loose scan without fresh statistics.
+            let query = format!("SELECT list_key, MIN({column}) FROM {table} GROUP BY list_key");
+            let listed = keys(table, query).await?;
             let orphans: Vec<String> = listed
                 .into_iter()
                 .filter(|list| !managed.contains(list))
