@@ -63,8 +63,8 @@ pub struct Applied {
     pub pending: u64,
     /// Batches committed to the journal (each one a Graph batch, or a chunk of creates).
     pub batches: u64,
-    /// Round trips to the state database for the batches: pause checks, batch commits
-    /// (their BEGIN and COMMIT included) and titles.
+    /// Round trips to the state database for the batches: pause checks and batch commits
+    /// (two each).
     pub state_round_trips: u64,
 }
 
@@ -266,7 +266,6 @@ impl Apply<'_> {
                 )),
             ));
         }
-        let (counts, _) = self.commit(&outcomes, &made, ops.len()).await?;
         let titled: Vec<(String, Title)> = made
             .iter()
             .map(|g| {
@@ -279,7 +278,7 @@ impl Apply<'_> {
                 (g.list.clone(), title)
             })
             .collect();
-        self.record_titles(&titled).await;
+        let (counts, _) = self.commit(&outcomes, &made, &titled, ops.len()).await?;
         Ok((counts, unsettled))
     }
 
@@ -407,17 +406,7 @@ impl Apply<'_> {
             }
             outcomes.push((op, outcome));
         }
-        let committed = self.commit(&outcomes, &tagged, sent.len()).await?;
-        self.record_titles(&titled).await;
-        Ok(committed)
-    }
-
-    /// Records the titles groups were given. Only a cache of what Microsoft 365 holds: on
-    /// failure the next delta round brings them again, so it is logged and the run goes on.
-    async fn record_titles(&self, titles: &[(String, Title)]) {
-        if let Err(e) = self.store.set_titles(titles).await {
-            tracing::warn!(error = %e, "could not record the groups' titles");
-        }
+        self.commit(&outcomes, &tagged, &titled, sent.len()).await
     }
 
     /// Commits one batch's outcomes; a failed commit stops the run at once. Also says
@@ -426,6 +415,7 @@ impl Apply<'_> {
         &self,
         outcomes: &[(&JournalOp, Outcome)],
         groups: &[ManagedGroup],
+        titles: &[(String, Title)],
         sent: usize,
     ) -> Result<(Applied, bool), Stop> {
         let lease = self.lease.current();
@@ -436,6 +426,7 @@ impl Apply<'_> {
                     run: self.run,
                     outcomes,
                     groups,
+                    titles,
                 },
             )
             .await

@@ -19,6 +19,7 @@ use super::state::{
     MEMBER_MIRROR, MIRROR_DELETE_ROWS, MIRROR_INSERT_ROWS, OWNER_MIRROR, mirror_delete_stmt,
     mirror_insert, mirror_insert_stmt,
 };
+use super::titles::titles_stmts;
 use super::{
     Backend, Batch, JournalCounts, JournalOp, Lease, NewOp, OpKind, OpStatus, Outcome, RunId,
     Store, StoreError, text,
@@ -319,13 +320,16 @@ async fn roll_back(mut conn: PoolConnection<Any>) {
 }
 
 /// A batch's writes and its COMMIT, to be sent after the fence: each group's upsert, the
-/// outcomes, then the mirror's and the owner mirror's adds and removes.
+/// titles, the outcomes, then the mirror's and the owner mirror's adds and removes.
 fn batch_script(backend: Backend, batch: &Batch<'_>, now: i64) -> Script {
     let mut script = Script::new(backend);
     for group in batch.groups {
         for stmt in upsert_group_stmts(group, now) {
             script.push(&stmt);
         }
+    }
+    for stmt in titles_stmts(batch.titles) {
+        script.push(&stmt);
     }
     // Each outcome binds its seq once, and a status and an error (2 each) unless done.
     for chunk in batch.outcomes.chunks(MAX_BINDS / 5) {

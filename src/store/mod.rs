@@ -198,9 +198,10 @@ impl Store {
         })
     }
 
-    /// How many round trips to the database the apply path has made so far (pause checks,
-    /// batch commits with their BEGIN and COMMIT, titles): divided by the batches sent, the
-    /// cost of a batch in a production server's network latency.
+    /// How many round trips to the database the apply path has made so far (pause checks, and
+    /// two for each batch commit: BEGIN with the lease fence, then the script of its writes
+    /// and COMMIT): divided by the batches sent, the cost of a batch in a production server's
+    /// network latency. Not counted: the pool's liveness check of an idle connection.
     pub fn round_trips(&self) -> u64 {
         self.trips.load(Ordering::Relaxed)
     }

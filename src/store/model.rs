@@ -317,6 +317,9 @@ pub struct Batch<'a> {
     pub outcomes: &'a [(&'a JournalOp, Outcome)],
     /// Groups created, adopted or tagged in this batch, written before the mirror changes.
     pub groups: &'a [ManagedGroup],
+    /// The titles this batch gave groups (created or retitled), by list key, recorded as
+    /// [`super::Store::set_titles`] does.
+    pub titles: &'a [(String, crate::plan::Title)],
 }
 
 /// The run lease as held by this process.

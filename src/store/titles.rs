@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 
+use super::script::Stmt;
 use super::sql::{MAX_BINDS, case, marks};
 use super::{Store, StoreError, text};
 use crate::config::Visibility;
@@ -50,29 +51,37 @@ impl Store {
             return Ok(());
         }
         let action = || StoreError::query("record the managed groups' titles");
-        let mut seen = HashSet::new();
-        let mut last: Vec<&(String, Title)> = titles
-            .iter()
-            .rev()
-            .filter(|(list, _)| seen.insert(list.as_str()))
-            .collect();
-        last.reverse();
         let mut tx = self.pool.begin().await.map_err(action())?;
-        self.trip(1);
-        // Each title binds its key four times and three values.
-        for chunk in last.chunks(MAX_BINDS / 7) {
-            let query = self
-                .backend
-                .sql(&format!(
-                    "UPDATE managed_groups SET display_name = {}, description = {}, \
-                     visibility = COALESCE({}, visibility) WHERE list_key IN ({})",
-                    case("list_key", chunk.len(), "display_name"),
-                    case("list_key", chunk.len(), "description"),
-                    case("list_key", chunk.len(), "NULL"),
-                    marks(chunk.len())
-                ))
-                .into_owned();
-            let mut update = sqlx::query(&query);
+        for update in titles_stmts(titles) {
+            update
+                .execute(self.backend, &mut tx)
+                .await
+                .map_err(action())?;
+        }
+        tx.commit().await.map_err(action())
+    }
+}
+
+/// The UPDATEs that record `titles` as [`Store::set_titles`] does.
+pub(crate) fn titles_stmts(titles: &[(String, Title)]) -> Vec<Stmt<'_>> {
+    let mut seen = HashSet::new();
+    let mut last: Vec<&(String, Title)> = titles
+        .iter()
+        .rev()
+        .filter(|(list, _)| seen.insert(list.as_str()))
+        .collect();
+    last.reverse();
+    // Each title binds its key four times and three values.
+    last.chunks(MAX_BINDS / 7)
+        .map(|chunk| {
+            let mut update = Stmt::new(format!(
+                "UPDATE managed_groups SET display_name = {}, description = {}, \
+                 visibility = COALESCE({}, visibility) WHERE list_key IN ({})",
+                case("list_key", chunk.len(), "display_name"),
+                case("list_key", chunk.len(), "description"),
+                case("list_key", chunk.len(), "NULL"),
+                marks(chunk.len())
+            ));
             for (list, title) in chunk {
                 update = update.bind(list.as_str()).bind(title.display_name.as_str());
             }
@@ -89,11 +98,7 @@ impl Store {
             for (list, _) in chunk {
                 update = update.bind(list.as_str());
             }
-            update.execute(&mut *tx).await.map_err(action())?;
-            self.trip(1);
-        }
-        tx.commit().await.map_err(action())?;
-        self.trip(1);
-        Ok(())
-    }
+            update
+        })
+        .collect()
 }

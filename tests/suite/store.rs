@@ -274,6 +274,7 @@ async fn plan_is_journalled_and_batches_update_journal_and_mirror(db: TestDataba
                 run,
                 outcomes: &with_ops(&journal, &outcomes),
                 groups: &[group("mod-b", "g-b")],
+                titles: &[],
             },
         )
         .await
@@ -370,6 +371,7 @@ async fn lease_is_exclusive_and_a_stolen_lease_writes_nothing(db: TestDatabase) 
                 run,
                 outcomes: &with_ops(&journal, &outcomes),
                 groups: &[group("mod-z", "g-z")],
+                titles: &[],
             },
         )
         .await

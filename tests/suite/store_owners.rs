@@ -188,6 +188,7 @@ async fn done_owner_operations_reach_the_owner_mirror_in_the_batch(db: TestDatab
                     run,
                     outcomes: &with_ops(&journal, outcomes),
                     groups: &[],
+                    titles: &[],
                 },
             )
             .await

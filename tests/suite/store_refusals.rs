@@ -135,6 +135,7 @@ async fn a_refused_batch_commits_nothing_of_itself(db: TestDatabase) {
                 run,
                 outcomes: &with_ops(&journal, &outcomes),
                 groups: &[group("mod-c", "g-3"), group("mod-b", "g-1")],
+                titles: &[],
             },
         )
         .await
