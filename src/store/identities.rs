@@ -9,7 +9,7 @@ use sqlx::{Row, Transaction};
 
 use super::model::{from_millis, millis};
 use super::sql::CHUNK_ROWS;
-use super::{Backend, Identity, Store, StoreError};
+use super::{Backend, Identity, Store, StoreError, text, unbounded_group_concat};
 use crate::config::MemberKey;
 
 /// From how many keys an identity lookup reads the whole kind in one query rather than in
@@ -109,33 +109,54 @@ impl Store {
 
     /// Every identity of `kind` that `values` names, read in one pass over the kind rather
     /// than in IN lists of a thousand: for a whole university's keys, one query costs far
-    /// less than dozens of large statements prepared one by one.
+    /// less than dozens of large statements prepared one by one. The kind comes back as one
+    /// JSON array, not a row per key: the driver's cost per row, not the bytes, is what
+    /// reading 45,000 keys spent its time on (0.19–0.31 s a kind on SQLite).
     async fn identities_of_kind(
         &self,
         kind: MemberKey,
         values: &[String],
     ) -> Result<Vec<Identity>, sqlx::Error> {
         let wanted: HashSet<&str> = values.iter().map(String::as_str).collect();
-        let query = self
-            .backend
-            .sql("SELECT key_value, object_id, checked_at FROM identities WHERE key_kind = ?");
-        let mut found = Vec::with_capacity(values.len());
-        for row in sqlx::query(&query)
-            .bind(kind.as_str())
-            .fetch_all(&self.pool)
-            .await?
-        {
-            let value: String = row.try_get("key_value")?;
-            if !wanted.contains(value.as_str()) {
-                continue;
+        let query = match self.backend {
+            Backend::Sqlite => {
+                "SELECT json_group_array(json_array(key_value, object_id, checked_at)) AS packed \
+                 FROM identities WHERE key_kind = ?"
             }
-            found.push(Identity {
+            Backend::Postgres => {
+                "SELECT CAST(json_agg(json_build_array(key_value, object_id, checked_at)) AS TEXT) \
+                 AS packed FROM identities WHERE key_kind = $1"
+            }
+            Backend::Mysql => {
+                "SELECT JSON_ARRAYAGG(JSON_ARRAY(key_value, object_id, checked_at)) AS packed \
+                 FROM identities WHERE key_kind = ?"
+            }
+        };
+        let mut conn = self.pool.acquire().await?;
+        unbounded_group_concat(self.backend, &mut conn).await?;
+        let row = sqlx::query(query)
+            .bind(kind.as_str())
+            .fetch_one(&mut *conn)
+            .await?;
+        let packed: Vec<(String, Option<String>, i64)> = match text(&row, "packed")? {
+            Some(packed) => {
+                serde_json::from_str(&packed).map_err(|e| sqlx::Error::ColumnDecode {
+                    index: "packed".to_owned(),
+                    source: Box::new(e),
+                })?
+            }
+            None => Vec::new(),
+        };
+        let mut found: Vec<Identity> = packed
+            .into_iter()
+            .filter(|(value, _, _)| wanted.contains(value.as_str()))
+            .map(|(value, object_id, checked_at)| Identity {
                 kind,
                 value,
-                object_id: row.try_get("object_id")?,
-                checked_at: from_millis(row.try_get("checked_at")?),
-            });
-        }
+                object_id,
+                checked_at: from_millis(checked_at),
+            })
+            .collect();
         found.sort_by(|a, b| a.value.cmp(&b.value));
         Ok(found)
     }

@@ -430,6 +430,21 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
         })
 }
 
+/// On MySQL/MariaDB, lifts the session's cap on `GROUP_CONCAT` (and MariaDB's
+/// `JSON_ARRAYAGG`), which otherwise cuts a result at 1,024 bytes; the other backends have
+/// none.
+async fn unbounded_group_concat(
+    backend: Backend,
+    conn: &mut sqlx::AnyConnection,
+) -> Result<(), sqlx::Error> {
+    if backend == Backend::Mysql {
+        sqlx::query("SET SESSION group_concat_max_len = 4294967295")
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Reads a text column that MySQL may return as a BLOB (its `TEXT` types) and the others as
 /// text.
 fn text(row: &AnyRow, column: &str) -> Result<Option<String>, sqlx::Error> {

@@ -11,7 +11,7 @@ use super::groups::upsert_group;
 use super::model::millis;
 use super::script::Stmt;
 use super::sql::{CHUNK_ROWS, MAX_BINDS, one_list};
-use super::{Backend, GroupOrigin, ManagedGroup, Store, StoreError, text};
+use super::{Backend, GroupOrigin, ManagedGroup, Store, StoreError, text, unbounded_group_concat};
 
 const GROUP_COLUMNS: &str = "list_key, group_id, family, origin, mail_nickname, tagged";
 
@@ -151,13 +151,9 @@ impl Store {
             ),
         };
         let mut conn = self.pool.acquire().await.map_err(action())?;
-        if self.backend == Backend::Mysql {
-            // GROUP_CONCAT cuts its result at this many bytes (1,024 by default on MySQL).
-            sqlx::query("SET SESSION group_concat_max_len = 4294967295")
-                .execute(&mut *conn)
-                .await
-                .map_err(action())?;
-        }
+        unbounded_group_concat(self.backend, &mut conn)
+            .await
+            .map_err(action())?;
         let rows = sqlx::query(&query)
             .fetch_all(&mut *conn)
             .await
@@ -166,14 +162,7 @@ impl Store {
         for row in rows {
             let list: String = row.try_get("list_key").map_err(action())?;
             // MySQL sends a long GROUP_CONCAT as a BLOB.
-            let ids: String = match row.try_get::<String, _>("ids") {
-                Ok(text) => text,
-                Err(_) => {
-                    let bytes: Vec<u8> = row.try_get("ids").map_err(action())?;
-                    String::from_utf8(bytes)
-                        .map_err(|e| action()(sqlx::Error::Decode(Box::new(e))))?
-                }
-            };
+            let ids = text(&row, "ids").map_err(action())?.unwrap_or_default();
             let mut ids: Vec<String> = ids.split(',').map(str::to_owned).collect();
             ids.sort_unstable();
             mirror.insert(list, ids);

@@ -486,7 +486,8 @@ async fn mirror_follows_replace_and_apply(db: TestDatabase) {
 
 async fn identity_cache_keeps_resolved_and_unresolved_keys(db: TestDatabase) {
     let store = open(&db).await;
-    let now = Utc::now();
+    // Whole milliseconds, as the store keeps them.
+    let now = chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
     let identity = |kind, value: &str, id: Option<&str>| Identity {
         kind,
         value: value.into(),
@@ -566,13 +567,27 @@ async fn identity_cache_keeps_resolved_and_unresolved_keys(db: TestDatabase) {
         })
         .collect();
     store.upsert_identities(&more).await.unwrap();
+    // The kind comes back as one JSON array: a key that JSON must escape reads back as it is.
+    let odd = "o'brien \"\\ ,é@uni.ac.uk";
+    store
+        .upsert_identities(&[identity(MemberKey::Mail, odd, Some("id-odd"))])
+        .await
+        .unwrap();
     let mut asked: Vec<String> = (1_000..5_500).map(|i| format!("p{i}@uni.ac.uk")).collect();
     asked.push("nobody@uni.ac.uk".to_owned());
+    asked.push(odd.to_owned());
     let found = store
         .lookup_identities(MemberKey::Mail, &asked)
         .await
         .unwrap();
-    assert_eq!(found.len(), 4_500, "every key asked that the cache holds");
+    assert_eq!(found.len(), 4_501, "every key asked that the cache holds");
+    let odd_found = found.iter().find(|i| i.value == odd).expect("the odd key");
+    assert_eq!(odd_found.object_id.as_deref(), Some("id-odd"));
+    let first = found.iter().find(|i| i.value == "p1000@uni.ac.uk").unwrap();
+    assert_eq!(
+        first.checked_at, many[1_000].checked_at,
+        "checked_at reads back"
+    );
     assert!(found.windows(2).all(|w| w[0].value < w[1].value), "sorted");
     assert!(found.iter().all(|i| asked.contains(&i.value)));
     let unresolved = found.iter().filter(|i| i.object_id.is_none()).count();
