@@ -142,11 +142,10 @@ impl Store {
     /// switched off, or a partial restore): a run's reading must not extend them. Returns how
     /// many went.
     ///
-    /// Runs before every delta read, so it reads one key per list rather than every row, and
-    /// deletes only where it found an orphan: `DELETE … WHERE list_key NOT IN (SELECT …)`
-    /// scanned and locked the whole mirror on MariaDB (0.47 s of the large university's
-    /// no-change run), where a `GROUP BY list_key` with a MIN is a loose scan of the key's index
-    /// (about 20 ms).
+    /// Runs before every delta read, so it seeks one key per list rather than reading every
+    /// row, and deletes only where it found an orphan: `DELETE … WHERE list_key NOT IN
+    /// (SELECT …)` scanned the whole mirror (0.1 s on SQLite, and 0.47 s on MariaDB, which
+    /// also locked it, for the large university's 300,000 rows); the seeks take about 10 ms.
     pub async fn forget_orphaned_mirror(&self) -> Result<u64, StoreError> {
         let keys = |table: &str, query: String| {
             let action = format!("look for orphaned {table} rows");
@@ -170,8 +169,21 @@ impl Store {
         .collect();
         let mut deleted = 0;
         for MirrorTable { table, column, .. } in [MEMBER_MIRROR, OWNER_MIRROR] {
-            // The MIN is what makes MariaDB choose the loose scan without fresh statistics.
-            let query = format!("SELECT list_key, MIN({column}) FROM {table} GROUP BY list_key");
+            let query = match self.backend {
+                // A skip scan: one index seek per list.
+                Backend::Sqlite | Backend::Postgres => format!(
+                    "WITH RECURSIVE listed (list_key) AS (SELECT MIN(list_key) FROM {table} \
+                     UNION ALL SELECT (SELECT MIN(m.list_key) FROM {table} m \
+                     WHERE m.list_key > listed.list_key) FROM listed \
+                     WHERE listed.list_key IS NOT NULL) \
+                     SELECT list_key FROM listed WHERE list_key IS NOT NULL"
+                ),
+                // MySQL 8 caps recursion at 1,000 rows; its loose index scan does the same,
+                // and the MIN is what makes MariaDB choose it without fresh statistics.
+                Backend::Mysql => {
+                    format!("SELECT list_key, MIN({column}) FROM {table} GROUP BY list_key")
+                }
+            };
             let listed = keys(table, query).await?;
             let orphans: Vec<String> = listed
                 .into_iter()

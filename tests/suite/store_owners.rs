@@ -231,7 +231,9 @@ async fn orphaned_owner_rows_are_found_and_repaired(db: TestDatabase) {
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
     sqlx::raw_sql(&format!(
-        "{off} INSERT INTO owner_mirror (list_key, owner_id) VALUES ('gone', 'o1'), ('gone', 'o2')"
+        "{off} INSERT INTO owner_mirror (list_key, owner_id) VALUES ('gone', 'o1'), \
+         ('gone', 'o2'), ('0-first', 'o3'); \
+         INSERT INTO mirror (list_key, member_id) VALUES ('zz-last', 'm1')"
     ))
     .execute(&mut conn)
     .await
@@ -241,11 +243,13 @@ async fn orphaned_owner_rows_are_found_and_repaired(db: TestDatabase) {
     let findings = store.doctor().await;
     assert!(
         findings.iter().any(|f| f.check == "orphans"
-            && f.message.contains("2 owner_mirror row(s)")
+            && f.message.contains("3 owner_mirror row(s)")
             && f.message.contains("gone")),
         "{findings:?}"
     );
-    assert_eq!(store.forget_orphaned_mirror().await.unwrap(), 2);
+    // Orphans before, between and after the managed list's keys, in both mirrors.
+    assert_eq!(store.forget_orphaned_mirror().await.unwrap(), 4);
+    assert!(store.mirror().await.unwrap().is_empty());
     assert_eq!(
         store.owner_mirror().await.unwrap(),
         owners_of(&[("a", &["o1"])])
