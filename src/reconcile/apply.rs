@@ -2,6 +2,7 @@
 //! outcomes committed (fenced by the lease) before the next batch goes out.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,9 @@ use super::progress::Progress;
 use super::stop::{Stop, StopSignal};
 use crate::graph::{Ensured, GraphClient, GroupSpec, ManagedTag, Write};
 use crate::plan::{ObjectId, Title};
-use crate::store::{Batch, GroupOrigin, JournalOp, ManagedGroup, OpKind, Outcome, RunId, Store};
+use crate::store::{
+    Batch, GroupOrigin, JournalOp, ManagedGroup, OpKind, Outcome, PauseState, RunId, Store,
+};
 
 /// Most member and tag operations per journal batch: enough for every connection to carry a
 /// full `$batch` of twenty 20-member PATCHes at once. A batch ends on a full `$batch`, so a
@@ -63,8 +66,9 @@ pub struct Applied {
     pub pending: u64,
     /// Batches committed to the journal (each one a Graph batch, or a chunk of creates).
     pub batches: u64,
-    /// Round trips to the state database for the batches: pause checks and batch commits
-    /// (two each).
+    /// Round trips to the state database for the batches: two for each batch commit (the
+    /// second also reads the pause flag for the next batch's check), and one pause check
+    /// at the start of each pass.
     pub state_round_trips: u64,
 }
 
@@ -87,6 +91,9 @@ pub struct Apply<'a> {
     pub stop: &'a StopSignal,
     /// Progress shown to the operator.
     pub progress: &'a Progress,
+    /// The pause flag as the last batch commit read it, for the check before the next batch
+    /// (taken by that check; a pass starts without it).
+    pub paused_at_commit: Mutex<Option<PauseState>>,
 }
 
 impl Apply<'_> {
@@ -110,6 +117,7 @@ impl Apply<'_> {
             if pending.is_empty() {
                 break;
             }
+            self.known_pause();
             if pass > 0 {
                 tracing::info!(
                     pending = pending.len(),
@@ -141,7 +149,7 @@ impl Apply<'_> {
                 batches::first_adds(others, |list| creating.contains(list));
             let mut not_created = HashSet::new();
             for chunk in creates.chunks(CREATES_PER_BATCH) {
-                self.stop.check(self.store, self.lease).await?;
+                self.check().await?;
                 let (counts, unsettled) = self
                     .create(chunk, &mut first_adds, &mut groups, &mut not_created)
                     .await?;
@@ -152,7 +160,7 @@ impl Apply<'_> {
             others.extend(first_adds.into_values().flatten().map(|(op, _)| op));
             let mut fates = Fates::default();
             for chunk in batches::journal_batches(others, OPS_PER_BATCH) {
-                self.stop.check(self.store, self.lease).await?;
+                self.check().await?;
                 let (counts, unreachable) = self
                     .write(&chunk, &mut groups, &not_created, &mut fates)
                     .await?;
@@ -177,6 +185,21 @@ impl Apply<'_> {
                 left.first().and_then(|op| op.last_error.clone()),
             ))
         }
+    }
+
+    /// Before a batch: stops on a signal, a lost lease or a pause, the last commit's reading
+    /// of the pause flag standing in for a round trip of its own.
+    async fn check(&self) -> Result<(), Stop> {
+        let known = self.known_pause();
+        self.stop.check(self.store, self.lease, known).await
+    }
+
+    /// Takes the pause flag as the last batch commit read it.
+    fn known_pause(&self) -> Option<PauseState> {
+        self.paused_at_commit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// Creates (or finds) the groups of a chunk of create operations, each with the first
@@ -419,7 +442,8 @@ impl Apply<'_> {
         sent: usize,
     ) -> Result<(Applied, bool), Stop> {
         let lease = self.lease.current();
-        self.store
+        let pause = self
+            .store
             .record_batch(
                 &lease,
                 Batch {
@@ -431,6 +455,10 @@ impl Apply<'_> {
             )
             .await
             .map_err(Stop::commit)?;
+        *self
+            .paused_at_commit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(pause);
         let mut counts = Applied {
             batches: 1,
             ..Applied::default()

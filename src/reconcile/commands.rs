@@ -2,6 +2,7 @@
 //! journal → apply → record), resume, verify, and the state-only rebuild, each under the
 //! run lease.
 
+use std::sync::Mutex;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -309,6 +310,7 @@ impl Engine {
             retitles: &retitles,
             stop: &self.stop,
             progress: &self.progress,
+            paused_at_commit: Mutex::default(),
         };
         let mut report: RunReport = run
             .report
@@ -376,6 +378,7 @@ impl Engine {
             retitles: &planned.retitles(),
             stop: &self.stop,
             progress: &self.progress,
+            paused_at_commit: Mutex::default(),
         };
         let started = Instant::now();
         let result = apply.run().await;

@@ -7,7 +7,7 @@ use super::lease::RunLease;
 use crate::exit::{CommandError, Exit};
 use crate::graph::GraphError;
 use crate::source::SourceError;
-use crate::store::{RunStatus, Store, StoreError};
+use crate::store::{PauseState, RunStatus, Store, StoreError};
 
 /// Why a run stopped short: the exit code, the status its record ends in, and the cause.
 #[derive(Debug)]
@@ -176,8 +176,14 @@ impl StopSignal {
         self.signalled.load(Ordering::SeqCst)
     }
 
-    /// Called between batches: stops on a signal, a lost lease, or the pause flag.
-    pub async fn check(&self, store: &Store, lease: &RunLease) -> Result<(), Stop> {
+    /// Called between batches: stops on a signal, a lost lease, or the pause flag, read from
+    /// the store unless `known` (the flag as the last batch commit read it) is given.
+    pub async fn check(
+        &self,
+        store: &Store,
+        lease: &RunLease,
+        known: Option<PauseState>,
+    ) -> Result<(), Stop> {
         if self.is_raised() {
             return Err(Stop::interrupted("a signal asked rollcall to stop"));
         }
@@ -186,7 +192,10 @@ impl StopSignal {
                 "the run lease was lost (another run took it over after it expired)",
             ));
         }
-        let pause = store.pause_state().await.map_err(Stop::lost_store)?;
+        let pause = match known {
+            Some(pause) => pause,
+            None => store.pause_state().await.map_err(Stop::lost_store)?,
+        };
         if pause.paused {
             let reason = pause.reason.unwrap_or_default();
             return Err(Stop::interrupted(&format!(

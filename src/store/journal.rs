@@ -11,7 +11,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, Executor as _, Row};
 
 use super::groups::{upsert_group, upsert_group_stmts};
-use super::lease::{fence, fence_stmt, fenced_stmt, lease_lost};
+use super::lease::{fence, fence_stmt, fenced_stmt, lease_lost, pause_of, pause_stmt};
 use super::model::millis;
 use super::script::{Script, Stmt};
 use super::sql::{CHUNK_ROWS, MAX_BINDS, case, marks};
@@ -21,8 +21,8 @@ use super::state::{
 };
 use super::titles::titles_stmts;
 use super::{
-    Backend, Batch, JournalCounts, JournalOp, Lease, NewOp, OpKind, OpStatus, Outcome, RunId,
-    Store, StoreError, text,
+    Backend, Batch, JournalCounts, JournalOp, Lease, NewOp, OpKind, OpStatus, Outcome, PauseState,
+    RunId, Store, StoreError, text,
 };
 
 const JOURNAL_COLUMNS: [&str; 9] = [
@@ -205,7 +205,14 @@ impl Store {
     /// Two round trips whatever the batch's size (see [`Store::round_trips`]): `BEGIN` with
     /// the lease fence, and then every write and the `COMMIT` as one [`Script`]. A script
     /// that fails is rolled back whole.
-    pub async fn record_batch(&self, lease: &Lease, batch: Batch<'_>) -> Result<(), StoreError> {
+    ///
+    /// Returns the pause flag as it stood just after the commit, read by the same script:
+    /// the check before the next batch needs no round trip of its own.
+    pub async fn record_batch(
+        &self,
+        lease: &Lease,
+        batch: Batch<'_>,
+    ) -> Result<PauseState, StoreError> {
         match self.write_batch(lease, &batch).await {
             Err(StoreError::Constraint(refused)) if refused.list.is_none() => Err(self
                 .find_refused_list(lease, &batch)
@@ -215,7 +222,11 @@ impl Store {
         }
     }
 
-    async fn write_batch(&self, lease: &Lease, batch: &Batch<'_>) -> Result<(), StoreError> {
+    async fn write_batch(
+        &self,
+        lease: &Lease,
+        batch: &Batch<'_>,
+    ) -> Result<PauseState, StoreError> {
         let action = format!(
             "record {} outcomes of run {}",
             batch.outcomes.len(),
@@ -237,11 +248,12 @@ impl Store {
         self.trip(1);
         let written = match fenced {
             Ok(rows) if rows.len() == 1 => {
-                let written = writes.run(&mut conn).await;
+                let written = writes.fetch_all(&mut conn).await;
                 self.trip(1);
-                written
-                    .map(drop)
-                    .map_err(|e| StoreError::writing(action, "journal", None)(e))
+                match written {
+                    Ok(pause) => pause_of(pause.first()),
+                    Err(e) => Err(StoreError::writing(action, "journal", None)(e)),
+                }
             }
             Ok(_) => Err(lease_lost(&mut conn, self.backend).await),
             Err(e) => Err(StoreError::query("check the run lease")(e)),
@@ -320,7 +332,8 @@ async fn roll_back(mut conn: PoolConnection<Any>) {
 }
 
 /// A batch's writes and its COMMIT, to be sent after the fence: each group's upsert, the
-/// titles, the outcomes, then the mirror's and the owner mirror's adds and removes.
+/// titles, the outcomes, then the mirror's and the owner mirror's adds and removes; after
+/// the COMMIT, the pause flag is read.
 fn batch_script(backend: Backend, batch: &Batch<'_>, now: i64) -> Script {
     let mut script = Script::new(backend);
     for group in batch.groups {
@@ -348,6 +361,7 @@ fn batch_script(backend: Backend, batch: &Batch<'_>, now: i64) -> Script {
         }
     }
     script.push_sql("COMMIT");
+    script.push(&pause_stmt());
     script
 }
 

@@ -197,20 +197,12 @@ impl Store {
     pub async fn pause_state(&self) -> Result<PauseState, StoreError> {
         let decode = StoreError::query("read the pause flag");
         self.trip(1);
-        let row = sqlx::query(
-            &self
-                .backend
-                .sql("SELECT paused, reason, until_at, set_by, set_at FROM pause WHERE id = ?"),
-        )
-        .bind(PAUSE_ROW)
-        .fetch_optional(&self.pool)
-        .await;
-        let row = match row {
-            Ok(Some(row)) => row,
-            Ok(None) => return Ok(PauseState::default()),
-            Err(e) => return Err(decode(e)),
-        };
-        pause_from_row(&row, Utc::now()).map_err(decode)
+        let row = sqlx::query(&self.backend.sql(PAUSE_QUERY))
+            .bind(PAUSE_ROW)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(decode)?;
+        pause_of(row.as_ref())
     }
 
     async fn write_pause(
@@ -364,6 +356,21 @@ async fn lease_state(
     })
     .transpose()
     .map_err(decode())
+}
+
+/// Reads the pause flag.
+const PAUSE_QUERY: &str = "SELECT paused, reason, until_at, set_by, set_at FROM pause WHERE id = ?";
+
+/// The statement that reads the pause flag, for a script.
+pub(crate) fn pause_stmt() -> Stmt<'static> {
+    Stmt::new(PAUSE_QUERY).bind(PAUSE_ROW)
+}
+
+/// The pause flag from its row; no row reads as not paused.
+pub(crate) fn pause_of(row: Option<&AnyRow>) -> Result<PauseState, StoreError> {
+    row.map_or(Ok(PauseState::default()), |row| {
+        pause_from_row(row, Utc::now()).map_err(StoreError::query("read the pause flag"))
+    })
 }
 
 fn pause_from_row(row: &AnyRow, now: DateTime<Utc>) -> Result<PauseState, sqlx::Error> {

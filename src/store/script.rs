@@ -119,14 +119,6 @@ impl Script {
         self.text.push_str(";\n");
     }
 
-    /// Sends the script; the rows affected are summed over its statements.
-    pub(crate) async fn run(
-        &self,
-        conn: &mut AnyConnection,
-    ) -> Result<AnyQueryResult, sqlx::Error> {
-        conn.execute(sqlx::raw_sql(&self.text)).await
-    }
-
     /// Sends the script and returns the rows its statements return.
     pub(crate) async fn fetch_all(
         &self,

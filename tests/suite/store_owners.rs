@@ -181,7 +181,7 @@ async fn done_owner_operations_reach_the_owner_mirror_in_the_batch(db: TestDatab
     let record = async |outcomes: &[(i64, Outcome)]| {
         let journal = store.journal(run).await.unwrap();
         let before = store.round_trips();
-        store
+        let pause = store
             .record_batch(
                 &lease,
                 Batch {
@@ -193,17 +193,22 @@ async fn done_owner_operations_reach_the_owner_mirror_in_the_batch(db: TestDatab
             )
             .await
             .unwrap();
-        store.round_trips() - before
+        (store.round_trips() - before, pause)
     };
 
-    let members_only = record(&done(&seqs[0..2])).await;
+    let (members_only, pause) = record(&done(&seqs[0..2])).await;
+    assert!(!pause.paused, "the commit reads the pause flag: not paused");
     assert_eq!(store.members("a").await.unwrap(), strings(&["m1"]));
     assert_eq!(store.owners("a").await.unwrap(), strings(&["keep", "old"]));
 
     let mut outcomes = done(&seqs[2..9]);
     outcomes[4].1 = Outcome::Failed("400 nope".into()); // b's "failed"
     outcomes[6].1 = Outcome::Retry("400 last owner".into()); // a's "keep"
-    let with_owners = record(&outcomes).await;
+    // Paused by an operator meanwhile: the next commit reads it, for the next batch's check.
+    store.pause("maintenance", None, "ops").await.unwrap();
+    let (with_owners, pause) = record(&outcomes).await;
+    assert!(pause.paused, "the commit reads the pause flag: paused");
+    assert_eq!(pause.reason.as_deref(), Some("maintenance"));
     // A batch is BEGIN with the fence, then one script of every write and the COMMIT,
     // whatever it holds.
     assert_eq!(
