@@ -10,7 +10,9 @@
 //! (the report's `state_round_trips / batches`). PostgreSQL and MariaDB come from
 //! `ROLLCALL_TEST_POSTGRES_URL` / `ROLLCALL_TEST_MYSQL_URL` (a fresh database is created on
 //! each and dropped after); an unset one is left out, with a line saying so.
-//! `ROLLCALL_BENCH_SMOKE=1 cargo bench --bench store` runs the small university in seconds.
+//! `ROLLCALL_BENCH_SMOKE=1 cargo bench --bench store` runs the small university in seconds;
+//! `ROLLCALL_BENCH_ROUNDS=N` measures every configuration N times, taking turns, and prints
+//! the medians.
 //!
 //! The numbers are for comparing within one run: on a shared machine the absolute times
 //! move with the other load, the ratios much less.
@@ -77,7 +79,64 @@ fn main() -> anyhow::Result<()> {
     );
     let runtime = sandbox_runtime("sandbox-and-proxy")?;
 
-    let mut rows = Vec::new();
+    let rounds = rounds();
+    let mut rows: Vec<(Backend, Option<Duration>, Vec<Measured>)> = Vec::new();
+    for round in 0..rounds {
+        if rounds > 1 {
+            println!("round {} of {rounds}", round + 1);
+        }
+        measure_round(&runtime, &university, dir.path(), &mut rows)?;
+    }
+    let rows: Vec<(Backend, Option<Duration>, Measured)> = rows
+        .into_iter()
+        .map(|(backend, delay, runs)| (backend, delay, median(runs)))
+        .collect();
+    print_table(&rows, rounds);
+    Ok(())
+}
+
+/// How many times each configuration is measured (`ROLLCALL_BENCH_ROUNDS`, default 1); the
+/// table gives the medians. The rounds take turns, so that a slow spell of a shared machine
+/// falls on every backend alike.
+fn rounds() -> usize {
+    std::env::var("ROLLCALL_BENCH_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1)
+}
+
+/// Each configuration's measurements: the median build, apply and no-change run (the
+/// phases of the no-change run whose wall time is the median), the highest peak memory.
+fn median(mut runs: Vec<Measured>) -> Measured {
+    let mid = runs.len() / 2;
+    let middle = |mut values: Vec<u128>| {
+        values.sort_unstable();
+        values[mid]
+    };
+    let build = middle(runs.iter().map(|m| m.build.as_millis()).collect());
+    let apply_ms = middle(runs.iter().map(|m| u128::from(m.apply_ms)).collect());
+    let peak_rss_kib = runs
+        .iter()
+        .map(|m| m.peak_rss_kib)
+        .max()
+        .unwrap_or_default();
+    runs.sort_by_key(|m| m.no_change);
+    let mut measured = runs.swap_remove(mid);
+    measured.build = Duration::from_millis(u64::try_from(build).unwrap_or(u64::MAX));
+    measured.apply_ms = u64::try_from(apply_ms).unwrap_or(u64::MAX);
+    measured.peak_rss_kib = peak_rss_kib;
+    measured
+}
+
+/// Measures every backend once, adding to each configuration's row.
+fn measure_round(
+    runtime: &tokio::runtime::Runtime,
+    university: &University,
+    dir: &Path,
+    rows: &mut Vec<(Backend, Option<Duration>, Vec<Measured>)>,
+) -> anyhow::Result<()> {
+    let mut n = 0;
     for backend in [Backend::Sqlite, Backend::Postgres, Backend::Mysql] {
         let server = match backend {
             Backend::Sqlite => None,
@@ -95,22 +154,26 @@ fn main() -> anyhow::Result<()> {
             &[None]
         };
         for &delay in delays {
-            let n = rows.len();
             let measured = runtime.block_on(async {
-                let state =
-                    StateDatabase::create(backend, server.as_deref(), dir.path(), n).await?;
+                let state = StateDatabase::create(backend, server.as_deref(), dir, n).await?;
                 let url = match delay {
                     Some(delay) => behind_proxy(&state.url, delay).await?,
                     None => state.url.clone(),
                 };
-                let measured = measure(&university, dir.path(), &url, n).await;
+                let measured = measure(university, dir, &url, n).await;
                 state.drop_database().await;
                 measured
             })?;
-            rows.push((backend, delay, measured));
+            match rows
+                .iter_mut()
+                .find(|(b, d, _)| *b == backend && *d == delay)
+            {
+                Some((_, _, runs)) => runs.push(measured),
+                None => rows.push((backend, delay, vec![measured])),
+            }
+            n += 1;
         }
     }
-    print_table(&rows);
     Ok(())
 }
 
@@ -301,13 +364,18 @@ async fn behind_proxy(url: &str, delay: Duration) -> anyhow::Result<String> {
     Ok(parsed.to_string())
 }
 
-fn print_table(rows: &[(Backend, Option<Duration>, Measured)]) {
+fn print_table(rows: &[(Backend, Option<Duration>, Measured)], rounds: usize) {
     let sqlite_apply = rows
         .iter()
         .find(|(b, d, _)| *b == Backend::Sqlite && d.is_none())
         .map(|(_, _, m)| m.apply_ms.max(1));
+    let medians = if rounds > 1 {
+        format!("; medians of {rounds} rounds")
+    } else {
+        String::new()
+    };
     println!(
-        "\nstate store benchmark (sandbox tenant, throttling off; compare within this run)\n\n\
+        "\nstate store benchmark (sandbox tenant, throttling off; compare within this run{medians})\n\n\
          | backend | network | build wall | of which apply | apply ÷ SQLite | no-change run | build peak RSS | state round trips per batch |\n\
          | --- | --- | --- | --- | --- | --- | --- | --- |"
     );
