@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::batches::{self, FirstAdds};
 use super::lease::RunLease;
 use super::outcome::{HELD, outcome_of};
+use super::planned_group::PlannedGroup;
 use super::progress::Progress;
 use super::stop::{Stop, StopSignal};
 use crate::graph::{Ensured, GraphClient, GroupSpec, ManagedTag, Write};
@@ -29,30 +30,6 @@ const CREATES_PER_BATCH: usize = 20;
 /// Passes over the pending operations before the run gives up and leaves the rest pending;
 /// later passes catch writes that failed while a new group replicated.
 const PASSES: usize = 3;
-
-/// A group to create, as the plan summary records it so that `resume` can finish a create.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlannedGroup {
-    /// The family.
-    pub family: String,
-    /// mailNickname.
-    pub mail_nickname: String,
-    /// displayName.
-    pub display_name: String,
-    /// description.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// visibility (plans saved before it was recorded create Private groups).
-    #[serde(default = "private")]
-    pub visibility: String,
-    /// resourceBehaviorOptions.
-    #[serde(default)]
-    pub behaviors: Vec<String>,
-}
-
-fn private() -> String {
-    crate::config::Visibility::Private.as_str().to_owned()
-}
 
 /// What the apply did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 
 use super::actual;
-use super::apply::PlannedGroup;
 use super::engine::Engine;
 use super::lease::RunLease;
 use super::planned::Planned;
+use super::planned_group::PlannedGroup;
 use super::saved::Change;
 use super::stop::Stop;
 use crate::config::FamilyConfig;

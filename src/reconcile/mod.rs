@@ -21,6 +21,7 @@ mod journal;
 mod lease;
 mod outcome;
 mod planned;
+mod planned_group;
 mod prepare;
 mod progress;
 mod record;
@@ -30,11 +31,12 @@ mod stop;
 mod verify;
 
 pub use actual::Conflict;
-pub use apply::{Applied, OPS_PER_BATCH, PlannedGroup};
+pub use apply::{Applied, OPS_PER_BATCH};
 pub use engine::{Engine, needed_permissions};
 pub use identity::Refresh;
 pub use lease::{LEASE_TTL, RunLease, holder_name};
 pub use planned::{Durations, Planned};
+pub use planned_group::PlannedGroup;
 pub use progress::Progress;
 pub use record::exit_of;
 pub use report::{
