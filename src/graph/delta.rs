@@ -120,13 +120,13 @@ impl Merged {
         // is an owner, whatever its type.
         for entry in item["owners@delta"].as_array().into_iter().flatten() {
             let owner: ObjectId = object_id(entry, request)?;
-            if entry.get("@removed").is_some() {
-                group.owners_added.remove(&owner);
-                group.owners_removed.insert(owner);
-            } else {
-                group.owners_removed.remove(&owner);
-                group.owners_added.insert(owner);
-            }
+            let removed = entry.get("@removed").is_some();
+            note(
+                &mut group.owners_added,
+                &mut group.owners_removed,
+                owner,
+                removed,
+            );
         }
         let Some(members) = item["members@delta"].as_array() else {
             return Ok(());
@@ -140,16 +140,27 @@ impl Merged {
                 continue;
             }
             let user: ObjectId = object_id(member, request)?;
-            if member.get("@removed").is_some() {
-                group.added.remove(&user);
-                group.removed.insert(user);
-            } else {
-                group.removed.remove(&user);
-                group.added.insert(user);
-            }
+            let removed = member.get("@removed").is_some();
+            note(&mut group.added, &mut group.removed, user, removed);
         }
         Ok(())
     }
+}
+
+/// Records one delta entry: the last word on an id (added or removed) is the one kept.
+fn note(
+    added: &mut BTreeSet<ObjectId>,
+    removed: &mut BTreeSet<ObjectId>,
+    id: ObjectId,
+    gone: bool,
+) {
+    let (from, to) = if gone {
+        (added, removed)
+    } else {
+        (removed, added)
+    };
+    from.remove(&id);
+    to.insert(id);
 }
 
 #[cfg(test)]

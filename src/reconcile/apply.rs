@@ -94,7 +94,8 @@ impl Apply<'_> {
             if pending.is_empty() {
                 break;
             }
-            self.known_pause();
+            // A pass checks the pause flag afresh: the last commit's reading may be old.
+            drop(self.known_pause());
             if pass > 0 {
                 tracing::info!(
                     pending = pending.len(),

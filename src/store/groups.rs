@@ -49,14 +49,10 @@ pub(crate) fn upsert_group_stmts(group: &ManagedGroup, now: i64) -> [Stmt<'_>; 2
     let update = Stmt::new(
         "UPDATE managed_groups SET group_id = ?, family = ?, origin = ?, mail_nickname = ?, \
          tagged = ?, updated_at = ? WHERE list_key = ?",
-    )
-    .bind(group.group_id.as_str())
-    .bind(group.family.as_str())
-    .bind(group.origin.as_str())
-    .bind(group.mail_nickname.as_str())
-    .bind(i64::from(group.tagged))
-    .bind(now)
-    .bind(group.list.as_str());
+    );
+    let update = group_fields(update, group)
+        .bind(now)
+        .bind(group.list.as_str());
     let columns = COLUMNS.join(", ");
     let insert = Stmt::new(format!(
         "INSERT INTO managed_groups ({columns}) SELECT {columns} FROM (SELECT ? AS list_key, \
@@ -64,13 +60,16 @@ pub(crate) fn upsert_group_stmts(group: &ManagedGroup, now: i64) -> [Stmt<'_>; 2
          ? AS created_at, ? AS updated_at) AS new_group WHERE NOT EXISTS \
          (SELECT 1 FROM managed_groups AS g WHERE g.list_key = new_group.list_key)"
     ))
-    .bind(group.list.as_str())
-    .bind(group.group_id.as_str())
-    .bind(group.family.as_str())
-    .bind(group.origin.as_str())
-    .bind(group.mail_nickname.as_str())
-    .bind(i64::from(group.tagged))
-    .bind(now)
-    .bind(now);
+    .bind(group.list.as_str());
+    let insert = group_fields(insert, group).bind(now).bind(now);
     [update, insert]
+}
+
+/// Binds the group's own columns, in `COLUMNS` order after the list key.
+fn group_fields<'a>(stmt: Stmt<'a>, group: &'a ManagedGroup) -> Stmt<'a> {
+    stmt.bind(group.group_id.as_str())
+        .bind(group.family.as_str())
+        .bind(group.origin.as_str())
+        .bind(group.mail_nickname.as_str())
+        .bind(i64::from(group.tagged))
 }

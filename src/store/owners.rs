@@ -22,16 +22,6 @@ impl Store {
 
     /// A list's mirrored owners (object ids), sorted.
     pub async fn owners(&self, list: &str) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar(
-            &self
-                .backend
-                .sql("SELECT owner_id FROM owner_mirror WHERE list_key = ? ORDER BY owner_id"),
-        )
-        .bind(list)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::query(format!(
-            "read the owner mirror of `{list}`"
-        )))
+        self.read_mirrored(&OWNER_MIRROR, list).await
     }
 }

@@ -113,15 +113,25 @@ impl Store {
 
     /// A list's mirrored members (object ids), sorted.
     pub async fn members(&self, list: &str) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar(
-            &self
-                .backend
-                .sql("SELECT member_id FROM mirror WHERE list_key = ? ORDER BY member_id"),
-        )
-        .bind(list)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::query(format!("read the mirror of `{list}`")))
+        self.read_mirrored(&MEMBER_MIRROR, list).await
+    }
+
+    /// One list's ids in a mirror table, sorted.
+    pub(super) async fn read_mirrored(
+        &self,
+        mirror: &MirrorTable,
+        list: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let MirrorTable { table, column, .. } = mirror;
+        let query = format!("SELECT {column} FROM {table} WHERE list_key = ? ORDER BY {column}");
+        sqlx::query_scalar(&self.backend.sql(&query))
+            .bind(list)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query(format!(
+                "read the {} of `{list}`",
+                mirror.name
+            )))
     }
 
     /// The whole mirror: each list's members (object ids), sorted.

@@ -252,11 +252,11 @@ pub async fn record_adoption(
 /// Replaces a list's mirror and owner mirror with what a full read of its group found.
 async fn record_read(store: &Store, list: &ActualList) -> Result<(), Stop> {
     store
-        .replace_members(&list.key, &ids(list))
+        .replace_members(&list.key, &ids(&list.members))
         .await
         .map_err(Stop::store)?;
     store
-        .replace_owners(&list.key, &owner_ids(list))
+        .replace_owners(&list.key, &ids(&list.owners))
         .await
         .map_err(Stop::store)
 }
@@ -398,22 +398,9 @@ async fn read_groups(
     Ok(lists)
 }
 
-/// A list's members as the mirror stores them.
-fn ids(list: &ActualList) -> Vec<String> {
-    list.members
-        .as_slice()
-        .iter()
-        .map(|m| m.to_string())
-        .collect()
-}
-
-/// A list's owners as the owner mirror stores them.
-fn owner_ids(list: &ActualList) -> Vec<String> {
-    list.owners
-        .as_slice()
-        .iter()
-        .map(|m| m.to_string())
-        .collect()
+/// A list's members or owners as the mirror and the owner mirror store them.
+fn ids(people: &Members) -> Vec<String> {
+    people.as_slice().iter().map(|m| m.to_string()).collect()
 }
 
 /// Brings the mirror and the owner mirror in line with what was just read, rewriting only
@@ -430,14 +417,14 @@ async fn mirror(store: &Store, unrecorded: &[&str], lists: &[ActualList]) -> Res
         if unrecorded.contains(&list.key.as_str()) {
             continue;
         }
-        let read = ids(list);
+        let read = ids(&list.members);
         if differs(&members, &list.key, &read) {
             store
                 .replace_members(&list.key, &read)
                 .await
                 .map_err(Stop::store)?;
         }
-        let read = owner_ids(list);
+        let read = ids(&list.owners);
         if differs(&owners, &list.key, &read) {
             store
                 .replace_owners(&list.key, &read)
